@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test of ultcp: formatting, vet, the unit and multi-process tests,
+# and the race detector on the packages with concurrency. Installs the Debian
+# packages the tests need when they are missing (as root, e.g. in CI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use; none yet beyond Go itself. Later issues add
+# iproute2, curl, socat, tshark, netpipe-tcp here.
+packages=()
+missing=()
+for p in "${packages[@]}"; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+		exit 1
+	fi
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [[ -n $unformatted ]]; then
+	echo "gofmt would change:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+go test -count=1 -timeout 15m ./...
+
+# The race detector on the packages whose code runs on several goroutines or
+# processes at once.
+race_pkgs=()
+for d in ./fabric/... ./internal/timerwheel/... .; do
+	if compgen -G "${d%/...}/*.go" >/dev/null; then race_pkgs+=("$d"); fi
+done
+if ((${#race_pkgs[@]})); then
+	echo "== go test -race ${race_pkgs[*]}"
+	go test -count=1 -race -timeout 15m "${race_pkgs[@]}"
+fi
+echo "== all tests passed"
