@@ -93,11 +93,10 @@ func (k sipKey) sum64(m []byte) uint64 {
 // package, so that one key given to several users (ISN, cookies, ports)
 // still yields unrelated functions.
 const (
-	sipDomainISN        = 'I'
-	sipDomainCookiePad  = 'C'
-	sipDomainCookieMAC  = 'M'
-	sipDomainPortOffset = 'F' // RFC 6056 Algorithm 3's F
-	sipDomainPortIndex  = 'G' // RFC 6056 Algorithm 3's G
+	sipDomainISN       = 'I'
+	sipDomainCookiePad = 'C'
+	sipDomainCookieMAC = 'M'
+	sipDomainPort      = 'P' // RFC 6056 Algorithm 3's F and G
 )
 
 // tupleLen is the length of a connection's 4-tuple as putTuple writes it.
