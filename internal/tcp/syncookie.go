@@ -20,8 +20,9 @@ const SYNCookieSlot = 64 * time.Second
 // The entries are the values that real paths announce, so that the common
 // cases lose nothing:
 //
-//	   88  the floor: the smallest MSS Linux ever sends (TCP_MIN_MSS), so a
-//	       peer announcing a tiny but not absurd MSS is never overrun
+//	   64  the floor: the engine clamps a peer's MSS to at least
+//	       MinMSSFloor (64), so with this entry a cookie never carries
+//	       more than the (clamped) MSS the peer announced
 //	  536  RFC 9293 §3.7.1's default for IPv4 (576-byte datagrams)
 //	 1220  IPv6's minimum MTU, 1280 − 40 − 20 (RFC 8200 §5)
 //	 1300  a conservative value behind tunnels and VPNs with MSS clamping
@@ -33,7 +34,7 @@ const SYNCookieSlot = 64 * time.Second
 //	       chosen 12 below 65495 so that a peer announcing either value
 //	       (with or without counting timestamps) lands on it rather than on
 //	       8960, which would cost a factor of seven in segment size.
-var synCookieMSS = [8]uint16{88, 536, 1220, 1300, 1440, 1460, 8960, 65483}
+var synCookieMSS = [8]uint16{64, 536, 1220, 1300, 1440, 1460, 8960, 65483}
 
 // Bit layout of a cookie before it is masked (see SYNCookies).
 const (
@@ -87,7 +88,7 @@ func NewSYNCookies(key [16]byte) *SYNCookies {
 }
 
 // SYNCookieMSS returns the MSS a cookie made for a SYN announcing mss will
-// carry: the largest table entry not above mss, or the smallest entry (88)
+// carry: the largest table entry not above mss, or the smallest entry (64)
 // when mss is below all of them. The engine uses this value as the send
 // MSS once the cookie comes back, so it may also announce it.
 func SYNCookieMSS(mss uint16) uint16 {

@@ -18,10 +18,10 @@ const cookiePeerISN = 0x1234abcd
 func TestSYNCookieRoundTripCarriesMSS(t *testing.T) {
 	c := NewSYNCookies(cookieKey)
 	for _, tc := range []struct{ announced, want uint16 }{
-		{0, 88}, // below the table: the floor
-		{87, 88},
-		{88, 88},
-		{535, 88},
+		{0, 64}, // below the table: the floor
+		{63, 64},
+		{64, 64}, // the engine's MinMSSFloor
+		{535, 64},
 		{536, 536}, // RFC 9293 default
 		{1219, 536},
 		{1220, 1220}, // IPv6 minimum MTU
