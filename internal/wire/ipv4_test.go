@@ -116,7 +116,7 @@ func TestParseIPv4IHLBeyondPacket(t *testing.T) {
 
 func TestParseIPv4IHLBeyondTotalLength(t *testing.T) {
 	b := clone(synPacket)
-	b[0] = 0x4f // 60-byte header in a packet whose total length is...
+	b[0] = 0x4f                            // 60-byte header in a packet whose total length is...
 	binary.BigEndian.PutUint16(b[2:4], 40) // ...40
 	if _, _, err := ParseIPv4(fixIPv4Checksum(b)); err != ErrBadHeaderLen {
 		t.Fatalf("err = %v, want ErrBadHeaderLen", err)
