@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ultcp/ultcp/internal/proc"
+)
+
+func TestMain(m *testing.M) {
+	proc.RunChild()
+	os.Exit(m.Run())
+}
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestHelpListsEverySubcommand(t *testing.T) {
+	code, out, _ := runCLI("help")
+	if code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	for _, name := range []string{"bench", "help"} {
+		if !strings.Contains(out, "\n  "+name+" ") {
+			t.Errorf("help output does not list %q:\n%s", name, out)
+		}
+	}
+}
+
+func TestHelpBenchListsFlagsAndSections(t *testing.T) {
+	_, out, _ := runCLI("help", "bench")
+	for _, want := range []string{"-quick", "-json FILE", "-sections LIST", "-update-doc FILE", "  fabric "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ultcp help bench does not mention %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestNoArgumentsIsUsageError(t *testing.T) {
+	if code, _, errOut := runCLI(); code != 2 || !strings.Contains(errOut, "usage: ultcp") {
+		t.Errorf("exit %d, stderr %q; want 2 and the usage", code, errOut)
+	}
+}
+
+func TestUnknownCommandIsUsageError(t *testing.T) {
+	if code, _, errOut := runCLI("frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Errorf("exit %d, stderr %q; want 2 and the command named", code, errOut)
+	}
+}
+
+func TestBenchRejectsUnknownSection(t *testing.T) {
+	if code, _, errOut := runCLI("bench", "--sections", "fabric,nosuch"); code != 2 || !strings.Contains(errOut, `unknown section "nosuch"`) {
+		t.Errorf("exit %d, stderr %q; want 2 and the section named", code, errOut)
+	}
+}
+
+func TestBenchRejectsStrayArgument(t *testing.T) {
+	if code, _, errOut := runCLI("bench", "quick"); code != 2 || !strings.Contains(errOut, `unexpected argument "quick"`) {
+		t.Errorf("exit %d, stderr %q; want 2", code, errOut)
+	}
+}
+
+func TestTableTextAlignsNumbersRight(t *testing.T) {
+	tb := table{title: "T", header: []string{"size", "GB/s"}, rows: [][]string{{"64 B", "0.04"}, {"1 MiB", "12.50"}}}
+	var b bytes.Buffer
+	tb.writeText(&b)
+	want := "T\n" +
+		"size   GB/s\n" +
+		"-----  -----\n" +
+		"64 B    0.04\n" +
+		"1 MiB  12.50\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func TestTableMarkdown(t *testing.T) {
+	tb := table{title: "T", header: []string{"size", "GB/s"}, rows: [][]string{{"64 B", "0.04"}}}
+	var b bytes.Buffer
+	tb.writeMarkdown(&b)
+	want := "**T**\n\n| size | GB/s |\n|---|---:|\n| 64 B | 0.04 |\n"
+	if b.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}
+
+func TestReplaceGeneratedKeepsHandWrittenText(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "doc.md")
+	old := "# Title\nmethod\n" + docBegin + "\nold table\n" + docEnd + "\nafter\n"
+	if err := os.WriteFile(p, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := replaceGenerated(p, []byte("new table\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(p)
+	want := "# Title\nmethod\n" + docBegin + "\nnew table\n" + docEnd + "\nafter\n"
+	if string(got) != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestReplaceGeneratedWithoutMarkersFails(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "doc.md")
+	if err := os.WriteFile(p, []byte("# no markers\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := replaceGenerated(p, []byte("x")); err == nil {
+		t.Fatal("replaceGenerated succeeded on a file without markers")
+	}
+}
