@@ -1,0 +1,348 @@
+package fabric
+
+import (
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// A ring is a single-producer single-consumer circular queue of
+// variable-length records in shared memory. It is made of a control block
+// (four cache lines, each written by one side only) and a data area whose
+// size is a power of two.
+//
+// Records are 8-byte aligned: an 8-byte header (bits 0–31 body length,
+// bits 32–39 kind, bits 40–63 zero) followed by the body padded to 8. A
+// record never straddles the end of the data area: when it would not fit,
+// the producer first writes a skip record that covers the rest of the lap.
+//
+// Publication: the header word at the producer's position is always zero
+// (the "terminator") until a record is published there. To publish, the
+// producer writes the body, then a zero terminator after it, then the
+// header with a sequentially consistent store. A consumer that reads a
+// non-zero header therefore sees the body and the next terminator, and it
+// never needs to read the producer's index: polling one word at its own
+// position is enough, and for small records that word shares a cache line
+// with the body, so one line transfer carries both.
+//
+// The consumer publishes its tail (bytes consumed) in batches: every
+// ring-size/4 bytes, when it finds the ring empty, or at once when the
+// producer has said it is short of space. The producer keeps a private copy
+// of the tail and reads the shared one only when its copy says the ring is
+// full.
+const (
+	ctlBlockSize = 256
+	offTail      = 0   // consumer-written: bytes consumed, published in batches
+	offConsArmed = 64  // consumer-written: the consumer's tripwire and futex word
+	offProdArmed = 128 // producer-written: the producer's tripwire and futex word
+	offDMADone   = 192 // consumer-written: count of DMA records completed
+)
+
+// Tripwire bits, in offConsArmed and offProdArmed.
+const (
+	armSleeper = 1 << 0  // a goroutine sleeps on this word's futex: wake it
+	armNode    = 1 << 1  // the node's event loop sleeps: ring its doorbell
+	armWant    = 1 << 2  // (producer word) short of space: publish the tail soon
+	armBroken  = 1 << 31 // set by this process on close or peer death so that a sleeper's expected value goes stale
+)
+
+// Record kinds.
+const (
+	kindData = 1 // body is the payload (PIO)
+	kindSkip = 2 // padding to the end of the lap
+	kindDMA  = 3 // body is a DMA descriptor followed by the inline prefix
+)
+
+const (
+	recHdr      = 8
+	MinRingSize = 4 << 10  // smallest ring data area
+	MaxRingSize = 64 << 20 // largest ring data area
+)
+
+// MaxRecord returns the largest record body a ring of size bytes carries:
+// the header, and the next record's terminator, must fit too. A record
+// that does not fit before the end of the lap waits behind a skip record
+// until the consumer has emptied the ring, so any size up to this works.
+func MaxRecord(size int) int { return size - 2*recHdr }
+
+func align8(n uint64) uint64 { return (n + 7) &^ 7 }
+
+// ringMem locates one ring in a mapping. bell is the futex word of the
+// consumer's node doorbell (rung when the consumer armed armNode); it may
+// be nil for rings nobody watches as a node.
+type ringMem struct {
+	ctl  unsafe.Pointer
+	data unsafe.Pointer
+	size uint64
+	bell *uint32
+}
+
+func (r *ringMem) u64(off uint64) *uint64 { return (*uint64)(unsafe.Add(r.data, off)) }
+func (r *ringMem) ctl64(off uintptr) *uint64 {
+	return (*uint64)(unsafe.Add(r.ctl, off))
+}
+func (r *ringMem) ctl32(off uintptr) *uint32 {
+	return (*uint32)(unsafe.Add(r.ctl, off))
+}
+func (r *ringMem) bytes(off, n uint64) []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(r.data, off)), n)
+}
+
+// wakeArmed clears the wake-up bits of a tripwire word and does the wake-ups
+// they asked for. Callers load the word first and come here only when a bit
+// is set, so the common case costs one load.
+func (r *ringMem) wakeArmed(w *uint32) {
+	old := atomic.AndUint32(w, ^uint32(armSleeper|armNode|armWant))
+	if old&armSleeper != 0 {
+		futexWake(w, allWaiters)
+	}
+	if old&armNode != 0 && r.bell != nil {
+		ringBell(r.bell)
+	}
+}
+
+// ringBell bumps a node doorbell and wakes everything sleeping on it.
+func ringBell(bell *uint32) {
+	atomic.AddUint32(bell, 1)
+	futexWake(bell, allWaiters)
+}
+
+// breakRing makes every sleeper on this ring's two tripwires return and
+// re-check its connection's state (set before the call).
+func (r *ringMem) breakRing() {
+	for _, off := range [...]uintptr{offConsArmed, offProdArmed} {
+		w := r.ctl32(off)
+		atomic.OrUint32(w, armBroken)
+		futexWake(w, allWaiters)
+	}
+}
+
+// init zeroes the control block and the first header of a ring that is
+// about to be handed out again (a fresh ring is zero already).
+func (r *ringMem) reset() {
+	clear(unsafe.Slice((*byte)(r.ctl), ctlBlockSize))
+	atomic.StoreUint64(r.u64(0), 0)
+}
+
+// producer is the sending half of a ring. Only one goroutine uses it at a
+// time.
+type producer struct {
+	ringMem
+	head     uint64 // next record position (monotonic byte count)
+	tailSeen uint64 // consumer's tail as last read
+	resvPos  uint64 // position of the reserved record, when resvLen >= 0
+	resvLen  int    // capacity of the reserved record; -1: none
+	dmaSent  uint64 // DMA records sent
+}
+
+func newProducer(m ringMem) producer { return producer{ringMem: m, resvLen: -1} }
+
+// refreshTail reads the consumer's tail and checks that it lies between the
+// last one seen and our head; anything else is a corrupted or hostile
+// consumer.
+func (p *producer) refreshTail() error {
+	t := atomic.LoadUint64(p.ctl64(offTail))
+	if t-p.tailSeen > p.head-p.tailSeen {
+		return errf(ErrCorrupt, "consumer tail %d outside [%d, %d]", t, p.tailSeen, p.head)
+	}
+	p.tailSeen = t
+	return nil
+}
+
+// fits reports whether n bytes at head plus the terminator after them are
+// free, reading the shared tail only if the private copy says no.
+func (p *producer) fits(n uint64) (bool, error) {
+	if p.head+n+recHdr-p.tailSeen <= p.size {
+		return true, nil
+	}
+	if err := p.refreshTail(); err != nil {
+		return false, err
+	}
+	return p.head+n+recHdr-p.tailSeen <= p.size, nil
+}
+
+// tryReserve reserves room for a record body of n bytes and returns it, or
+// ok == false if the ring is too full right now. n must be at most
+// MaxRecord(size).
+func (p *producer) tryReserve(n int) (buf []byte, ok bool, err error) {
+	if n < 0 || n > MaxRecord(int(p.size)) {
+		return nil, false, ErrRecordTooLarge
+	}
+	rec := recHdr + align8(uint64(n))
+	x := p.head & (p.size - 1)
+	if x+rec > p.size {
+		skip := p.size - x
+		if ok, err := p.fits(skip); !ok {
+			return nil, false, err
+		}
+		atomic.StoreUint64(p.u64(0), 0) // terminator of the skip record
+		atomic.StoreUint64(p.u64(x), uint64(skip-recHdr)|kindSkip<<32)
+		p.head += skip
+		p.notify() // a sleeping consumer must step over the skip so that we get room at 0
+		x = 0
+	}
+	if ok, err := p.fits(rec); !ok {
+		return nil, false, err
+	}
+	p.resvPos, p.resvLen = p.head, n
+	return p.bytes(x+recHdr, uint64(n)), true, nil
+}
+
+// commit publishes the reserved record with a body of n bytes.
+func (p *producer) commit(n int, kind uint64) {
+	x := p.resvPos & (p.size - 1)
+	rec := recHdr + align8(uint64(n))
+	*p.u64((x + rec) & (p.size - 1)) = 0 // terminator: ordered before the header by the store below
+	atomic.StoreUint64(p.u64(x), uint64(n)|kind<<32)
+	p.head += rec
+	p.resvLen = -1
+	p.notify()
+}
+
+// notify rings the consumer's tripwire if it is armed. The store that
+// published the record is sequentially consistent, so this load cannot be
+// satisfied before it: either the consumer sees our record after arming or
+// we see its arming here (the arm, re-check, sleep protocol).
+func (p *producer) notify() {
+	w := p.ctl32(offConsArmed)
+	if atomic.LoadUint32(w)&(armSleeper|armNode) != 0 {
+		p.wakeArmed(w)
+	}
+}
+
+// occupancy is the number of bytes produced and not yet consumed, as far
+// as the consumer has published its tail.
+func (p *producer) occupancy() int {
+	t := atomic.LoadUint64(p.ctl64(offTail))
+	if t-p.tailSeen > p.head-p.tailSeen {
+		t = p.tailSeen
+	}
+	return int(p.head - t)
+}
+
+// consumer is the receiving half of a ring. Only one goroutine uses it at
+// a time.
+type consumer struct {
+	ringMem
+	tail    uint64 // next record position (monotonic)
+	pubTail uint64 // tail as last published
+	batch   uint64 // publish after this many bytes
+	dmaDone uint64 // DMA records completed
+	// The record returned by the last peek, until release.
+	curRec  uint64 // its size in the ring (header + padded body); 0: none
+	curKind uint64
+	curBody []byte
+}
+
+func newConsumer(m ringMem) consumer {
+	return consumer{ringMem: m, batch: m.size / 4}
+}
+
+// peek returns the next record's kind and body without consuming it, or
+// kind 0 when the ring is empty. It steps over skip records. Every header
+// is loaded once and checked against the ring's bounds before use.
+func (c *consumer) peek() (kind uint64, body []byte, err error) {
+	if c.curRec != 0 {
+		return c.curKind, c.curBody, nil
+	}
+	for {
+		x := c.tail & (c.size - 1)
+		h := atomic.LoadUint64(c.u64(x))
+		if h == 0 {
+			return 0, nil, nil
+		}
+		n, kind := h&0xffffffff, h>>32
+		switch kind {
+		case kindSkip:
+			if n+recHdr != c.size-x {
+				return 0, nil, errf(ErrCorrupt, "skip record of %d bytes at offset %d of a %d-byte ring", n, x, c.size)
+			}
+			c.tail += c.size - x
+			continue
+		case kindData, kindDMA:
+			rec := recHdr + align8(n)
+			if rec > c.size-x {
+				return 0, nil, errf(ErrCorrupt, "record of %d bytes at offset %d overruns a %d-byte ring", n, x, c.size)
+			}
+			c.curRec, c.curKind = rec, kind
+			c.curBody = c.bytes(x+recHdr, n)
+			return kind, c.curBody, nil
+		default:
+			return 0, nil, errf(ErrCorrupt, "bad record header %#016x at offset %d", h, x)
+		}
+	}
+}
+
+// release consumes the record returned by peek.
+func (c *consumer) release() {
+	c.tail += c.curRec
+	c.curRec, c.curBody = 0, nil
+	if c.tail-c.pubTail >= c.batch || atomic.LoadUint32(c.ctl32(offProdArmed))&(armSleeper|armWant) != 0 {
+		c.publish()
+	}
+}
+
+// publish makes the tail visible to the producer and wakes it if it asked.
+func (c *consumer) publish() {
+	atomic.StoreUint64(c.ctl64(offTail), c.tail)
+	c.pubTail = c.tail
+	w := c.ctl32(offProdArmed)
+	if atomic.LoadUint32(w)&(armSleeper|armWant) != 0 {
+		c.wakeArmed(w)
+	}
+}
+
+// idle is called when peek found the ring empty: a producer waiting for
+// room must not wait for our batch to fill.
+func (c *consumer) idle() {
+	if c.tail != c.pubTail {
+		c.publish()
+	}
+}
+
+// completeDMA posts one DMA completion and wakes a sleeping sender.
+func (c *consumer) completeDMA() {
+	c.dmaDone++
+	atomic.StoreUint64(c.ctl64(offDMADone), c.dmaDone)
+	w := c.ctl32(offProdArmed)
+	if atomic.LoadUint32(w)&armSleeper != 0 {
+		c.wakeArmed(w)
+	}
+}
+
+// earlyWake wakes a sender sleeping on its DMA completion before the copy
+// is over, so that its wake-up latency overlaps the rest of the copy.
+func (c *consumer) earlyWake() {
+	w := c.ctl32(offProdArmed)
+	if atomic.LoadUint32(w)&armSleeper != 0 {
+		c.wakeArmed(w)
+	}
+}
+
+// spinner bounds a busy-wait loop in time, reading the clock only every 64
+// rounds and yielding the processor now and then so that a spinning
+// goroutine cannot starve the rest of its process on a small machine.
+type spinner struct {
+	budget time.Duration
+	start  time.Time
+	n      uint32
+}
+
+func (s *spinner) more() bool {
+	s.n++
+	if s.n&63 != 0 {
+		return true
+	}
+	if s.n == 64 {
+		s.start = time.Now()
+		return s.budget > 0
+	}
+	if time.Since(s.start) > s.budget {
+		return false
+	}
+	if s.n&(1<<14-1) == 0 {
+		runtime.Gosched()
+	}
+	return true
+}
