@@ -124,6 +124,7 @@ func gpOptions(t *testing.T, tc *layers.TCP) TCPOptions {
 			o.SACKPermitted = true
 		case layers.TCPOptionKindSACK:
 			o.NumSACK = uint8(len(d) / 8)
+			o.SACK = [MaxSACKBlocks]SACKBlock{}
 			for i := range int(o.NumSACK) {
 				o.SACK[i] = SACKBlock{binary.BigEndian.Uint32(d[8*i:]), binary.BigEndian.Uint32(d[8*i+4:])}
 			}

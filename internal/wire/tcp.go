@@ -171,6 +171,14 @@ func (o *TCPOptions) parse(b []byte) error {
 // EncodedLen returns the number of option bytes encode writes, a multiple
 // of 4 (it may exceed TCPMaxOptionsLen, in which case encode fails).
 func (o *TCPOptions) EncodedLen() int {
+	if n := o.alignedLen(); n <= TCPMaxOptionsLen {
+		return n
+	}
+	return (o.packedLen() + 3) &^ 3
+}
+
+// alignedLen is the length of the aligned layout (see encode).
+func (o *TCPOptions) alignedLen() int {
 	n := 0
 	if o.MSS != 0 {
 		n += 4
@@ -189,10 +197,31 @@ func (o *TCPOptions) EncodedLen() int {
 	return n
 }
 
+// packedLen is the length of the options with no padding between them.
+func (o *TCPOptions) packedLen() int {
+	n := 0
+	if o.MSS != 0 {
+		n += 4
+	}
+	if o.SACKPermitted {
+		n += 2
+	}
+	if o.HasTimestamp {
+		n += 10
+	}
+	if o.HasWScale {
+		n += 3
+	}
+	if o.NumSACK > 0 {
+		n += 2 + 8*int(o.NumSACK)
+	}
+	return n
+}
+
 // encode writes the options into b, which must hold EncodedLen bytes.
 //
-// The layout is the one Linux and most stacks send, every option aligned
-// so a receiver can read 32-bit fields directly:
+// The usual layout is the one Linux and most stacks send, every option
+// aligned so a receiver can read 32-bit fields directly:
 //
 //	MSS                  kind 2, len 4, value
 //	SACK-permitted + TS  4,2, 8,10, TSval, TSecr     (when both)
@@ -200,7 +229,16 @@ func (o *TCPOptions) EncodedLen() int {
 //	SACK-permitted       NOP, NOP, 4,2
 //	window scale         NOP, 3,3, shift
 //	SACK                 NOP, NOP, 5, 2+8n, blocks
+//
+// When that does not fit in 40 bytes but the options do (a peer may pack
+// window scale, timestamps and three SACK blocks into 39 bytes), they are
+// written back to back and the area is ended with EOL and zero padding
+// (RFC 9293 §3.2), so anything parsed can be encoded again.
 func (o *TCPOptions) encode(b []byte) {
+	if o.alignedLen() > TCPMaxOptionsLen {
+		o.encodePacked(b)
+		return
+	}
 	i := 0
 	if o.MSS != 0 {
 		b[i], b[i+1] = TCPOptMSS, 4
@@ -227,14 +265,52 @@ func (o *TCPOptions) encode(b []byte) {
 		i += 4
 	}
 	if o.NumSACK > 0 {
-		b[i], b[i+1], b[i+2], b[i+3] = TCPOptNOP, TCPOptNOP, TCPOptSACK, 2+8*o.NumSACK
-		i += 4
-		for _, blk := range o.SACK[:o.NumSACK] {
-			binary.BigEndian.PutUint32(b[i:], blk.Left)
-			binary.BigEndian.PutUint32(b[i+4:], blk.Right)
-			i += 8
-		}
+		b[i], b[i+1] = TCPOptNOP, TCPOptNOP
+		o.encodeSACK(b[i+2:])
 	}
+}
+
+// encodePacked writes the options back to back, then EOL and zeros up to
+// the next multiple of 4.
+func (o *TCPOptions) encodePacked(b []byte) {
+	i := 0
+	if o.MSS != 0 {
+		b[i], b[i+1] = TCPOptMSS, 4
+		binary.BigEndian.PutUint16(b[i+2:], o.MSS)
+		i += 4
+	}
+	if o.SACKPermitted {
+		b[i], b[i+1] = TCPOptSACKPermitted, 2
+		i += 2
+	}
+	if o.HasTimestamp {
+		b[i], b[i+1] = TCPOptTimestamp, 10
+		binary.BigEndian.PutUint32(b[i+2:], o.TSVal)
+		binary.BigEndian.PutUint32(b[i+6:], o.TSEcr)
+		i += 10
+	}
+	if o.HasWScale {
+		b[i], b[i+1], b[i+2] = TCPOptWScale, 3, o.WScale
+		i += 3
+	}
+	if o.NumSACK > 0 {
+		i += o.encodeSACK(b[i:])
+	}
+	for ; i&3 != 0; i++ {
+		b[i] = TCPOptEOL
+	}
+}
+
+// encodeSACK writes the SACK option (RFC 2018 §3) and returns its length.
+func (o *TCPOptions) encodeSACK(b []byte) int {
+	b[0], b[1] = TCPOptSACK, 2+8*o.NumSACK
+	i := 2
+	for _, blk := range o.SACK[:o.NumSACK] {
+		binary.BigEndian.PutUint32(b[i:], blk.Left)
+		binary.BigEndian.PutUint32(b[i+4:], blk.Right)
+		i += 8
+	}
+	return i
 }
 
 // EncodedLen returns the header length Encode writes, options included,
@@ -245,7 +321,7 @@ func (h *TCPHeader) EncodedLen() int { return TCPHeaderLen + h.Options.EncodedLe
 // Encode writes the header and its options into b and returns the header
 // length. The checksum field is written as h.Checksum; to fill it, use
 // SetTCPChecksum once the payload is known. Up to 4 SACK blocks fit alone,
-// 3 alongside timestamps.
+// 3 alongside timestamps (check with EncodedLen before choosing how many).
 func (h *TCPHeader) Encode(b []byte) (int, error) {
 	if h.Options.NumSACK > MaxSACKBlocks {
 		return 0, ErrBadOption

@@ -319,3 +319,31 @@ func TestTCPChecksumSeparatePayloadOddLengths(t *testing.T) {
 		}
 	}
 }
+
+// A peer may pack window scale, timestamps and three SACK blocks into 39
+// option bytes; the aligned layout would need 44. Encoding falls back to
+// packing them, so whatever parses can be sent again.
+func TestTCPEncodePackedWhenAlignedLayoutDoesNotFit(t *testing.T) {
+	opts := []byte{
+		TCPOptWScale, 3, 2,
+		TCPOptTimestamp, 10, 0, 0, 0, 1, 0, 0, 0, 2,
+		TCPOptSACK, 26,
+		0, 0, 0, 10, 0, 0, 0, 20,
+		0, 0, 0, 30, 0, 0, 0, 40,
+		0, 0, 0, 50, 0, 0, 0, 60,
+		TCPOptEOL,
+	}
+	h, _, err := ParseTCP(tcpWithOptions(opts...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 60)
+	n, err := h.Encode(b)
+	if err != nil || n != 60 || n != h.EncodedLen() {
+		t.Fatalf("Encode = %d, %v; EncodedLen %d; want 60", n, err, h.EncodedLen())
+	}
+	got, _, err := ParseTCP(b[:n])
+	if err != nil || got != h {
+		t.Fatalf("round trip: %v\n got %+v\nwant %+v", err, got, h)
+	}
+}
