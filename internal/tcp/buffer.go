@@ -1,0 +1,223 @@
+package tcp
+
+// The two byte rings of a connection. Both are allocated lazily, on first
+// use, so an idle connection costs no buffer memory.
+
+// sendBuf holds the bytes of the send stream from sequence number seq on:
+// in retaining mode everything not yet acknowledged, in custody mode only
+// what has not yet been emitted.
+type sendBuf struct {
+	buf  []byte
+	head int    // index of the byte numbered seq
+	n    int    // bytes held
+	seq  uint32 // sequence number of buf[head]
+	size int    // capacity once allocated
+}
+
+func (b *sendBuf) space() int      { return b.size - b.n }
+func (b *sendBuf) end() uint32     { return b.seq + uint32(b.n) }
+func (b *sendBuf) allocated() bool { return b.buf != nil }
+
+// write appends as much of p as fits and returns how much that was.
+func (b *sendBuf) write(p []byte) int {
+	if len(p) > b.space() {
+		p = p[:b.space()]
+	}
+	if len(p) == 0 {
+		return 0
+	}
+	if b.buf == nil {
+		b.buf = make([]byte, b.size)
+	}
+	tail := (b.head + b.n) % b.size
+	k := copy(b.buf[tail:], p)
+	copy(b.buf, p[k:])
+	b.n += len(p)
+	return len(p)
+}
+
+// slice returns the contiguous bytes starting at sequence number s, at most
+// max of them; fewer when s lies near the end of the ring (the caller then
+// emits a second segment for the rest).
+func (b *sendBuf) slice(s uint32, max int) []byte {
+	off := int(s - b.seq)
+	if off < 0 || off >= b.n || max <= 0 {
+		return nil
+	}
+	if max > b.n-off {
+		max = b.n - off
+	}
+	i := (b.head + off) % b.size
+	if max > b.size-i {
+		max = b.size - i
+	}
+	return b.buf[i : i+max]
+}
+
+// release forgets every byte numbered before upTo. When upTo lies beyond
+// the held bytes the ring empties and restarts at upTo (custody mode emits
+// bytes it never held).
+func (b *sendBuf) release(upTo uint32) {
+	if seqLEQ(upTo, b.seq) {
+		return
+	}
+	if seqGEQ(upTo, b.end()) {
+		b.head, b.n, b.seq = 0, 0, upTo
+		return
+	}
+	k := int(upTo - b.seq)
+	b.head = (b.head + k) % b.size
+	b.n -= k
+	b.seq = upTo
+}
+
+// maxOOO bounds the reassembly table: a peer that scatters data into more
+// holes than this gets its further out-of-order segments dropped (and
+// counted), never more memory.
+const maxOOO = 16
+
+// seqRange is the half-open sequence range [start, end).
+type seqRange struct{ start, end uint32 }
+
+// recvBuf is the receive window as a ring: n readable bytes from head,
+// then the space into which bytes up to the window's right edge are
+// written, in order or not. Out-of-order bytes sit at their final position
+// and ooo records which ranges are present, so filling a hole never copies.
+// Peek lends the reader the first contiguous readable span.
+type recvBuf struct {
+	buf  []byte
+	head int // index of the first readable byte
+	n    int // readable bytes
+	size int // capacity (the allocated size, once allocated)
+	ooo  [maxOOO]seqRange
+	nooo int
+}
+
+func (b *recvBuf) free() int { return b.size - b.n }
+
+// put stores p at offset off beyond the readable bytes. The caller has
+// trimmed p to the window, so off+len(p) <= free().
+func (b *recvBuf) put(off int, p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if b.buf == nil {
+		b.buf = make([]byte, b.size)
+	}
+	i := (b.head + b.n + off) % b.size
+	k := copy(b.buf[i:], p)
+	copy(b.buf, p[k:])
+}
+
+// read copies readable bytes into p.
+func (b *recvBuf) read(p []byte) int {
+	total := 0
+	for len(p) > 0 && b.n > 0 {
+		s := b.peek()
+		k := copy(p, s)
+		b.discard(k)
+		p = p[k:]
+		total += k
+	}
+	return total
+}
+
+// peek returns the first contiguous readable span without consuming it.
+func (b *recvBuf) peek() []byte {
+	if b.n == 0 {
+		return nil
+	}
+	end := b.head + b.n
+	if end > b.size {
+		end = b.size
+	}
+	return b.buf[b.head:end]
+}
+
+// discard consumes up to k readable bytes and returns how many.
+func (b *recvBuf) discard(k int) int {
+	if k > b.n {
+		k = b.n
+	}
+	if k <= 0 {
+		return 0
+	}
+	b.head = (b.head + k) % b.size
+	b.n -= k
+	if b.n == 0 && b.nooo == 0 {
+		// Nothing readable and nothing placed ahead: restart at the
+		// front so the next spans are long. With out-of-order bytes in
+		// the ring the head must stay, as they sit relative to it.
+		b.head = 0
+	}
+	return k
+}
+
+// grow enlarges the ring to size bytes, keeping readable and out-of-order
+// bytes at the same offsets from the new head.
+func (b *recvBuf) grow(size int) {
+	if size <= b.size {
+		return
+	}
+	if b.buf == nil {
+		b.size = size
+		return
+	}
+	nb := make([]byte, size)
+	k := copy(nb, b.buf[b.head:])
+	copy(nb[k:], b.buf[:b.head])
+	b.buf, b.head, b.size = nb, 0, size
+}
+
+// addOOO records that [s, e) arrived ahead of RCV.NXT, merging with
+// neighbours. It reports false when the table is full.
+func (b *recvBuf) addOOO(s, e uint32) bool {
+	// Merge every range that overlaps or touches [s, e).
+	j := 0
+	for i := 0; i < b.nooo; i++ {
+		r := b.ooo[i]
+		if seqLT(r.end, s) || seqGT(r.start, e) {
+			b.ooo[j] = r
+			j++
+			continue
+		}
+		if seqLT(r.start, s) {
+			s = r.start
+		}
+		if seqGT(r.end, e) {
+			e = r.end
+		}
+	}
+	b.nooo = j
+	if b.nooo == maxOOO {
+		return false
+	}
+	// Insert sorted by start.
+	i := b.nooo
+	for i > 0 && seqGT(b.ooo[i-1].start, s) {
+		b.ooo[i] = b.ooo[i-1]
+		i--
+	}
+	b.ooo[i] = seqRange{s, e}
+	b.nooo++
+	return true
+}
+
+// takeOOO removes the ranges that start at or before nxt and returns the
+// new RCV.NXT: the end of the contiguous run that begins at nxt.
+func (b *recvBuf) takeOOO(nxt uint32) uint32 {
+	j := 0
+	for i := 0; i < b.nooo; i++ {
+		r := b.ooo[i]
+		if seqLEQ(r.start, nxt) {
+			if seqGT(r.end, nxt) {
+				nxt = r.end
+			}
+			continue
+		}
+		b.ooo[j] = r
+		j++
+	}
+	b.nooo = j
+	return nxt
+}

@@ -1,0 +1,32 @@
+// Package tcp is ultcp's sans-I/O TCP engine: RFC 9293 with the modern
+// extensions (RFC 7323 window scaling, timestamps and PAWS; RFC 6298
+// retransmission timer; RFC 5961 blind-attack mitigations; RFC 1122 delayed
+// ACK, Nagle and keepalive; RFC 6093 safe urgent-pointer handling; RFC 6191
+// TIME-WAIT reuse; RFC 4987 SYN cookies).
+//
+// A Conn is a plain value. It is driven by three calls that each take the
+// current time and append the segments to send to a caller's slice:
+//
+//	out = c.Input(now, &seg, out[:0]) // a parsed segment arrived
+//	out = c.Output(now, out[:0])      // the application wrote or read
+//	out = c.OnTimer(now, out[:0])     // now >= c.Deadline()
+//
+// and an application side (Write, WriteDirect, Read, Peek, Discard, Close,
+// Abort). Deadline reports the single earliest instant at which the
+// connection wants OnTimer, so a stack's timing wheel holds one entry per
+// connection. A Listener does the same for a listening port (backlog, SYN
+// cookies) and hands out new Conns.
+//
+// Time is a time.Duration since an epoch the caller chooses and must be
+// monotonic. The package performs no I/O, reads no clock, starts no
+// goroutines, takes no locks and computes no checksums: segments arrive
+// already parsed and verified by the link, and leave as headers plus
+// payload slices for the link to encode. A Conn is not safe for concurrent
+// use; its owner serialises calls. The steady data path allocates nothing.
+//
+// Retransmission policy is per connection (see SetCustody): by default the
+// engine keeps every sent byte until it is acknowledged and retransmits it
+// itself; in custody mode the link takes the bytes when a segment is emitted
+// and the engine keeps only the sequence accounting, learning of losses
+// through ReportLoss and of failure through ReportFailure.
+package tcp

@@ -1,0 +1,346 @@
+package tcp
+
+import (
+	"time"
+
+	"github.com/ultcp/ultcp/internal/tcp/cc"
+	"github.com/ultcp/ultcp/internal/wire"
+)
+
+// tsOptLen is the space the timestamp option takes in every segment once
+// negotiated (10 bytes padded to 12, RFC 7323 Appendix A), which RFC 6691
+// says to subtract from the MSS when sizing segments.
+const tsOptLen = 12
+
+func defaultCC() cc.Controller {
+	r, err := cc.NewNewReno(cc.Config{})
+	if err != nil {
+		panic("tcp: the default NewReno configuration is invalid: " + err.Error())
+	}
+	return r
+}
+
+// tsNow is our TSval clock: milliseconds (RFC 7323 §5.4 asks for a tick
+// between 1 ms and 1 s) plus a per-connection offset.
+func (c *Conn) tsNow(now time.Duration) uint32 {
+	return uint32(int64(now/time.Millisecond)) + c.tsOffset
+}
+
+// emit appends one segment with the given sequence number, flags and
+// payload, filling in ports, the acknowledgment, the window and options.
+// It does no send-side accounting (see emitData).
+func (c *Conn) emit(now time.Duration, out []Segment, seq uint32, flags wire.TCPFlags, payload []byte) []Segment {
+	out = append(out, Segment{})
+	s := &out[len(out)-1]
+	s.Payload = payload
+	h := &s.Hdr
+	h.SrcPort, h.DstPort = c.localPort, c.remotePort
+	h.Seq = seq
+	h.Flags = flags
+	if flags&wire.FlagACK != 0 {
+		h.Ack = c.rcvNxt
+		c.lastAckSent = c.rcvNxt
+		c.ackNow = false
+		c.rcvUnacked = 0
+		c.delackAt = 0
+	}
+	if flags&wire.FlagSYN != 0 {
+		// RFC 7323 §2.2: the window of a SYN is never scaled.
+		w := c.rb.free()
+		if w > 65535 {
+			w = 65535
+		}
+		h.Window = uint16(w)
+		c.rcvAdvEdge = c.rcvNxt + uint32(w)
+		o := &h.Options
+		o.MSS = uint16(c.cfg.MSS)
+		offer := c.state == SynSent
+		if (offer && !c.cfg.NoWindowScale) || c.wsOK {
+			o.HasWScale, o.WScale = true, c.rcvShift
+		}
+		if (offer && !c.cfg.NoTimestamps) || c.tsOK {
+			o.HasTimestamp, o.TSVal, o.TSEcr = true, c.tsNow(now), c.tsRecent
+		}
+	} else if flags&wire.FlagRST == 0 {
+		h.Window = c.advertise()
+		if c.tsOK {
+			h.Options.HasTimestamp = true
+			h.Options.TSVal, h.Options.TSEcr = c.tsNow(now), c.tsRecent
+		}
+	}
+	c.stats.SegsOut++
+	c.stats.BytesOut += uint64(len(payload))
+	return out
+}
+
+// advertise computes the window field for an outgoing segment and records
+// the right edge it promises. The edge never moves left except by the
+// rounding RFC 7323 §2.4 allows, and it moves right only in steps of at
+// least min(buffer/2, MSS): receiver-side silly window syndrome avoidance
+// (RFC 9293 §3.8.6.2.2, MUST-39).
+func (c *Conn) advertise() uint16 {
+	edge := c.rcvNxt + uint32(c.rb.free())
+	if seqGT(edge, c.rcvAdvEdge) && seqGEQ(c.rcvAdvEdge, c.rcvNxt) {
+		step := c.rb.size / 2
+		if step > c.rcvMSS {
+			step = c.rcvMSS
+		}
+		if int(edge-c.rcvAdvEdge) < step {
+			edge = c.rcvAdvEdge
+		}
+	}
+	if seqLT(edge, c.rcvNxt) {
+		edge = c.rcvNxt
+	}
+	w := (edge - c.rcvNxt) >> c.rcvShift
+	if w > 65535 {
+		w = 65535
+	}
+	c.rcvAdvEdge = c.rcvNxt + w<<c.rcvShift
+	return uint16(w)
+}
+
+// emitACK appends a pure ACK <SEQ=SND.NXT><ACK=RCV.NXT>.
+func (c *Conn) emitACK(now time.Duration, out []Segment) []Segment {
+	return c.emit(now, out, c.sndNxt, wire.FlagACK, nil)
+}
+
+// emitRST appends <SEQ=seq><CTL=RST>.
+func (c *Conn) emitRST(out []Segment, seq uint32) []Segment {
+	out = append(out, Segment{})
+	h := &out[len(out)-1].Hdr
+	h.SrcPort, h.DstPort = c.localPort, c.remotePort
+	h.Seq, h.Flags = seq, wire.FlagRST
+	c.stats.SegsOut++
+	return out
+}
+
+// challengeACK sends the ACK of RFC 5961 §§3–5 (also used for segments
+// failing the sequence or PAWS checks), at most ChallengeACKLimit a second
+// for this connection (RFC 5961 §7).
+func (c *Conn) challengeACK(now time.Duration, out []Segment) []Segment {
+	if !c.challenge.allow(now, c.cfg.ChallengeACKLimit) {
+		c.stats.ChallengeLimit++
+		return out
+	}
+	c.stats.ChallengeACKs++
+	return c.emitACK(now, out)
+}
+
+// sendSYN (re)sends our SYN, or SYN-ACK in SYN-RECEIVED.
+func (c *Conn) sendSYN(now time.Duration, out []Segment) []Segment {
+	flags := wire.FlagSYN
+	if c.state == SynReceived {
+		flags |= wire.FlagACK
+	}
+	if c.sndMax != c.iss {
+		c.stats.Retransmits++
+		c.rttTiming = false // Karn's algorithm (RFC 6298 §3)
+	} else {
+		c.rttTiming, c.rttSeq, c.rttAt = true, c.iss, now
+	}
+	out = c.emit(now, out, c.iss, flags, nil)
+	c.sndNxt = c.iss + 1
+	c.sndMax = c.iss + 1
+	if c.rtoAt == 0 {
+		c.rtoAt = now + c.rto
+	}
+	return out
+}
+
+// retainedInFlight reports whether sent sequence space that the engine
+// itself must retransmit is unacknowledged.
+func (c *Conn) retainedInFlight() bool {
+	return seqLT(seqMax(c.sndUna, c.custodyEnd), c.sndMax)
+}
+
+// usableWindow is min(SND.WND, cwnd) less what is in flight.
+func (c *Conn) usableWindow() int {
+	w := c.sndWnd
+	if cw := c.cc.CWnd(); cw >= 0 && uint32(cw) < w {
+		w = uint32(cw)
+	}
+	inflight := c.sndNxt - c.sndUna
+	if w <= inflight {
+		return 0
+	}
+	return int(w - inflight)
+}
+
+// sendable decides how many of avail unsent octets at SND.NXT go into the
+// next segment. It applies, in order: the send and congestion windows, the
+// MSS, and for a short segment RFC 9293 §3.8.6.2.1's sender-side SWS rule
+// with Nagle's algorithm (§3.7.4) folded in: send a short segment only if
+// it empties the queue and nothing is in flight (or NoDelay, or a FIN is
+// queued), if it is at least half the largest window the peer has
+// offered, or if it retransmits.
+func (c *Conn) sendable(avail int) (int, bool) {
+	if avail <= 0 {
+		return 0, false
+	}
+	n := avail
+	if n > c.sndMSS {
+		n = c.sndMSS
+	}
+	if u := c.usableWindow(); n > u {
+		n = u
+	}
+	if n <= 0 {
+		return 0, false
+	}
+	if n == c.sndMSS || seqLT(c.sndNxt, c.sndMax) {
+		return n, true
+	}
+	if n == avail && (c.cfg.NoDelay || c.sndNxt == c.sndUna || c.finQueued) {
+		return n, true
+	}
+	if c.maxSndWnd > 0 && uint32(n) >= c.maxSndWnd/2 {
+		return n, true
+	}
+	return 0, false
+}
+
+// emitData emits payload at seq with flags and does the send-side
+// accounting: SND.NXT and the highest sequence sent, RTT timing, the
+// retransmission timer and custody.
+func (c *Conn) emitData(now time.Duration, out []Segment, seq uint32, flags wire.TCPFlags, payload []byte) []Segment {
+	end := seq + uint32(len(payload))
+	if flags&wire.FlagFIN != 0 {
+		end++
+	}
+	if seqLT(seq, c.sndMax) {
+		c.stats.Retransmits++
+		c.rttTiming = false // Karn: no sample from retransmitted data
+	} else if !c.rttTiming && end != seq {
+		c.rttTiming, c.rttSeq, c.rttAt = true, seq, now
+	}
+	out = c.emit(now, out, seq, flags, payload)
+	if seq == c.sndNxt {
+		c.sndNxt = end
+	}
+	if seqGT(end, c.sndMax) {
+		c.sndMax = end
+	}
+	if c.custody {
+		if seqGT(end, c.custodyEnd) {
+			c.custodyEnd = end
+		}
+	} else if c.rtoAt == 0 {
+		c.rtoAt = now + c.rto
+	}
+	c.persistAt = 0
+	return out
+}
+
+// dataEnd is the sequence number just past the last queued data octet.
+func (c *Conn) dataEnd() uint32 { return c.sb.end() }
+
+// finSent and finAcked report the fate of our FIN, numbered dataEnd().
+func (c *Conn) finSent() bool  { return c.finQueued && seqGT(c.sndMax, c.dataEnd()) }
+func (c *Conn) finAcked() bool { return c.finQueued && seqGT(c.sndUna, c.dataEnd()) }
+
+// sendData emits as much queued data (and the FIN) as the windows and the
+// SWS/Nagle rules allow.
+func (c *Conn) sendData(now time.Duration, out []Segment) []Segment {
+	if seqLT(c.sndNxt, c.sb.seq) {
+		c.sndNxt = c.sb.seq // custody released these; never resend them
+	}
+	for {
+		end := c.dataEnd()
+		avail := 0
+		if seqLT(c.sndNxt, end) {
+			avail = int(end - c.sndNxt)
+		}
+		if avail == 0 {
+			if c.finQueued && c.sndNxt == end {
+				out = c.emitData(now, out, c.sndNxt, wire.FlagFIN|wire.FlagACK, nil)
+			}
+			return out
+		}
+		k, ok := c.sendable(avail)
+		if !ok {
+			c.armPersist(now)
+			return out
+		}
+		p := c.sb.slice(c.sndNxt, k)
+		flags := wire.FlagACK
+		if c.sndNxt+uint32(len(p)) == end {
+			flags |= wire.FlagPSH
+			if c.finQueued {
+				flags |= wire.FlagFIN
+			}
+		}
+		out = c.emitData(now, out, c.sndNxt, flags, p)
+		if c.custody {
+			rel := c.sndNxt
+			if seqGT(rel, end) {
+				rel = end
+			}
+			c.sb.release(rel)
+		}
+	}
+}
+
+// retransmitOne resends one segment at SND.UNA (fast retransmit, RFC 5681
+// §3.2, and the partial-ACK retransmission of RFC 6582 §3.2) unless those
+// octets are in a custodian's care.
+func (c *Conn) retransmitOne(now time.Duration, out []Segment) []Segment {
+	if seqLT(c.sndUna, c.custodyEnd) || !seqLT(c.sndUna, c.sndMax) {
+		return out
+	}
+	end := c.dataEnd()
+	if c.sndUna == end {
+		if c.finQueued {
+			return c.emitData(now, out, c.sndUna, wire.FlagFIN|wire.FlagACK, nil)
+		}
+		return out
+	}
+	p := c.sb.slice(c.sndUna, c.sndMSS)
+	flags := wire.FlagACK
+	if c.sndUna+uint32(len(p)) == end && c.finSent() {
+		flags |= wire.FlagFIN
+	}
+	return c.emitData(now, out, c.sndUna, flags, p)
+}
+
+// Output emits what the connection can send now: queued data and FIN as
+// the windows allow, and any ACK or window update that is due. Call it
+// after Write, Read, Discard or Close.
+func (c *Conn) Output(now time.Duration, out []Segment) []Segment {
+	return c.output(now, out)
+}
+
+func (c *Conn) output(now time.Duration, out []Segment) []Segment {
+	switch c.state {
+	case Established, CloseWait, FinWait1, Closing, LastAck:
+		out = c.sendData(now, out)
+	}
+	switch c.state {
+	case Established, FinWait1, FinWait2:
+		if !c.ackNow && c.windowUpdateDue() {
+			c.ackNow = true
+		}
+	}
+	if c.ackNow {
+		switch c.state {
+		case Closed, Listen, SynSent:
+			c.ackNow = false
+		default:
+			out = c.emitACK(now, out)
+		}
+	}
+	return out
+}
+
+// windowUpdateDue reports whether reading has opened the window enough to
+// tell the peer unprompted: the new window is at least twice the one last
+// advertised and larger by at least a segment (and by the receiver SWS
+// step, which advertise enforces).
+func (c *Conn) windowUpdateDue() bool {
+	old := int(c.rcvAdvEdge - c.rcvNxt)
+	if seqLT(c.rcvAdvEdge, c.rcvNxt) {
+		old = 0
+	}
+	nw := c.rb.free()
+	return nw >= 2*old && nw-old >= c.rcvMSS && nw-old >= c.rb.size/2
+}

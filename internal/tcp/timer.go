@@ -1,0 +1,220 @@
+package tcp
+
+import (
+	"syscall"
+	"time"
+
+	"github.com/ultcp/ultcp/internal/wire"
+)
+
+// Deadline returns the earliest instant at which the connection needs
+// OnTimer, or 0 when no timer is armed. It is the minimum over the
+// retransmission, delayed-ACK, persist, keepalive and TIME-WAIT timers, so
+// a stack keeps one timing-wheel entry per connection.
+func (c *Conn) Deadline() time.Duration {
+	d := c.rtoAt
+	for _, t := range [...]time.Duration{c.delackAt, c.persistAt, c.kaAt, c.twAt} {
+		if t != 0 && (d == 0 || t < d) {
+			d = t
+		}
+	}
+	return d
+}
+
+// OnTimer runs every timer that is due at now and appends what they send.
+// Calling it early, or when nothing is due, is harmless.
+func (c *Conn) OnTimer(now time.Duration, out []Segment) []Segment {
+	if c.state == Closed {
+		return out
+	}
+	if c.twAt != 0 && now >= c.twAt {
+		c.enterClosed(nil) // RFC 9293 §3.10.8: TIME-WAIT timeout
+		return out
+	}
+	if c.rtoAt != 0 && now >= c.rtoAt {
+		out = c.onRTO(now, out)
+		if c.state == Closed {
+			return out
+		}
+	}
+	if c.persistAt != 0 && now >= c.persistAt {
+		out = c.onPersist(now, out)
+	}
+	if c.kaAt != 0 && now >= c.kaAt {
+		out = c.onKeepalive(now, out)
+		if c.state == Closed {
+			return out
+		}
+	}
+	if c.delackAt != 0 && now >= c.delackAt {
+		c.delackAt = 0
+		c.ackNow = true
+	}
+	return c.output(now, out)
+}
+
+// rttSample folds one measurement into SRTT and RTTVAR (RFC 6298 §2).
+func (c *Conn) rttSample(r time.Duration) {
+	if r <= 0 {
+		r = 1 // a same-instant answer (fake clock, shared memory) is still a sample
+	}
+	if c.minRTT == 0 || r < c.minRTT {
+		c.minRTT = r
+	}
+	if c.srtt == 0 {
+		c.srtt, c.rttvar = r, r/2
+	} else {
+		d := c.srtt - r
+		if d < 0 {
+			d = -d
+		}
+		c.rttvar = (3*c.rttvar + d) / 4
+		c.srtt = (7*c.srtt + r) / 8
+	}
+	c.rto = c.baseRTO()
+}
+
+// baseRTO is SRTT + 4·RTTVAR bounded by RTOMin and RTOMax (RFC 6298
+// §2.3–2.5), without backoff.
+func (c *Conn) baseRTO() time.Duration {
+	if c.srtt == 0 {
+		return c.cfg.RTOInitial
+	}
+	r := c.srtt + 4*c.rttvar
+	return min(max(r, c.cfg.RTOMin), c.cfg.RTOMax)
+}
+
+// onRTO handles the expiry of the retransmission timer (RFC 6298 §5.4–5.6;
+// RFC 9293 §3.8.3 for giving up).
+func (c *Conn) onRTO(now time.Duration, out []Segment) []Segment {
+	c.rtoAt = 0
+	handshake := c.state == SynSent || c.state == SynReceived
+	if !handshake && !c.retainedInFlight() {
+		return out
+	}
+	c.stats.Timeouts++
+	if c.ackSinceTimeout && c.sndWnd == 0 {
+		// Zero-window probing: the peer answers, so it is alive and the
+		// connection must not time out (RFC 9293 §3.8.6.1, MUST-? ).
+		c.retries = 0
+	}
+	c.ackSinceTimeout = false
+	c.retries++
+	limit := c.cfg.MaxRetries
+	if handshake {
+		limit = c.cfg.SynRetries
+	}
+	if c.retries > limit {
+		c.enterClosed(syscall.ETIMEDOUT)
+		return out
+	}
+	c.rto = min(2*c.rto, c.cfg.RTOMax) // §5.5: back off
+	c.rttTiming = false                // Karn
+	if handshake {
+		out = c.sendSYN(now, out)
+		c.rtoAt = now + c.rto
+		return out
+	}
+	c.cc.OnRTO(now, int(c.sndMax-c.sndUna))
+	// After a timeout, duplicate ACKs for data sent before it must not
+	// start a fast retransmit (RFC 6582 §3.2 step 1).
+	c.inRecovery, c.recover, c.dupAcks = false, c.sndMax, 0
+	// Go back N: resend from the first octet the engine retains.
+	c.sndNxt = seqMax(c.sndUna, c.custodyEnd)
+	out = c.sendData(now, out)
+	if c.rtoAt == 0 {
+		c.rtoAt = now + c.rto
+	}
+	return out
+}
+
+// armPersist starts the persist timer when data waits, nothing is in
+// flight to provoke an ACK, and the peer's window is closed (or too small
+// for the SWS rules to let anything go).
+func (c *Conn) armPersist(now time.Duration) {
+	if c.persistAt != 0 || c.rtoAt != 0 || c.sndNxt != c.sndUna {
+		return
+	}
+	d := c.baseRTO() << min(c.persistBackoff, 16)
+	c.persistAt = now + min(d, c.cfg.RTOMax)
+}
+
+// onPersist sends a zero-window probe (RFC 9293 §3.8.6.1, MUST-? ). In
+// retaining mode it is one octet of new data beyond the window, which the
+// retransmission timer then repeats with backoff; in custody mode, where
+// emitted bytes belong to the link, it is an ACK below SND.UNA that
+// provokes the peer's current window without handing over data.
+func (c *Conn) onPersist(now time.Duration, out []Segment) []Segment {
+	c.persistAt = 0
+	if c.sndNxt != c.sndUna || !seqLT(c.sndNxt, c.dataEnd()) {
+		return out
+	}
+	switch c.state {
+	case Established, CloseWait, FinWait1, Closing, LastAck:
+	default:
+		return out
+	}
+	c.stats.WindowProbes++
+	c.persistBackoff++
+	if c.custody {
+		out = c.emit(now, out, c.sndUna-1, wire.FlagACK, nil)
+		c.armPersist(now)
+		return out
+	}
+	return c.emitData(now, out, c.sndNxt, wire.FlagACK, c.sb.slice(c.sndNxt, 1))
+}
+
+// armKeepalive starts the keepalive timer if keepalive is configured
+// (RFC 1122 §4.2.3.6: off by default).
+func (c *Conn) armKeepalive(now time.Duration) {
+	if c.cfg.KeepAlive > 0 {
+		c.kaAt = now + c.cfg.KeepAlive
+	}
+}
+
+// onKeepalive probes an idle connection with <SEQ=SND.NXT-1><ACK=RCV.NXT>
+// (RFC 1122 §4.2.3.6), which an alive peer must answer with an ACK.
+func (c *Conn) onKeepalive(now time.Duration, out []Segment) []Segment {
+	switch c.state {
+	case Established, CloseWait:
+	default:
+		c.kaAt = 0
+		return out
+	}
+	if c.sndUna != c.sndMax || c.rtoAt != 0 || c.persistAt != 0 {
+		// Data in flight: the retransmission timer watches the peer.
+		c.kaAt = now + c.cfg.KeepAlive
+		return out
+	}
+	if c.kaProbes >= c.cfg.KeepAliveCount {
+		c.enterClosed(syscall.ETIMEDOUT)
+		return out
+	}
+	c.kaProbes++
+	c.stats.KeepAlives++
+	c.kaAt = now + c.cfg.KeepAliveInterval
+	return c.emit(now, out, c.sndNxt-1, wire.FlagACK, nil)
+}
+
+// autotune grows the receive buffer toward MaxRecvBuf when the application
+// drains it quickly: once per smoothed RTT it compares what was read in
+// that RTT with the buffer, and doubles the buffer when the reader took
+// more than half of it, so the window stays ahead of the sender (a
+// dynamic right-sizing in the manner of Linux's DRS).
+func (c *Conn) autotune(now time.Duration) {
+	if c.rb.size >= c.cfg.MaxRecvBuf || c.srtt == 0 {
+		return
+	}
+	if c.tuneAt == 0 {
+		c.tuneAt, c.drained = now, 0
+		return
+	}
+	if now-c.tuneAt < c.srtt {
+		return
+	}
+	if 2*c.drained > c.rb.size {
+		c.rb.grow(min(2*c.rb.size, c.cfg.MaxRecvBuf))
+		c.stats.RecvBufGrowths++
+	}
+	c.tuneAt, c.drained = now, 0
+}
