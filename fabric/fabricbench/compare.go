@@ -31,9 +31,9 @@ func (o Options) Sizes() []int {
 
 func (o Options) budget() (time.Duration, int) {
 	if o.Quick {
-		return 150 * time.Millisecond, 2
+		return 250 * time.Millisecond, 3
 	}
-	return 400 * time.Millisecond, 3
+	return 500 * time.Millisecond, 3
 }
 
 // Measurement is one measured point of one subject.

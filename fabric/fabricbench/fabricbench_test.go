@@ -218,3 +218,46 @@ func TestSizeName(t *testing.T) {
 		}
 	}
 }
+
+// Every subject, floor or fabric, starts its child, moves a little data
+// through the interface the benchmarks use, and stops cleanly.
+func TestEverySubjectMovesBytesAndStops(t *testing.T) {
+	for _, s := range Subjects() {
+		t.Run(s.Name, func(t *testing.T) {
+			cfg := floor.Config{Stall: 5 * time.Second}
+			if s.StartLatency != nil {
+				p, err := s.StartLatency(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l, err := p.PingPong(2, 10)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l.Batches != 2 || l.PerBatch != 10 || l.MinNs <= 0 {
+					t.Errorf("latency %+v, want 2 batches of 10 and a positive minimum", l)
+				}
+				if err := p.Close(); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			st, err := s.StartStream(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, block := range []int{64, 64 << 10} {
+				r, err := st.Stream(block, int64(block)*16)
+				if err != nil {
+					t.Fatalf("block %d: %v", block, err)
+				}
+				if r.Bytes != int64(block)*16 || r.Elapsed <= 0 {
+					t.Errorf("block %d: moved %d bytes in %v, want %d in a positive time", block, r.Bytes, r.Elapsed, block*16)
+				}
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

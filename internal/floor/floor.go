@@ -116,18 +116,25 @@ func ProcessCPU() (time.Duration, error) {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
-// waiter bounds a spin loop: every spinsPerYield failed polls it yields to
-// the Go scheduler (so a spinner never starves its own runtime or, on a
-// 2-core machine, its peer) and checks the clock; after stall without
-// progress it fails. Reading the clock only on yields keeps the fast path to
-// a counter increment, which matters for a ~100 ns ping-pong.
+// waiter bounds a spin loop. Every spinsPerYield failed polls it yields to
+// the Go scheduler (so a spinner never starves its own runtime) and checks
+// the clock; every goschedsPerOSYield of those it also yields the CPU to
+// other processes with sched_yield, because runtime.Gosched never gives up
+// the thread: on a 2-core machine with a third runnable thread, a spinner
+// whose peer was preempted onto its own CPU would otherwise burn its whole
+// time slice waiting for it. After stall without progress it fails.
+// Reading the clock only on yields keeps the fast path to a counter
+// increment, which matters for a ~100 ns ping-pong.
 type waiter struct {
 	stall time.Duration
 	n     uint32
 	since time.Time
 }
 
-const spinsPerYield = 1 << 12
+const (
+	spinsPerYield      = 1 << 12
+	goschedsPerOSYield = 16
+)
 
 func (w *waiter) reset() {
 	w.n = 0
@@ -140,7 +147,11 @@ func (w *waiter) pause() error {
 	if w.n%spinsPerYield != 0 {
 		return nil
 	}
-	runtime.Gosched()
+	if w.n%(spinsPerYield*goschedsPerOSYield) == 0 {
+		_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+	} else {
+		runtime.Gosched()
+	}
 	now := time.Now()
 	if w.since.IsZero() {
 		w.since = now
