@@ -303,6 +303,7 @@ func (c *Conn) inputSynchronized(now time.Duration, seg *Segment, out []Segment)
 		return c.challengeACK(now, out)
 	}
 	c.lastRecvAt = now
+	c.ackSinceTimeout = true // the peer is alive (zero-window probing)
 	c.kaProbes = 0
 	if c.kaAt != 0 {
 		c.kaAt = now + c.cfg.KeepAlive
@@ -379,8 +380,9 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 			c.rtoAt = 0
 		}
 	} else if ack == c.sndUna && len(seg.Payload) == 0 && h.Flags&wire.FlagFIN == 0 &&
-		wnd == c.sndWnd && seqLT(c.sndUna, c.sndMax) {
-		// RFC 5681 §2's duplicate ACK.
+		wnd == c.sndWnd && wnd != 0 && seqLT(c.sndUna, c.sndMax) {
+		// RFC 5681 §2's duplicate ACK. Answers to zero-window probes
+		// repeat the ACK too, but say nothing about loss.
 		c.stats.DupAcks++
 		c.dupAcks++
 		if c.dupAcks == 3 && !c.inRecovery && seqGEQ(c.sndUna, c.recover) && !seqLT(c.sndUna, c.custodyEnd) {

@@ -95,7 +95,7 @@ func (c *Conn) onRTO(now time.Duration, out []Segment) []Segment {
 	c.stats.Timeouts++
 	if c.ackSinceTimeout && c.sndWnd == 0 {
 		// Zero-window probing: the peer answers, so it is alive and the
-		// connection must not time out (RFC 9293 §3.8.6.1, MUST-? ).
+		// connection must not time out (RFC 9293 §3.8.6.1, MUST-37).
 		c.retries = 0
 	}
 	c.ackSinceTimeout = false
@@ -112,6 +112,15 @@ func (c *Conn) onRTO(now time.Duration, out []Segment) []Segment {
 	c.rttTiming = false                // Karn
 	if handshake {
 		out = c.sendSYN(now, out)
+		c.rtoAt = now + c.rto
+		return out
+	}
+	if c.sndWnd == 0 && seqLT(c.sndUna, c.dataEnd()) {
+		// The timer guards a zero-window probe: probe again, one octet
+		// beyond the closed window (RFC 9293 §3.8.6.1). This is not
+		// congestion, so the controller is not told.
+		c.stats.WindowProbes++
+		out = c.emitData(now, out, c.sndUna, wire.FlagACK, c.sb.slice(c.sndUna, 1))
 		c.rtoAt = now + c.rto
 		return out
 	}
@@ -139,7 +148,7 @@ func (c *Conn) armPersist(now time.Duration) {
 	c.persistAt = now + min(d, c.cfg.RTOMax)
 }
 
-// onPersist sends a zero-window probe (RFC 9293 §3.8.6.1, MUST-? ). In
+// onPersist sends a zero-window probe (RFC 9293 §3.8.6.1, MUST-36). In
 // retaining mode it is one octet of new data beyond the window, which the
 // retransmission timer then repeats with backoff; in custody mode, where
 // emitted bytes belong to the link, it is an ACK below SND.UNA that
