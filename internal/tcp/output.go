@@ -80,7 +80,10 @@ func (c *Conn) emit(now time.Duration, out []Segment, seq uint32, flags wire.TCP
 // (RFC 9293 §3.8.6.2.2, MUST-39).
 func (c *Conn) advertise() uint16 {
 	edge := c.rcvNxt + uint32(c.rb.free())
-	if seqGT(edge, c.rcvAdvEdge) && seqGEQ(c.rcvAdvEdge, c.rcvNxt) {
+	// After the peer's FIN no data can follow, so there is no silly
+	// window to avoid (and the FIN's own sequence number would otherwise
+	// show as a one-octet shrink).
+	if !c.finRcvd && seqGT(edge, c.rcvAdvEdge) && seqGEQ(c.rcvAdvEdge, c.rcvNxt) {
 		step := c.rb.size / 2
 		if step > c.rcvMSS {
 			step = c.rcvMSS
