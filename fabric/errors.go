@@ -27,9 +27,6 @@ var (
 	ErrCorrupt = &Error{"fabric: peer broke the ring protocol", syscall.ECONNRESET}
 	// ErrPeerClosed: Send on a connection the peer has closed.
 	ErrPeerClosed = &Error{"fabric: peer closed the connection", syscall.EPIPE}
-	// ErrRefused: the peer refused the connection (its accept queue was full
-	// or it is closing).
-	ErrRefused = &Error{"fabric: connection refused by peer", syscall.ECONNREFUSED}
 	// ErrNoNode: no live node has the address dialled.
 	ErrNoNode = &Error{"fabric: no node with that address", syscall.EHOSTUNREACH}
 	// ErrAddrInUse: Join with an address a live node holds.

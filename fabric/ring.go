@@ -41,10 +41,13 @@ const (
 
 // Tripwire bits, in offConsArmed and offProdArmed.
 const (
-	armSleeper = 1 << 0  // a goroutine sleeps on this word's futex: wake it
-	armNode    = 1 << 1  // the node's event loop sleeps: ring its doorbell
-	armWant    = 1 << 2  // (producer word) short of space: publish the tail soon
-	armBroken  = 1 << 31 // set by this process on close or peer death so that a sleeper's expected value goes stale
+	armSleeper = 1 << 0 // a goroutine sleeps on this word's futex: wake it
+	armNode    = 1 << 1 // the node's event loop sleeps: ring its doorbell
+	armWant    = 1 << 2 // (producer word) short of space: publish the tail soon
+	// armNudge is added (bits 16–31 count, wrapping) by this process when a
+	// local sleeper must re-check its state (close, peer death, a new
+	// deadline): it makes the sleeper's expected futex value stale.
+	armNudge = 1 << 16
 )
 
 // Record kinds.
@@ -108,14 +111,17 @@ func ringBell(bell *uint32) {
 	futexWake(bell, allWaiters)
 }
 
-// breakRing makes every sleeper on this ring's two tripwires return and
-// re-check its connection's state (set before the call).
+// nudge makes every sleeper on a tripwire word return and re-check its
+// state (which the caller changed before).
+func nudge(w *uint32) {
+	atomic.AddUint32(w, armNudge)
+	futexWake(w, allWaiters)
+}
+
+// breakRing nudges the sleepers on both tripwires of a ring.
 func (r *ringMem) breakRing() {
-	for _, off := range [...]uintptr{offConsArmed, offProdArmed} {
-		w := r.ctl32(off)
-		atomic.OrUint32(w, armBroken)
-		futexWake(w, allWaiters)
-	}
+	nudge(r.ctl32(offConsArmed))
+	nudge(r.ctl32(offProdArmed))
 }
 
 // init zeroes the control block and the first header of a ring that is

@@ -1,0 +1,645 @@
+package fabric
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Connection state bits.
+const (
+	stClosed     = 1 // Close was called here
+	stPeerClosed = 2 // the peer closed: Recv drains, then io.EOF
+	stReset      = 4 // failed: peer dead, protocol broken, node closed (Conn.err says which)
+)
+
+// DMA records: the body starts with a descriptor, then the inline prefix.
+//
+//	pid u32 | 0 u32 | address u64 | length u64 | 0 u64
+const (
+	dmaDescLen = 32
+	// MaxDMA bounds the length a DMA descriptor may announce.
+	MaxDMA = 1 << 40
+	// pullChunk is how much one process_vm_readv call copies: small enough
+	// that the early wake-up can be placed, large enough that the per-call
+	// page pinning stays cheap.
+	pullChunk = 256 << 10
+	// DefaultEarlyWake: a receiver pulling a DMA record wakes a sleeping
+	// sender when this many bytes are left to copy, so that the sender's
+	// futex wake-up latency (25–40 µs here) overlaps the end of the copy
+	// instead of following it.
+	DefaultEarlyWake = 512 << 10
+	// dmaSpin is how long a DMA sender spins before sleeping: the copy of
+	// a large buffer takes far longer, and the receiver wakes it early.
+	dmaSpin = 2 * time.Microsecond
+	// dmaWakeSpin is how long it spins after a wake-up.
+	dmaWakeSpin = 200 * time.Microsecond
+)
+
+var selfPid = os.Getpid()
+
+// Record is a view of the next record in a connection's receive ring.
+type Record struct {
+	// Data is the record's bytes for a PIO record, the inline prefix for a
+	// DMA record. It points into shared memory, valid until Release; the
+	// peer can still write it, so copy what you must validate.
+	Data []byte
+	// DMALen is, for a DMA record, the number of bytes to Pull from the
+	// sender's buffer; 0 for a PIO record.
+	DMALen int
+	// DMA tells a DMA record (even of length 0) from a PIO one.
+	DMA bool
+}
+
+// Conn is one connection: a ring pair between two nodes. At most one
+// goroutine sends (Reserve, Commit, Send, SendDMA) and one receives (Peek,
+// Pull, Release, Recv) at a time; Close, SetReadDeadline and
+// SetWriteDeadline may be called from anywhere.
+type Conn struct {
+	state atomic.Uint32
+	tx    producer
+	rx    consumer
+	spin  time.Duration
+
+	cur    Record // the record Peek returned, until Release
+	curOK  bool
+	dmaPid int
+	dmaAt  uint64
+	dmaOff int
+	iovL   unix.Iovec
+	iovR   unix.RemoteIovec
+	pin    runtime.Pinner
+
+	rdDeadline atomic.Int64 // unix nanoseconds, 0: none
+	wrDeadline atomic.Int64
+
+	peer       *peer
+	key        connKey
+	block      uint64
+	closeSent  bool // under peer.mu
+	peerClosed bool // under peer.mu
+	err        atomic.Pointer[error]
+	watch      atomic.Bool
+	earlyWake  int
+}
+
+func newConn(p *peer, key connKey, block uint64, tx, rx ringMem) *Conn {
+	tx.bell = p.bell
+	c := &Conn{
+		tx: newProducer(tx), rx: newConsumer(rx), spin: p.n.f.cfg.SpinBudget,
+		peer: p, key: key, block: block, earlyWake: DefaultEarlyWake,
+	}
+	if c.spin < 0 {
+		c.spin = 0
+	}
+	return c
+}
+
+// LocalAddr is this node's address.
+func (c *Conn) LocalAddr() netip.Addr { return c.peer.n.addr }
+
+// RemoteAddr is the peer node's address.
+func (c *Conn) RemoteAddr() netip.Addr { return c.peer.addr }
+
+// RingSize is the size of each of the connection's rings.
+func (c *Conn) RingSize() int { return int(c.tx.size) }
+
+// MaxRecord is the largest record body the connection carries.
+func (c *Conn) MaxRecord() int { return MaxRecord(int(c.tx.size)) }
+
+// DMA reports whether SendDMA really uses DMA towards this peer (false:
+// the kernel refused cross-memory access at first contact and SendDMA
+// copies through the ring).
+func (c *Conn) DMA() bool { return c.peer.dmaOK }
+
+// RingOccupancy is the number of bytes sent and not yet consumed by the
+// peer, as far as the peer has published its progress (it publishes in
+// batches, so this can lag by a quarter of the ring). Call it from the
+// sending goroutine.
+func (c *Conn) RingOccupancy() int {
+	if c.state.Load()&(stClosed|stReset) != 0 {
+		return 0
+	}
+	return c.tx.occupancy()
+}
+
+// Err returns why the connection failed, or nil.
+func (c *Conn) Err() error {
+	if e := c.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// fail records the first failure and wakes the connection's sleepers.
+func (c *Conn) fail(err error) {
+	c.err.CompareAndSwap(nil, &err)
+	c.state.Or(stReset)
+	c.breakLocal()
+	if c.watch.Load() {
+		c.peer.n.localEvent()
+	}
+}
+
+func (c *Conn) failed(err error) error {
+	c.fail(err)
+	return c.Err()
+}
+
+// breakLocal wakes the goroutines of this process sleeping on the
+// connection (receiver on rx, sender on tx) so that they see a new state.
+func (c *Conn) breakLocal() {
+	nudge(c.rx.ctl32(offConsArmed))
+	nudge(c.tx.ctl32(offProdArmed))
+}
+
+func (c *Conn) sendErr(st uint32) error {
+	switch {
+	case st&stClosed != 0:
+		return net.ErrClosed
+	case st&stReset != 0:
+		return c.Err()
+	case st&stPeerClosed != 0:
+		return ErrPeerClosed
+	}
+	return nil
+}
+
+func (c *Conn) recvErr(st uint32) error {
+	switch {
+	case st&stClosed != 0:
+		return net.ErrClosed
+	case st&stReset != 0:
+		return c.Err()
+	}
+	return nil
+}
+
+// timeout converts a deadline into a futex timeout (-1: none).
+func timeout(dl *atomic.Int64) (time.Duration, bool) {
+	d := dl.Load()
+	if d == 0 {
+		return -1, false
+	}
+	left := time.Until(time.Unix(0, d))
+	return left, left <= 0
+}
+
+// SetReadDeadline bounds Peek and Recv (zero time: no bound). A blocked
+// call sees the new deadline at once. Expiry returns an error that wraps
+// os.ErrDeadlineExceeded.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.rdDeadline.Store(unixNano(t))
+	if c.state.Load()&stReset == 0 {
+		nudge(c.rx.ctl32(offConsArmed))
+	}
+	return nil
+}
+
+// SetWriteDeadline bounds Reserve, Send and SendDMA, like SetReadDeadline.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.wrDeadline.Store(unixNano(t))
+	if c.state.Load()&stReset == 0 {
+		nudge(c.tx.ctl32(offProdArmed))
+	}
+	return nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+var errDeadline = fmt.Errorf("fabric: %w", os.ErrDeadlineExceeded)
+
+// ---- sending -------------------------------------------------------------
+
+// Reserve returns room for a record body of n bytes in the send ring,
+// waiting for the peer to make room if needed. Write the body there (for
+// the TCP stack: the headers, then the payload straight from the
+// application's buffer), then Commit. n must be at most MaxRecord.
+func (c *Conn) Reserve(n int) ([]byte, error) {
+	if st := c.state.Load(); st != 0 {
+		if err := c.sendErr(st); err != nil {
+			return nil, err
+		}
+	}
+	buf, ok, err := c.tx.tryReserve(n)
+	if ok {
+		return buf, nil
+	}
+	if err != nil {
+		if errors.Is(err, ErrRecordTooLarge) {
+			return nil, err
+		}
+		return nil, c.failed(err)
+	}
+	return c.waitSpace(n)
+}
+
+func (c *Conn) waitSpace(n int) ([]byte, error) {
+	w := c.tx.ctl32(offProdArmed)
+	atomic.OrUint32(w, armWant)
+	s := spinner{budget: c.spin}
+	for {
+		if st := c.state.Load(); st != 0 {
+			if err := c.sendErr(st); err != nil {
+				return nil, err
+			}
+		}
+		buf, ok, err := c.tx.tryReserve(n)
+		if err != nil {
+			return nil, c.failed(err)
+		}
+		if ok {
+			atomic.AndUint32(w, ^uint32(armWant))
+			return buf, nil
+		}
+		if s.more() {
+			continue
+		}
+		old := atomic.OrUint32(w, armSleeper|armWant)
+		if buf, ok, _ := c.tx.tryReserve(n); ok {
+			atomic.AndUint32(w, ^uint32(armWant))
+			return buf, nil
+		}
+		if c.state.Load() != 0 {
+			continue
+		}
+		d, expired := timeout(&c.wrDeadline)
+		if expired {
+			return nil, errDeadline
+		}
+		futexWait(w, old|armSleeper|armWant, d)
+		s = spinner{budget: c.spin}
+	}
+}
+
+// Commit publishes the reserved record with a body of n bytes (n at most
+// what was reserved).
+func (c *Conn) Commit(n int) error {
+	if st := c.state.Load(); st != 0 {
+		if err := c.sendErr(st); err != nil {
+			return err
+		}
+	}
+	if c.tx.resvLen < 0 || n < 0 || n > c.tx.resvLen {
+		return fmt.Errorf("fabric: commit of %d bytes, %d reserved", n, c.tx.resvLen)
+	}
+	c.tx.commit(n, kindData)
+	return nil
+}
+
+// Send sends p as one record (PIO: one copy, from p into the ring).
+func (c *Conn) Send(p []byte) error {
+	buf, err := c.Reserve(len(p))
+	if err != nil {
+		return err
+	}
+	copy(buf, p)
+	c.tx.commit(len(p), kindData)
+	return nil
+}
+
+// SendDMA sends one record made of prefix (copied inline into the ring)
+// and p, which the receiver pulls straight from p's memory with
+// process_vm_readv. It returns when the receiver is done with p (the
+// zero-copy blocking semantics of the seed): it spins briefly, then sleeps
+// on a futex until the receiver's completion (which wakes it a little
+// before the copy ends).
+//
+// p must not move while the receiver reads it. Go moves goroutine stacks,
+// never heap objects, and p escapes here (it is pinned with
+// runtime.Pinner), so the compiler allocates every buffer passed to
+// SendDMA on the heap; the pin and a KeepAlive keep it alive until the
+// completion.
+//
+// If the peer cannot read our memory (process_vm_readv refused at first
+// contact), SendDMA copies prefix and p through the ring instead; it logs
+// that once per node.
+func (c *Conn) SendDMA(prefix, p []byte) error {
+	if !c.peer.dmaOK {
+		c.peer.n.warnNoDMA(c.peer.addr)
+		buf, err := c.Reserve(len(prefix) + len(p))
+		if err != nil {
+			return err
+		}
+		copy(buf[copy(buf, prefix):], p)
+		c.tx.commit(len(prefix)+len(p), kindData)
+		return nil
+	}
+	buf, err := c.Reserve(dmaDescLen + len(prefix))
+	if err != nil {
+		return err
+	}
+	le := binary.LittleEndian
+	le.PutUint32(buf[0:], uint32(selfPid))
+	le.PutUint32(buf[4:], 0)
+	le.PutUint64(buf[8:], uint64(uintptr(unsafe.Pointer(unsafe.SliceData(p)))))
+	le.PutUint64(buf[16:], uint64(len(p)))
+	le.PutUint64(buf[24:], 0)
+	copy(buf[dmaDescLen:], prefix)
+	if len(p) > 0 {
+		c.pin.Pin(unsafe.SliceData(p))
+	}
+	c.tx.commit(dmaDescLen+len(prefix), kindDMA)
+	c.tx.dmaSent++
+	err = c.waitDMA(c.tx.dmaSent)
+	c.pin.Unpin()
+	runtime.KeepAlive(p)
+	return err
+}
+
+// waitDMA waits until the receiver has completed DMA record seq.
+func (c *Conn) waitDMA(seq uint64) error {
+	d := c.tx.ctl64(offDMADone)
+	w := c.tx.ctl32(offProdArmed)
+	s := spinner{budget: min(c.spin, dmaSpin)}
+	for {
+		if int64(atomic.LoadUint64(d)-seq) >= 0 {
+			return nil
+		}
+		if st := c.state.Load(); st != 0 {
+			if err := c.sendErr(st); err != nil {
+				return err
+			}
+		}
+		if s.more() {
+			continue
+		}
+		old := atomic.OrUint32(w, armSleeper)
+		if int64(atomic.LoadUint64(d)-seq) >= 0 {
+			return nil
+		}
+		if c.state.Load() != 0 {
+			continue
+		}
+		t, expired := timeout(&c.wrDeadline)
+		if expired {
+			return errDeadline
+		}
+		futexWait(w, old|armSleeper, t)
+		s = spinner{budget: max(c.spin, dmaWakeSpin)}
+	}
+}
+
+func (n *Node) warnNoDMA(peer netip.Addr) {
+	n.dmaWarn.Do(func() {
+		n.f.log.Warn("fabric: the kernel refuses process_vm_readv between these processes; DMA falls back to PIO",
+			"node", n.addr, "peer", peer)
+	})
+}
+
+// ---- receiving -----------------------------------------------------------
+
+// Peek returns the next record without consuming it, waiting for one if
+// the ring is empty: it spins for the configured budget, then arms the
+// tripwire and sleeps. After the peer closed and every record was read it
+// returns io.EOF.
+func (c *Conn) Peek() (Record, error) {
+	if c.curOK {
+		return c.cur, nil
+	}
+	if c.state.Load() == 0 {
+		kind, body, err := c.rx.peek()
+		if kind != 0 {
+			return c.record(kind, body)
+		}
+		if err != nil {
+			return Record{}, c.failed(err)
+		}
+	}
+	return c.peekSlow(false)
+}
+
+// PeekNoWait is Peek that returns ErrWouldBlock instead of waiting.
+func (c *Conn) PeekNoWait() (Record, error) {
+	if c.curOK {
+		return c.cur, nil
+	}
+	return c.peekSlow(true)
+}
+
+// Readable reports whether Peek would return at once (a record, or an
+// error). Call it from the receiving goroutine.
+func (c *Conn) Readable() bool {
+	if c.curOK || c.state.Load() != 0 {
+		return true
+	}
+	return atomic.LoadUint64(c.rx.u64(c.rx.tail&(c.rx.size-1))) != 0
+}
+
+func (c *Conn) peekSlow(noWait bool) (Record, error) {
+	w := c.rx.ctl32(offConsArmed)
+	s := spinner{budget: c.spin}
+	for {
+		st := c.state.Load()
+		if err := c.recvErr(st); err != nil {
+			return Record{}, err
+		}
+		kind, body, err := c.rx.peek()
+		if kind != 0 {
+			return c.record(kind, body)
+		}
+		if err != nil {
+			return Record{}, c.failed(err)
+		}
+		if st&stPeerClosed != 0 {
+			// The peer's CLOSE came after its last record, so the empty
+			// ring we just read is final.
+			return Record{}, io.EOF
+		}
+		c.rx.idle()
+		if noWait {
+			return Record{}, ErrWouldBlock
+		}
+		if s.more() {
+			continue
+		}
+		old := atomic.OrUint32(w, armSleeper)
+		if kind, body, err := c.rx.peek(); kind != 0 || err != nil {
+			if err != nil {
+				return Record{}, c.failed(err)
+			}
+			return c.record(kind, body)
+		}
+		if c.state.Load() != st {
+			continue
+		}
+		d, expired := timeout(&c.rdDeadline)
+		if expired {
+			return Record{}, errDeadline
+		}
+		futexWait(w, old|armSleeper, d)
+		s = spinner{budget: c.spin}
+	}
+}
+
+// record turns a ring record into a Record, reading and checking a DMA
+// descriptor exactly once.
+func (c *Conn) record(kind uint64, body []byte) (Record, error) {
+	if kind == kindData {
+		c.cur, c.curOK = Record{Data: body}, true
+		return c.cur, nil
+	}
+	if len(body) < dmaDescLen {
+		return Record{}, c.failed(errf(ErrCorrupt, "DMA record of %d bytes", len(body)))
+	}
+	var d [dmaDescLen]byte
+	copy(d[:], body)
+	le := binary.LittleEndian
+	pid, at, n := int(le.Uint32(d[0:])), le.Uint64(d[8:]), le.Uint64(d[16:])
+	if pid != c.peer.pid {
+		return Record{}, c.failed(errf(ErrCorrupt, "DMA descriptor names pid %d, the peer is %d", pid, c.peer.pid))
+	}
+	if n > MaxDMA || at+n < at {
+		return Record{}, c.failed(errf(ErrCorrupt, "DMA descriptor of %d bytes at %#x", n, at))
+	}
+	c.dmaPid, c.dmaAt, c.dmaOff = pid, at, 0
+	c.cur, c.curOK = Record{Data: body[dmaDescLen:], DMALen: int(n), DMA: true}, true
+	return c.cur, nil
+}
+
+// Pull copies the next bytes of the current DMA record from the sender's
+// buffer into dst and returns how many; successive calls continue where
+// the last stopped. It returns 0 once the record is fully pulled.
+func (c *Conn) Pull(dst []byte) (int, error) {
+	if !c.curOK || !c.cur.DMA {
+		return 0, ErrNoRecord
+	}
+	if st := c.state.Load(); st != 0 {
+		if err := c.recvErr(st); err != nil {
+			return 0, err
+		}
+	}
+	want := min(len(dst), c.cur.DMALen-c.dmaOff)
+	done := 0
+	for done < want {
+		k := min(want-done, pullChunk)
+		c.iovL = unix.Iovec{Base: &dst[done], Len: uint64(k)}
+		c.iovR = unix.RemoteIovec{Base: uintptr(c.dmaAt) + uintptr(c.dmaOff), Len: k}
+		r, _, errno := syscall.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(c.dmaPid),
+			uintptr(unsafe.Pointer(&c.iovL)), 1, uintptr(unsafe.Pointer(&c.iovR)), 1, 0)
+		if errno != 0 || int(r) <= 0 {
+			if errno == syscall.ESRCH {
+				return done, c.failed(ErrPeerDead)
+			}
+			return done, c.failed(errf(ErrCorrupt, "pulling %d bytes at %#x from pid %d: %v", k, c.dmaAt+uint64(c.dmaOff), c.dmaPid, errno))
+		}
+		done += int(r)
+		c.dmaOff += int(r)
+		if c.cur.DMALen-c.dmaOff <= c.earlyWake {
+			c.rx.earlyWake()
+		}
+	}
+	return done, nil
+}
+
+// Release consumes the record Peek returned. For a DMA record it posts the
+// completion the sender waits for, pulled fully or not.
+func (c *Conn) Release() error {
+	if !c.curOK {
+		return ErrNoRecord
+	}
+	dma := c.cur.DMA
+	c.curOK, c.cur = false, Record{}
+	if c.state.Load()&(stClosed|stReset) != 0 {
+		return nil
+	}
+	if dma {
+		c.rx.completeDMA()
+	}
+	c.rx.release()
+	return nil
+}
+
+// Recv receives the next record into dst and returns its length: a PIO
+// record's bytes, or a DMA record's prefix followed by the pulled bytes.
+// If dst is too small it returns ErrShortBuffer and leaves the record.
+func (c *Conn) Recv(dst []byte) (int, error) {
+	r, err := c.Peek()
+	if err != nil {
+		return 0, err
+	}
+	total := len(r.Data) + r.DMALen
+	if len(dst) < total {
+		return 0, ErrShortBuffer
+	}
+	copy(dst, r.Data)
+	if r.DMALen > 0 {
+		if _, err := c.Pull(dst[len(r.Data):total]); err != nil {
+			return 0, err
+		}
+	}
+	c.Release()
+	return total, nil
+}
+
+// ---- lifecycle -----------------------------------------------------------
+
+// SetWatch makes Node.Wait return when this connection has a record or
+// changes state (on) or stops that (off). The goroutine calling Node.Wait
+// should be the connection's receiver.
+func (c *Conn) SetWatch(on bool) {
+	if c.watch.Swap(on) == on {
+		return
+	}
+	n := c.peer.n
+	n.mu.Lock()
+	list := make([]*Conn, 0, len(n.watched)+1)
+	for _, w := range n.watched {
+		if w != c {
+			list = append(list, w)
+		}
+	}
+	if on {
+		list = append(list, c)
+	}
+	n.watched = list
+	n.mu.Unlock()
+	if on {
+		n.localEvent()
+	}
+}
+
+// Close closes the connection: blocked calls return net.ErrClosed, the
+// peer reads what was sent and then io.EOF. The rings return to the slab
+// once both sides have closed.
+func (c *Conn) Close() error {
+	old := c.state.Or(stClosed)
+	if old&stClosed != 0 {
+		return net.ErrClosed
+	}
+	if old&stReset == 0 {
+		c.breakLocal()
+	}
+	p := c.peer
+	if !p.dead.Load() {
+		var theirs uint64
+		if int(c.key.side) != p.side {
+			theirs = 1
+		}
+		p.sendCtl(msgClose, c.key.id, theirs, 0)
+	}
+	p.mu.Lock()
+	c.closeSent = true
+	if c.peerClosed || p.dead.Load() {
+		p.finishLocked(c)
+	}
+	p.mu.Unlock()
+	c.SetWatch(false)
+	return nil
+}

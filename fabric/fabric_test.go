@@ -1,0 +1,129 @@
+package fabric
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ultcp/ultcp/internal/proc"
+)
+
+func TestMain(m *testing.M) {
+	proc.RunChild()
+	os.Exit(m.Run())
+}
+
+var (
+	addrA = netip.MustParseAddr("10.77.0.1")
+	addrB = netip.MustParseAddr("10.77.0.2")
+	addrC = netip.MustParseAddr("10.77.0.3")
+)
+
+// testDir returns a fabric directory under /dev/shm that no other test run
+// uses, removed at the end.
+func testDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "ultcp-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "fabric")
+}
+
+func openFabric(t testing.TB, dir string) *Fabric {
+	t.Helper()
+	f, err := Open(Config{Dir: dir, SlabSize: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func join(t testing.TB, f *Fabric, a netip.Addr) *Node {
+	t.Helper()
+	n, err := f.Join(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func ctx10s(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestDialAcceptSendRecvInOneProcess(t *testing.T) {
+	f := openFabric(t, testDir(t))
+	a, b := join(t, f, addrA), join(t, f, addrB)
+	ctx := ctx10s(t)
+	ca, err := a.Dial(ctx, addrB, ConnConfig{RingSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cb.RemoteAddr() != addrA || ca.RemoteAddr() != addrB {
+		t.Fatalf("addresses: accepted from %v, dialled %v", cb.RemoteAddr(), ca.RemoteAddr())
+	}
+	for i := range 1000 {
+		msg := []byte(fmt.Sprintf("record %d", i))
+		if err := ca.Send(msg); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, err := cb.Recv(buf)
+		if err != nil || string(buf[:n]) != string(msg) {
+			t.Fatalf("record %d: got %q, %v", i, buf[:n], err)
+		}
+		if err := cb.Send(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		n, err = ca.Recv(buf)
+		if err != nil || string(buf[:n]) != string(msg) {
+			t.Fatalf("echo %d: got %q, %v", i, buf[:n], err)
+		}
+	}
+	ca.Close()
+	if _, err := cb.Recv(make([]byte, 64)); err != io.EOF {
+		t.Fatalf("Recv after peer close = %v, want io.EOF", err)
+	}
+	if err := cb.Send([]byte("x")); !errors.Is(err, ErrPeerClosed) {
+		t.Fatalf("Send after peer close = %v, want ErrPeerClosed", err)
+	}
+	cb.Close()
+}
+
+func TestJoinRefusesAddressOfLiveNode(t *testing.T) {
+	f := openFabric(t, testDir(t))
+	join(t, f, addrA)
+	if _, err := f.Join(addrA); !errors.Is(err, ErrAddrInUse) {
+		t.Fatalf("second Join = %v, want ErrAddrInUse", err)
+	}
+}
+
+func TestJoinRefusesAddressOutsideSubnet(t *testing.T) {
+	f := openFabric(t, testDir(t))
+	if _, err := f.Join(netip.MustParseAddr("192.168.1.1")); err == nil {
+		t.Fatal("Join(192.168.1.1) succeeded outside 10.77.0.0/16")
+	}
+}
+
+func TestDialUnknownAddressFailsWithNoNode(t *testing.T) {
+	f := openFabric(t, testDir(t))
+	a := join(t, f, addrA)
+	if _, err := a.Dial(ctx10s(t), addrC, ConnConfig{}); !errors.Is(err, ErrNoNode) {
+		t.Fatalf("Dial = %v, want ErrNoNode", err)
+	}
+}

@@ -1,0 +1,302 @@
+package fabric
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Control messages: records of ctlMsgLen bytes on the control rings.
+//
+//	type u32 | id u32 | a u64 | b u64 | c u64
+//
+// Types not listed here are reserved (custody and congestion messages will
+// come later); a node ignores a type it does not know, so newer nodes can
+// talk to older ones.
+const (
+	ctlMsgLen = 32
+
+	msgConnect = 1 // id in the sender's table, a = ring size, b = block offset in the sender's slab
+	msgClose   = 2 // a = 0: id in the sender's table, 1: in the receiver's
+	msgBye     = 3 // the sender leaves the fabric: all connections are reset
+)
+
+type connKey struct {
+	side uint8 // which side's table (and slab) the rings are in
+	id   uint32
+}
+
+// peer is this node's view of one peer segment.
+type peer struct {
+	n       *Node
+	addr    netip.Addr
+	pid     int
+	side    int // this node's side
+	mem     unsafe.Pointer
+	memFd   int
+	l       layout
+	bellMem unsafe.Pointer // the peer's doorbell page
+	bell    *uint32
+	dmaOK   bool // the peer can pull from us with process_vm_readv
+
+	ctlMu sync.Mutex // serialises senders on ctlTx
+	ctlTx producer
+	ctlRx consumer // used by the node's event loop only
+
+	mu    sync.Mutex
+	conns map[connKey]*Conn
+	alloc slabAlloc
+
+	dead  atomic.Bool
+	pidfd *os.File
+}
+
+func (n *Node) newPeer(addr netip.Addr, pid, side int, mem unsafe.Pointer, memFd int, l layout, bellFd int, dmaOK bool) (*peer, error) {
+	bellMem, err := mapShared(bellFd, pageSize) // the caller closes bellFd
+	if err != nil {
+		return nil, err
+	}
+	pfd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		unmap(bellMem, pageSize)
+		return nil, err
+	}
+	p := &peer{
+		n: n, addr: addr, pid: pid, side: side, mem: mem, memFd: memFd, l: l,
+		bellMem: bellMem, bell: (*uint32)(bellMem), dmaOK: dmaOK,
+		conns: map[connKey]*Conn{},
+		alloc: slabAlloc{size: l.slabSize, maxConn: uint32(l.maxConns)},
+		pidfd: os.NewFile(uintptr(pfd), "pidfd"),
+	}
+	tx := l.ctlRing(mem, side)
+	tx.bell = p.bell
+	p.ctlTx = newProducer(tx)
+	p.ctlRx = newConsumer(l.ctlRing(mem, 1-side))
+	p.ctlRx.batch = 0 // publish at once: control senders must not wait for a batch
+	return p, nil
+}
+
+// start watches the peer's process: a goroutine parks in the netpoller on
+// the pidfd (no thread, no periodic wake-up) and fails the peer the moment
+// the process exits.
+func (p *peer) start() {
+	rc, err := p.pidfd.SyscallConn()
+	if err != nil {
+		p.fail(ErrPeerDead)
+		return
+	}
+	go func() {
+		err := rc.Read(func(fd uintptr) bool {
+			if p.dead.Load() {
+				return true
+			}
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			k, _ := unix.Poll(pfd, 0)
+			return k > 0
+		})
+		if err == nil {
+			p.fail(ErrPeerDead)
+		}
+	}()
+}
+
+// fail resets every connection to the peer with err and releases the
+// segment. It is idempotent.
+func (p *peer) fail(err error) {
+	if !p.dead.CompareAndSwap(false, true) {
+		return
+	}
+	p.mu.Lock()
+	conns := make([]*Conn, 0, len(p.conns))
+	for _, c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.fail(err)
+	}
+	p.ctlTx.breakRing()
+	p.n.removePeer(p)
+	p.n.localEvent()
+	p.pidfd.Close()
+	// Give the memory back: private zero pages replace the shared ones, so
+	// the peer's pages are freed once it has let go too. The addresses stay
+	// mapped for good: an application may still hold a view from Reserve or
+	// Peek, and touching it must not fault. This costs address space only
+	// (see docs/fabric.md).
+	replaceWithAnon(p.mem, uintptr(p.l.size))
+	replaceWithAnon(p.bellMem, pageSize)
+	unix.Close(p.memFd)
+}
+
+// sendCtl posts one control message, waiting for room if the ring is full.
+func (p *peer) sendCtl(typ, id uint32, a, b uint64) error {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	w := p.ctlTx.ctl32(offProdArmed)
+	for {
+		if p.dead.Load() {
+			return ErrPeerDead
+		}
+		buf, ok, err := p.ctlTx.tryReserve(ctlMsgLen)
+		if err != nil {
+			p.fail(err)
+			return err
+		}
+		if ok {
+			le := binary.LittleEndian
+			le.PutUint32(buf[0:], typ)
+			le.PutUint32(buf[4:], id)
+			le.PutUint64(buf[8:], a)
+			le.PutUint64(buf[16:], b)
+			le.PutUint64(buf[24:], 0)
+			p.ctlTx.commit(ctlMsgLen, kindData)
+			return nil
+		}
+		// Full: the peer's event loop is behind. Sleep on its progress; the
+		// timeout only bounds a peer that stopped draining without dying.
+		old := atomic.OrUint32(w, armSleeper|armWant)
+		if _, ok, _ := p.ctlTx.tryReserve(ctlMsgLen); ok {
+			p.ctlTx.resvLen = -1
+			continue
+		}
+		if p.dead.Load() {
+			return ErrPeerDead
+		}
+		futexWait(w, old|armSleeper|armWant, 100*time.Millisecond)
+	}
+}
+
+// sendBye tells the peer we leave, without waiting long for room.
+func (p *peer) sendBye() {
+	if p.dead.Load() || !p.ctlMu.TryLock() {
+		return
+	}
+	defer p.ctlMu.Unlock()
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		buf, ok, err := p.ctlTx.tryReserve(ctlMsgLen)
+		if err != nil {
+			return
+		}
+		if ok {
+			clear(buf)
+			binary.LittleEndian.PutUint32(buf, msgBye)
+			p.ctlTx.commit(ctlMsgLen, kindData)
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// drainControl handles every control message waiting from the peer and
+// reports whether there was any. A malformed control ring fails the whole
+// peer: it cannot be blamed on one connection.
+func (p *peer) drainControl() bool {
+	did := false
+	for !p.dead.Load() {
+		kind, body, err := p.ctlRx.peek()
+		if err != nil {
+			p.fail(err)
+			return true
+		}
+		if kind == 0 {
+			p.ctlRx.idle()
+			return did
+		}
+		did = true
+		if kind != kindData || len(body) != ctlMsgLen {
+			p.fail(errf(ErrCorrupt, "control record of kind %d, %d bytes", kind, len(body)))
+			return true
+		}
+		// Copy the message out of shared memory before looking at it.
+		var m [ctlMsgLen]byte
+		copy(m[:], body)
+		p.ctlRx.release()
+		le := binary.LittleEndian
+		p.handle(le.Uint32(m[0:]), le.Uint32(m[4:]), le.Uint64(m[8:]), le.Uint64(m[16:]))
+	}
+	return true
+}
+
+func (p *peer) handle(typ, id uint32, a, b uint64) {
+	switch typ {
+	case msgConnect:
+		p.onConnect(id, a, b)
+	case msgClose:
+		key := connKey{uint8(1 - p.side), id}
+		if a == 1 {
+			key.side = uint8(p.side)
+		}
+		p.onClose(key)
+	case msgBye:
+		p.fail(ErrPeerDead)
+	}
+}
+
+func (p *peer) onConnect(id uint32, size, block uint64) {
+	if err := p.l.checkRingPair(id, block, size); err != nil {
+		p.fail(errf(ErrCorrupt, "CONNECT: %v", err))
+		return
+	}
+	key := connKey{uint8(1 - p.side), id}
+	p.mu.Lock()
+	if p.conns[key] != nil {
+		p.mu.Unlock()
+		p.fail(errf(ErrCorrupt, "CONNECT for open connection %d", id))
+		return
+	}
+	fwd, back := p.l.connRings(p.mem, 1-p.side, id, block, size)
+	c := newConn(p, key, block, back, fwd)
+	p.conns[key] = c
+	p.mu.Unlock()
+	n := p.n
+	n.mu.Lock()
+	n.acceptQ = append(n.acceptQ, c)
+	n.mu.Unlock()
+	select {
+	case n.acceptCh <- struct{}{}:
+	default:
+	}
+	n.localEvent()
+}
+
+func (p *peer) onClose(key connKey) {
+	p.mu.Lock()
+	c := p.conns[key]
+	if c == nil {
+		p.mu.Unlock()
+		return
+	}
+	c.peerClosed = true
+	c.state.Or(stPeerClosed)
+	if c.closeSent {
+		p.finishLocked(c)
+	}
+	p.mu.Unlock()
+	c.breakLocal()
+	if c.watch.Load() {
+		p.n.localEvent()
+	}
+}
+
+// finishLocked forgets a connection both sides have closed; the side that
+// allocated its rings may now reuse them.
+func (p *peer) finishLocked(c *Conn) {
+	delete(p.conns, c.key)
+	if int(c.key.side) == p.side {
+		p.alloc.release(c.key.id, c.block, 2*c.rx.size)
+	}
+	if c.watch.Load() {
+		c.SetWatch(false)
+	}
+}
+
+var _ = net.ErrClosed
