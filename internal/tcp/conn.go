@@ -152,7 +152,7 @@ func newConn(cfg *Config, localPort, remotePort uint16, iss uint32) *Conn {
 	}
 	// The TSval clock's offset is derived from the ISS, itself a keyed
 	// hash (RFC 6528), so it reveals no uptime (RFC 7323 §5.4).
-	c.tsOffset = iss*2654435761 + 0x9e3779b9
+	c.tsOffset = tsOffsetFor(iss)
 	if c.cfg.CC != nil {
 		c.cc = c.cfg.CC()
 	} else {

@@ -40,18 +40,10 @@ func (c *Conn) Input(now time.Duration, seg *Segment, out []Segment) []Segment {
 // negotiate applies the options of the peer's SYN (RFC 9293 §3.7.1,
 // RFC 7323 §§2–3).
 func (c *Conn) negotiate(now time.Duration, o *wire.TCPOptions) {
-	mss := int(o.MSS)
-	if mss == 0 {
-		mss = DefaultMinMSS // RFC 9293 §3.7.1: no option means 536
-	}
-	// Clamp: a tiny or zero MSS would cut the stream into absurdly small
-	// segments; a large one is bounded by our own link.
-	if mss < c.cfg.MinMSS {
-		mss = c.cfg.MinMSS
-	}
-	if mss > c.cfg.MSS {
-		mss = c.cfg.MSS
-	}
+	// No option means 536 (RFC 9293 §3.7.1). Clamp: a tiny or zero MSS
+	// would cut the stream into absurdly small segments; a large one is
+	// bounded by our own link.
+	mss := c.cfg.peerMSS(o)
 	if o.HasWScale && !c.cfg.NoWindowScale {
 		c.wsOK = true
 		c.sndShift = min(o.WScale, 14) // RFC 7323 §2.3

@@ -178,7 +178,7 @@ func TestKeepaliveProbesIdleConnectionThenTimesOut(t *testing.T) {
 	h.at(2*time.Hour, "<SEQ=100><ACK=301><CTL=ACK><WND=8000>")
 	// An answer resets the count and the idle timer.
 	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=10000>")
-	h.at(2*time.Hour+75*time.Second)
+	h.at(2*time.Hour + 75*time.Second)
 	h.at(4*time.Hour, "<SEQ=100><ACK=301><CTL=ACK><WND=8000>")
 	h.at(4*time.Hour+75*time.Second, "<SEQ=100><ACK=301><CTL=ACK><WND=8000>")
 	h.at(4*time.Hour + 150*time.Second)
