@@ -1,0 +1,260 @@
+package fabric
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ultcp/ultcp/internal/proc"
+)
+
+// Child roles for the two-process tests. Each takes the fabric directory
+// and its own address first; it says {"ready":true} once it has joined.
+
+func init() {
+	proc.Register("sink", roleSink)
+	proc.Register("echo-loop", roleEchoLoop)
+	proc.Register("stream-then-stall", roleStreamThenStall)
+	proc.Register("accept-and-stall", roleAcceptAndStall)
+	proc.Register("hostile", roleHostile)
+	proc.Register("truncater", roleTruncater)
+	proc.Register("source", roleSource)
+}
+
+type ready struct{ Ready bool }
+
+type sinkResult struct {
+	SHA     string
+	Bytes   int64
+	Records int
+	Err     string
+}
+
+func childNode(args []string) (*Node, error) {
+	if len(args) < 2 {
+		return nil, errors.New("need fabric dir and address")
+	}
+	f, err := Open(Config{Dir: args[0], SlabSize: 1 << 30})
+	if err != nil {
+		return nil, err
+	}
+	return f.Join(netip.MustParseAddr(args[1]))
+}
+
+// roleSink accepts one connection, hashes every record until EOF and
+// reports the digest. args[2] is "peek" (zero-copy) or "recv" (copying,
+// which also pulls DMA records).
+func roleSink(args []string) error {
+	n, err := childNode(args)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	proc.Send(ready{true})
+	c, err := n.Accept(context.Background())
+	if err != nil {
+		return err
+	}
+	res := sink(c, args[2])
+	return proc.Send(res)
+}
+
+func sink(c *Conn, mode string) sinkResult {
+	h := sha256.New()
+	var res sinkResult
+	buf := make([]byte, 4<<20)
+	for {
+		var err error
+		if mode == "peek" {
+			var r Record
+			r, err = c.Peek()
+			if err == nil {
+				h.Write(r.Data)
+				res.Bytes += int64(len(r.Data))
+				c.Release()
+			}
+		} else {
+			var k int
+			k, err = c.Recv(buf)
+			if err == nil {
+				h.Write(buf[:k])
+				res.Bytes += int64(k)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			res.Err = err.Error()
+			break
+		}
+		res.Records++
+	}
+	c.Close()
+	res.SHA = hex.EncodeToString(h.Sum(nil))
+	return res
+}
+
+// stream sends total bytes of records of random sizes in [1, maxRec],
+// through PIO (Send) or DMA (SendDMA, with a random inline prefix of up to
+// 64 bytes), and returns the SHA-256 of what the receiver must see.
+func stream(c *Conn, seed uint64, total int64, maxRec int, dma bool) (string, int64, error) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	pool := make([]byte, 4<<20+maxRec)
+	for i := 0; i+8 <= len(pool); i += 8 {
+		v := rng.Uint64()
+		for k := range 8 {
+			pool[i+k] = byte(v >> (8 * k))
+		}
+	}
+	h := sha256.New()
+	var sent int64
+	for sent < total {
+		n := 1 + rng.IntN(maxRec)
+		if rng.IntN(8) == 0 {
+			n = 1 + rng.IntN(64) // plenty of small records too
+		}
+		off := rng.IntN(len(pool) - n)
+		p := pool[off : off+n]
+		var err error
+		if dma {
+			k := rng.IntN(65)
+			if k > n {
+				k = n
+			}
+			err = c.SendDMA(p[:k], p[k:])
+		} else {
+			err = c.Send(p)
+		}
+		if err != nil {
+			return "", sent, fmt.Errorf("after %d bytes: %w", sent, err)
+		}
+		h.Write(p)
+		sent += int64(n)
+	}
+	return hex.EncodeToString(h.Sum(nil)), sent, nil
+}
+
+// roleEchoLoop serves every connection from one event loop (Node.Wait and
+// watched connections): each record comes back as it came. It runs until
+// its stdin closes... or until args[2] connections have come and gone.
+func roleEchoLoop(args []string) error {
+	n, err := childNode(args)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	want, _ := strconv.Atoi(args[2])
+	proc.Send(ready{true})
+	none, cancel := context.WithCancel(context.Background())
+	cancel()
+	var conns []*Conn
+	finished := 0
+	for finished < want {
+		for {
+			c, err := n.Accept(none)
+			if err != nil {
+				break
+			}
+			c.SetWatch(true)
+			conns = append(conns, c)
+		}
+		live := conns[:0]
+		for _, c := range conns {
+			open := true
+			for {
+				r, err := c.PeekNoWait()
+				if errors.Is(err, ErrWouldBlock) {
+					break
+				}
+				if err != nil {
+					c.Close()
+					finished++
+					open = false
+					break
+				}
+				if err := c.Send(r.Data); err != nil {
+					return err
+				}
+				c.Release()
+			}
+			if open {
+				live = append(live, c)
+			}
+		}
+		conns = live
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n.Wait(ctx)
+		cancel()
+	}
+	return proc.Send(map[string]int{"finished": finished})
+}
+
+// roleStreamThenStall dials args[2], sends 100 records, says so, and waits
+// to be killed.
+func roleStreamThenStall(args []string) error {
+	n, err := childNode(args)
+	if err != nil {
+		return err
+	}
+	c, err := n.Dial(context.Background(), netip.MustParseAddr(args[2]), ConnConfig{RingSize: 64 << 10})
+	if err != nil {
+		return err
+	}
+	for i := range 100 {
+		if err := c.Send([]byte(fmt.Sprint(i))); err != nil {
+			return err
+		}
+	}
+	proc.Send(ready{true})
+	time.Sleep(time.Hour)
+	return nil
+}
+
+// roleAcceptAndStall accepts one connection, never reads it, and waits to
+// be killed.
+func roleAcceptAndStall(args []string) error {
+	n, err := childNode(args)
+	if err != nil {
+		return err
+	}
+	proc.Send(ready{true})
+	if _, err := n.Accept(context.Background()); err != nil {
+		return err
+	}
+	time.Sleep(time.Hour)
+	return nil
+}
+
+// roleSource dials args[2] and streams args[3] bytes (PIO, records up to
+// 64 KiB, seed args[4]), then closes and reports the digest.
+func roleSource(args []string) error {
+	n, err := childNode(args)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	total, _ := strconv.ParseInt(args[3], 10, 64)
+	seed, _ := strconv.ParseUint(args[4], 10, 64)
+	c, err := n.Dial(context.Background(), netip.MustParseAddr(args[2]), ConnConfig{RingSize: 1 << 20})
+	if err != nil {
+		return err
+	}
+	proc.Send(ready{true})
+	sum, sent, err := stream(c, seed, total, 64<<10, false)
+	if err != nil {
+		return err
+	}
+	c.Close()
+	return proc.Send(sinkResult{SHA: sum, Bytes: sent})
+}
+
+var _ = testing.Short

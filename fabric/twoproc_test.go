@@ -1,0 +1,312 @@
+package fabric
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ultcp/ultcp/internal/proc"
+)
+
+// startChild starts role with the fabric directory and address first, and
+// waits for it to say it has joined.
+func startChild(t *testing.T, role, dir string, addr fmt.Stringer, more ...string) *proc.Child {
+	t.Helper()
+	ch, err := proc.Start(role, append([]string{dir, addr.String()}, more...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ch.Kill(); ch.Wait(10 * time.Second) })
+	var r ready
+	if err := ch.Recv(&r, 20*time.Second); err != nil || !r.Ready {
+		t.Fatalf("child %s not ready: %v", role, err)
+	}
+	return ch
+}
+
+// transferSize is the volume of the big transfer tests: 1 GiB, less with
+// -short or under the race detector (which slows every byte down).
+func transferSize() int64 {
+	if testing.Short() {
+		return 64 << 20
+	}
+	if raceEnabled {
+		return 256 << 20
+	}
+	return 1 << 30
+}
+
+func TestTransferPIOBetweenProcessesIsOrderedAndLossless(t *testing.T) {
+	dir := testDir(t)
+	ch := startChild(t, "sink", dir, addrB, "peek")
+	a := join(t, openFabric(t, dir), addrA)
+	c, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := transferSize()
+	start := time.Now()
+	sum, sent, err := stream(c, 1, total, 256<<10, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	var res sinkResult
+	if err := ch.Recv(&res, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	el := time.Since(start)
+	if res.Err != "" || res.Bytes != sent || res.SHA != sum {
+		t.Fatalf("receiver got %d bytes in %d records, err %q, sha %s; sent %d bytes, sha %s", res.Bytes, res.Records, res.Err, res.SHA, sent, sum)
+	}
+	t.Logf("%d MiB in %d records, %v (%.2f GB/s including SHA-256 on both sides)", total>>20, res.Records, el, float64(total)/el.Seconds()/1e9)
+}
+
+func TestTransferDMABetweenProcessesIsOrderedAndLossless(t *testing.T) {
+	dir := testDir(t)
+	ch := startChild(t, "sink", dir, addrB, "recv")
+	a := join(t, openFabric(t, dir), addrA)
+	c, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.DMA() {
+		t.Skip("the kernel refuses process_vm_readv here; the PIO fallback is tested separately")
+	}
+	total := transferSize()
+	start := time.Now()
+	sum, sent, err := stream(c, 2, total, 1<<20, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	var res sinkResult
+	if err := ch.Recv(&res, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	el := time.Since(start)
+	if res.Err != "" || res.Bytes != sent || res.SHA != sum {
+		t.Fatalf("receiver got %d bytes in %d records, err %q, sha %s; sent %d bytes, sha %s", res.Bytes, res.Records, res.Err, res.SHA, sent, sum)
+	}
+	t.Logf("%d MiB in %d records, %v (%.2f GB/s including SHA-256 on both sides)", total>>20, res.Records, el, float64(total)/el.Seconds()/1e9)
+}
+
+func TestTenThousandConnectionsBetweenProcesses(t *testing.T) {
+	const conns = 10000
+	dir := testDir(t)
+	ch := startChild(t, "echo-loop", dir, addrB, strconv.Itoa(conns))
+	a := join(t, openFabric(t, dir), addrA)
+	ctx := ctx10s(t)
+	cs := make([]*Conn, conns)
+	for i := range cs {
+		c, err := a.Dial(ctx, addrB, ConnConfig{RingSize: MinRingSize})
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		cs[i] = c
+	}
+	// Every connection carries its own number and must bring it back.
+	for i, c := range cs {
+		if err := c.Send([]byte(strconv.Itoa(i))); err != nil {
+			t.Fatalf("send on %d: %v", i, err)
+		}
+	}
+	buf := make([]byte, 16)
+	for i, c := range cs {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, err := c.Recv(buf)
+		if err != nil || string(buf[:n]) != strconv.Itoa(i) {
+			t.Fatalf("connection %d echoed %q, %v", i, buf[:n], err)
+		}
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+	var res map[string]int
+	if err := ch.Recv(&res, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if res["finished"] != conns {
+		t.Fatalf("child saw %d connections end, want %d", res["finished"], conns)
+	}
+}
+
+// killAndTime kills the child after the caller has blocked and returns
+// how long the blocked call took to fail after the kill.
+func killDuring(t *testing.T, ch *proc.Child, blocked func() error) (time.Duration, error) {
+	t.Helper()
+	var killed time.Time
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		killed = time.Now()
+		ch.Kill()
+	}()
+	err := blocked()
+	return time.Since(killed), err
+}
+
+func TestSIGKILLedPeerResetsBlockedRecvPromptly(t *testing.T) {
+	dir := testDir(t)
+	a := join(t, openFabric(t, dir), addrA)
+	ch := startChild(t, "stream-then-stall", dir, addrB, addrA.String())
+	c, err := a.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	for i := range 100 {
+		if n, err := c.Recv(buf); err != nil || string(buf[:n]) != strconv.Itoa(i) {
+			t.Fatalf("record %d: %q, %v", i, buf[:n], err)
+		}
+	}
+	took, err := killDuring(t, ch, func() error { _, err := c.Recv(buf); return err })
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("blocked Recv returned %v, want ECONNRESET", err)
+	}
+	t.Logf("blocked Recv returned ECONNRESET %v after SIGKILL", took)
+	if took > time.Second {
+		t.Fatalf("blocked Recv took %v to notice the SIGKILL", took)
+	}
+	checkNoLeftovers(t, dir, a)
+}
+
+func TestSIGKILLedPeerResetsBlockedSendPromptly(t *testing.T) {
+	dir := testDir(t)
+	ch := startChild(t, "accept-and-stall", dir, addrB)
+	a := join(t, openFabric(t, dir), addrA)
+	c, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := make([]byte, 1000)
+	took, err := killDuring(t, ch, func() error {
+		for {
+			if err := c.Send(rec); err != nil {
+				return err
+			}
+		}
+	})
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("blocked Send returned %v, want ECONNRESET", err)
+	}
+	t.Logf("blocked Send returned ECONNRESET %v after SIGKILL", took)
+	if took > time.Second {
+		t.Fatalf("blocked Send took %v to notice the SIGKILL", took)
+	}
+	checkNoLeftovers(t, dir, a)
+}
+
+// checkNoLeftovers closes the surviving node and checks that the fabric
+// keeps no segment: only the lock file, once a new start has removed the
+// dead node's registration.
+func checkNoLeftovers(t *testing.T, dir string, survivor *Node) {
+	t.Helper()
+	survivor.Close()
+	if _, err := Open(Config{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() != "lock" {
+			t.Errorf("fabric directory still holds %s after both nodes are gone", e.Name())
+		}
+	}
+}
+
+func TestHostilePeerScribblingFailsOnlyItsOwnConnections(t *testing.T) {
+	dir := testDir(t)
+	a := join(t, openFabric(t, dir), addrA)
+	const honestBytes = 256 << 20
+	honest := startChild(t, "source", dir, addrB, addrA.String(), strconv.Itoa(honestBytes), "5")
+	ch, err := a.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	honestDone := make(chan sinkResult, 1)
+	go func() { honestDone <- sink(ch, "peek") }()
+
+	hostile := startChild(t, "hostile", dir, addrC, addrA.String())
+	cc, err := a.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var herr error
+	for herr == nil {
+		_, herr = cc.Peek()
+		if herr == nil {
+			cc.Release()
+		}
+	}
+	if !errors.Is(herr, syscall.ECONNRESET) {
+		t.Fatalf("connection from the hostile peer failed with %v, want an ECONNRESET error", herr)
+	}
+	t.Logf("hostile connection: %v", herr)
+	var scribbled map[string]bool
+	if err := hostile.Recv(&scribbled, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	got := <-honestDone
+	var want sinkResult
+	if err := honest.Recv(&want, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got.Err != "" || got.SHA != want.SHA || got.Bytes != want.Bytes {
+		t.Fatalf("honest transfer: %d bytes, err %q, sha %s; want %d bytes, sha %s", got.Bytes, got.Err, got.SHA, want.Bytes, want.SHA)
+	}
+	// And the victim still serves new connections.
+	hc, err := a.Dial(ctx10s(t), addrB, ConnConfig{})
+	if err != nil {
+		t.Fatalf("dial after the attack: %v", err)
+	}
+	hc.Close()
+}
+
+func TestPeerCannotResizeSharedMemoryUnderTransfer(t *testing.T) {
+	dir := testDir(t)
+	a := join(t, openFabric(t, dir), addrA)
+	total := int64(256 << 20)
+	if testing.Short() {
+		total = 32 << 20
+	}
+	ch := startChild(t, "truncater", dir, addrB, addrA.String(), strconv.FormatInt(total, 10), "9")
+	c, err := a.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sink(c, "peek")
+	var res truncResult
+	if err := ch.Recv(&res, 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"operation not permitted", "operation not permitted", "operation not permitted", "operation not permitted"}
+	if fmt.Sprint(res.Errors) != fmt.Sprint(want) {
+		t.Errorf("shrink, shrink, grow, seal-write returned %q, want EPERM for each", res.Errors)
+	}
+	if got.Err != "" || got.SHA != res.SHA || got.Bytes != res.Bytes {
+		t.Fatalf("transfer: %d bytes, err %q, sha %s; want %d bytes, sha %s", got.Bytes, got.Err, got.SHA, res.Bytes, res.SHA)
+	}
+	// Our view of the segment still has its full size.
+	a.mu.Lock()
+	p := a.peers[addrB]
+	a.mu.Unlock()
+	if p != nil && !p.dead.Load() {
+		var st unix.Stat_t
+		if err := unix.Fstat(p.memFd, &st); err != nil || uint64(st.Size) != p.l.size {
+			t.Errorf("segment size now %d (%v), want %d", st.Size, err, p.l.size)
+		}
+	}
+}
+
+var _ = context.Background
