@@ -250,14 +250,18 @@ func (c *Conn) Write(p []byte) (int, error) {
 // has handed out to the link. In retaining mode the engine must keep a
 // copy for retransmission, so WriteDirect copies into the send buffer
 // (as Write) and emits from there. Bytes queued earlier by Write always go
-// first.
+// first. In custody mode n is 0 until the handshake completes and whenever
+// the windows are closed; the caller waits for an ACK and tries again.
 func (c *Conn) WriteDirect(now time.Duration, p []byte, out []Segment) (n int, _ []Segment, err error) {
 	if !c.canSend() {
 		return 0, out, c.writeErr()
 	}
-	if !c.custody || c.state < Established {
+	if !c.custody {
 		n = c.sb.write(p)
 		return n, c.output(now, out), nil
+	}
+	if c.state < Established {
+		return 0, out, nil // nothing can be emitted before the handshake
 	}
 	out = c.output(now, out)
 	if c.sb.n > 0 {
@@ -343,12 +347,22 @@ func (c *Conn) UrgentPending() bool {
 
 // Close says the application will send nothing more (RFC 9293 §3.10.4,
 // CLOSE): a FIN follows the queued data. Receiving continues (half-close)
-// until the peer's FIN. Closing a connection that is not yet synchronized
-// ends it at once; closing twice is harmless.
+// until the peer's FIN. Closing in LISTEN, or in SYN-SENT with nothing
+// queued, ends the connection at once; closing twice is harmless.
 func (c *Conn) Close(now time.Duration, out []Segment) []Segment {
 	switch c.state {
-	case Listen, SynSent:
+	case Listen:
 		c.enterClosed(nil)
+		return out
+	case SynSent:
+		if c.sb.n == 0 {
+			c.enterClosed(nil)
+			return out
+		}
+		// Data is queued: rather than throw it away (RFC 9293 §3.10.4
+		// deletes the TCB here), let the FIN follow it once the
+		// handshake completes, as in SYN-RECEIVED.
+		c.finQueued = true
 		return out
 	case SynReceived, Established, CloseWait:
 		if !c.finQueued {

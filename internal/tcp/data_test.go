@@ -265,3 +265,18 @@ func TestPeekAndDiscard(t *testing.T) {
 		t.Fatalf("Peek on an empty buffer = %v, %v", p, err)
 	}
 }
+
+// After a timeout rewinds the resend point, a pure ACK still carries the
+// highest sequence number sent (RFC 9293's SND.NXT): the peer may hold
+// octets beyond the resend point and would find a lower number
+// unacceptable.
+func TestPureAckAfterTimeoutUsesHighestSequenceSent(t *testing.T) {
+	h := established(t)
+	h.write(3000,
+		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><DATA=1000>",
+		"<SEQ=1101><ACK=301><CTL=ACK><WND=8000><DATA=1000>",
+		"<SEQ=2101><ACK=301><CTL=PSH,ACK><WND=8000><DATA=1000>")
+	h.at(h.now+200*time.Millisecond, "<SEQ=101><ACK=301><CTL=ACK><WND=8000><DATA=1000>")
+	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=10000><DATA=10>")
+	h.at(h.now+40*time.Millisecond, "<SEQ=3101><ACK=311><CTL=ACK><WND=7990>")
+}

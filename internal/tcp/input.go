@@ -141,6 +141,9 @@ func (c *Conn) inputSynSent(now time.Duration, seg *Segment, out []Segment) []Se
 	}
 	c.ackOfSYN(now, h.Ack)
 	c.state = Established
+	if c.finQueued {
+		c.state = FinWait1
+	}
 	c.ackNow = true
 	if len(seg.Payload) > 0 {
 		c.inputText(now, h.Seq+1, seg.Payload, false)

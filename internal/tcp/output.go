@@ -103,9 +103,14 @@ func (c *Conn) advertise() uint16 {
 	return uint16(w)
 }
 
-// emitACK appends a pure ACK <SEQ=SND.NXT><ACK=RCV.NXT>.
+// emitACK appends a pure ACK <SEQ=SND.NXT><ACK=RCV.NXT>, where SND.NXT is
+// the RFC's: the highest sequence number sent (sndMax), not our
+// go-back-N resend point. After a timeout rewinds sndNxt, the peer may
+// already hold octets beyond it; an ACK numbered below its RCV.NXT would
+// fail its acceptability test and both ends could deadlock, each
+// discarding the other's ACKs (BSD sends pure ACKs at snd_max too).
 func (c *Conn) emitACK(now time.Duration, out []Segment) []Segment {
-	return c.emit(now, out, c.sndNxt, wire.FlagACK, nil)
+	return c.emit(now, out, c.sndMax, wire.FlagACK, nil)
 }
 
 // emitRST appends <SEQ=seq><CTL=RST>.

@@ -202,7 +202,7 @@ func (c *Conn) onKeepalive(now time.Duration, out []Segment) []Segment {
 	c.kaProbes++
 	c.stats.KeepAlives++
 	c.kaAt = now + c.cfg.KeepAliveInterval
-	return c.emit(now, out, c.sndNxt-1, wire.FlagACK, nil)
+	return c.emit(now, out, c.sndMax-1, wire.FlagACK, nil)
 }
 
 // autotune grows the receive buffer toward MaxRecvBuf when the application
