@@ -107,6 +107,7 @@ type Conn struct {
 	inRecovery bool
 	recover    uint32
 	cc         cc.Controller
+	ackEv      cc.AckEvent
 
 	challenge rateLimit
 

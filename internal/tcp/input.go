@@ -365,9 +365,11 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 				out = c.retransmitOne(now, out) // RFC 6582 partial ACK
 			}
 		}
-		ev := cc.AckEvent{Now: now, Acked: acked, RTT: sample, MinRTT: c.minRTT,
+		// The event lives in the Conn: a local would escape through the
+		// interface call and cost an allocation per ACK.
+		c.ackEv = cc.AckEvent{Now: now, Acked: acked, RTT: sample, MinRTT: c.minRTT,
 			InFlight: int(c.sndMax - c.sndUna), InRecovery: c.inRecovery}
-		c.cc.OnAck(&ev)
+		c.cc.OnAck(&c.ackEv)
 		// RFC 6298 §5.2–5.3.
 		if c.retainedInFlight() {
 			c.rtoAt = now + c.rto
