@@ -424,7 +424,7 @@ func (n *Node) handleHello(uc *net.UnixConn) {
 	if old != nil {
 		// A new process holds the address: the old one is gone, or left
 		// without saying so.
-		old.fail(ErrPeerDead)
+		old.fail(ErrPeerDead, false)
 	}
 
 	peerGen := le.Uint64(hello[16:])
@@ -473,7 +473,7 @@ func (n *Node) installLocked(p *peer) {
 	n.peers[p.addr] = p
 	n.peerList = append(n.peerList[:len(n.peerList):len(n.peerList)], p)
 	if n.closed.Load() {
-		go p.fail(net.ErrClosed)
+		go p.fail(net.ErrClosed, true)
 	}
 	ringBell(n.bell) // the event loop must arm the new control ring
 }
@@ -710,7 +710,7 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	for _, p := range peers {
 		p.sendBye()
-		p.fail(net.ErrClosed)
+		p.fail(net.ErrClosed, true)
 	}
 	ringBell(n.bell)
 	<-n.serveDone

@@ -54,8 +54,10 @@ type peer struct {
 	conns map[connKey]*Conn
 	alloc slabAlloc
 
-	dead  atomic.Bool
-	pidfd *os.File
+	ctlRxMu  sync.Mutex // held while reading ctlRx
+	dead     atomic.Bool
+	released bool // under mu
+	pidfd    *os.File
 }
 
 func (n *Node) newPeer(addr netip.Addr, pid, side int, mem unsafe.Pointer, memFd int, l layout, bellFd int, dmaOK bool) (*peer, error) {
@@ -89,7 +91,7 @@ func (n *Node) newPeer(addr netip.Addr, pid, side int, mem unsafe.Pointer, memFd
 func (p *peer) start() {
 	rc, err := p.pidfd.SyscallConn()
 	if err != nil {
-		p.fail(ErrPeerDead)
+		p.fail(ErrPeerDead, false)
 		return
 	}
 	go func() {
@@ -102,35 +104,63 @@ func (p *peer) start() {
 			return k > 0
 		})
 		if err == nil {
-			p.fail(ErrPeerDead)
+			p.died()
 		}
 	}()
 }
 
-// fail resets every connection to the peer with err and releases the
-// segment. It is idempotent.
-func (p *peer) fail(err error) {
+// fail resets the connections to the peer with err and marks it dead. A
+// connection whose CLOSE already arrived is left alone unless force: it
+// keeps the records the peer sent before closing, readable to io.EOF (our
+// mapping keeps the memory alive after the peer is gone). The segment is
+// released when the last connection is closed here, or at once with force
+// (Node.Close). fail is idempotent.
+func (p *peer) fail(err error, force bool) {
 	if !p.dead.CompareAndSwap(false, true) {
 		return
 	}
 	p.mu.Lock()
-	conns := make([]*Conn, 0, len(p.conns))
+	victims := make([]*Conn, 0, len(p.conns))
 	for _, c := range p.conns {
-		conns = append(conns, c)
+		if force || !c.peerClosed {
+			victims = append(victims, c)
+		}
 	}
 	p.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range victims {
 		c.fail(err)
 	}
 	p.ctlTx.breakRing()
 	p.n.removePeer(p)
 	p.n.localEvent()
 	p.pidfd.Close()
-	// Give the memory back: private zero pages replace the shared ones, so
-	// the peer's pages are freed once it has let go too. The addresses stay
-	// mapped for good: an application may still hold a view from Reserve or
-	// Peek, and touching it must not fault. This costs address space only
-	// (see docs/fabric.md).
+	p.mu.Lock()
+	if force || len(p.conns) == 0 {
+		p.releaseLocked()
+	}
+	p.mu.Unlock()
+}
+
+// died handles the peer's process exit: control messages it posted before
+// dying (a CLOSE after its last records) still count, so they are read
+// first.
+func (p *peer) died() {
+	p.ctlRxMu.Lock()
+	p.drainLocked()
+	p.ctlRxMu.Unlock()
+	p.fail(ErrPeerDead, false)
+}
+
+// releaseLocked gives the segment's memory back: private zero pages
+// replace the shared ones, so the pages are freed once the peer has let go
+// too. The addresses stay mapped for good: an application may still hold
+// a view from Reserve or Peek, and touching it must not fault. This costs
+// address space only (see docs/fabric.md).
+func (p *peer) releaseLocked() {
+	if p.released {
+		return
+	}
+	p.released = true
 	replaceWithAnon(p.mem, uintptr(p.l.size))
 	replaceWithAnon(p.bellMem, pageSize)
 	unix.Close(p.memFd)
@@ -147,7 +177,7 @@ func (p *peer) sendCtl(typ, id uint32, a, b uint64) error {
 		}
 		buf, ok, err := p.ctlTx.tryReserve(ctlMsgLen)
 		if err != nil {
-			p.fail(err)
+			p.fail(err, false)
 			return err
 		}
 		if ok {
@@ -200,11 +230,17 @@ func (p *peer) sendBye() {
 // reports whether there was any. A malformed control ring fails the whole
 // peer: it cannot be blamed on one connection.
 func (p *peer) drainControl() bool {
+	p.ctlRxMu.Lock()
+	defer p.ctlRxMu.Unlock()
+	return p.drainLocked()
+}
+
+func (p *peer) drainLocked() bool {
 	did := false
 	for !p.dead.Load() {
 		kind, body, err := p.ctlRx.peek()
 		if err != nil {
-			p.fail(err)
+			p.fail(err, false)
 			return true
 		}
 		if kind == 0 {
@@ -213,7 +249,7 @@ func (p *peer) drainControl() bool {
 		}
 		did = true
 		if kind != kindData || len(body) != ctlMsgLen {
-			p.fail(errf(ErrCorrupt, "control record of kind %d, %d bytes", kind, len(body)))
+			p.fail(errf(ErrCorrupt, "control record of kind %d, %d bytes", kind, len(body)), false)
 			return true
 		}
 		// Copy the message out of shared memory before looking at it.
@@ -237,20 +273,20 @@ func (p *peer) handle(typ, id uint32, a, b uint64) {
 		}
 		p.onClose(key)
 	case msgBye:
-		p.fail(ErrPeerDead)
+		p.fail(ErrPeerDead, false)
 	}
 }
 
 func (p *peer) onConnect(id uint32, size, block uint64) {
 	if err := p.l.checkRingPair(id, block, size); err != nil {
-		p.fail(errf(ErrCorrupt, "CONNECT: %v", err))
+		p.fail(errf(ErrCorrupt, "CONNECT: %v", err), false)
 		return
 	}
 	key := connKey{uint8(1 - p.side), id}
 	p.mu.Lock()
 	if p.conns[key] != nil {
 		p.mu.Unlock()
-		p.fail(errf(ErrCorrupt, "CONNECT for open connection %d", id))
+		p.fail(errf(ErrCorrupt, "CONNECT for open connection %d", id), false)
 		return
 	}
 	fwd, back := p.l.connRings(p.mem, 1-p.side, id, block, size)
@@ -291,6 +327,9 @@ func (p *peer) onClose(key connKey) {
 // allocated its rings may now reuse them.
 func (p *peer) finishLocked(c *Conn) {
 	delete(p.conns, c.key)
+	if p.dead.Load() && len(p.conns) == 0 {
+		p.releaseLocked()
+	}
 	if int(c.key.side) == p.side {
 		p.alloc.release(c.key.id, c.block, 2*c.rx.size)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -258,3 +259,27 @@ func roleSource(args []string) error {
 }
 
 var _ = testing.Short
+
+func init() { proc.Register("send-close-exit", roleSendCloseExit) }
+
+// roleSendCloseExit dials args[2], sends 1000 numbered records, closes the
+// connection and exits at once, without leaving the fabric.
+func roleSendCloseExit(args []string) error {
+	n, err := childNode(args)
+	if err != nil {
+		return err
+	}
+	c, err := n.Dial(context.Background(), netip.MustParseAddr(args[2]), ConnConfig{RingSize: 64 << 10})
+	if err != nil {
+		return err
+	}
+	for i := range 1000 {
+		if err := c.Send([]byte(strconv.Itoa(i))); err != nil {
+			return err
+		}
+	}
+	c.Close()
+	proc.Send(ready{true})
+	os.Exit(0)
+	return nil
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/netip"
 	"os"
 	"strconv"
 	"syscall"
@@ -142,14 +144,14 @@ func TestTenThousandConnectionsBetweenProcesses(t *testing.T) {
 // how long the blocked call took to fail after the kill.
 func killDuring(t *testing.T, ch *proc.Child, blocked func() error) (time.Duration, error) {
 	t.Helper()
-	var killed time.Time
+	killed := make(chan time.Time, 1)
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		killed = time.Now()
+		killed <- time.Now()
 		ch.Kill()
 	}()
 	err := blocked()
-	return time.Since(killed), err
+	return time.Since(<-killed), err
 }
 
 func TestSIGKILLedPeerResetsBlockedRecvPromptly(t *testing.T) {
@@ -266,11 +268,22 @@ func TestHostilePeerScribblingFailsOnlyItsOwnConnections(t *testing.T) {
 		t.Fatalf("honest transfer: %d bytes, err %q, sha %s; want %d bytes, sha %s", got.Bytes, got.Err, got.SHA, want.Bytes, want.SHA)
 	}
 	// And the victim still serves new connections.
-	hc, err := a.Dial(ctx10s(t), addrB, ConnConfig{})
+	d := join(t, openFabric(t, dir), netip.MustParseAddr("10.77.0.4"))
+	dc, err := d.Dial(ctx10s(t), addrA, ConnConfig{})
 	if err != nil {
 		t.Fatalf("dial after the attack: %v", err)
 	}
-	hc.Close()
+	ac, err := a.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatalf("accept after the attack: %v", err)
+	}
+	buf := make([]byte, 8)
+	if err := dc.Send([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := ac.Recv(buf); err != nil || string(buf[:n]) != "after" {
+		t.Fatalf("record after the attack: %q, %v", buf[:n], err)
+	}
 }
 
 func TestPeerCannotResizeSharedMemoryUnderTransfer(t *testing.T) {
@@ -310,3 +323,31 @@ func TestPeerCannotResizeSharedMemoryUnderTransfer(t *testing.T) {
 }
 
 var _ = context.Background
+
+func TestRecordsSentBeforeCloseSurviveThePeersExit(t *testing.T) {
+	dir := testDir(t)
+	a := join(t, openFabric(t, dir), addrA)
+	startChild(t, "send-close-exit", dir, addrB, addrA.String())
+	c, err := a.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Read nothing before the death notice has arrived.
+	for end := time.Now().Add(5 * time.Second); !c.peer.dead.Load(); {
+		if time.Now().After(end) {
+			t.Fatal("the child's exit was not noticed in 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	buf := make([]byte, 16)
+	for i := range 1000 {
+		n, err := c.Recv(buf)
+		if err != nil || string(buf[:n]) != strconv.Itoa(i) {
+			t.Fatalf("record %d: %q, %v", i, buf[:n], err)
+		}
+	}
+	if _, err := c.Recv(buf); err != io.EOF {
+		t.Fatalf("after the last record: %v, want io.EOF", err)
+	}
+	c.Close()
+}
