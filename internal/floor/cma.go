@@ -105,7 +105,7 @@ func (c *CMA) runPlain(block int, total int64, want []byte) (Stream, error) {
 		return Stream{}, err
 	}
 	var res Stream
-	err = pinned(c.s.cfg.Pin, 0, func() error {
+	err = RunPinned(c.s.cfg.Pin, 0, func() error {
 		cpu0, err := ProcessCPU()
 		if err != nil {
 			return err
@@ -153,7 +153,7 @@ func (c *CMA) runHandshake(block int, total int64, want []byte) (Stream, error) 
 	posted, done := m.u64(offPosted), m.u64(offDone)
 	w := waiter{stall: c.s.cfg.stall()}
 	var res Stream
-	err := pinned(c.s.cfg.Pin, 0, func() error {
+	err := RunPinned(c.s.cfg.Pin, 0, func() error {
 		if err := w.waitU64(m.u64(offReady), c.seq); err != nil {
 			return fmt.Errorf("floor: CMA sender not ready: %w", err)
 		}

@@ -348,10 +348,10 @@ func (s *session) Close() error {
 	return err
 }
 
-// pinned runs f on a locked OS thread pinned to cpu when pin is set,
-// restoring the thread's affinity afterwards so the runtime gets back a
-// normal thread.
-func pinned(pin bool, cpu int, f func() error) error {
+// RunPinned runs f on a locked OS thread pinned to cpu when pin is set
+// (and simply runs f otherwise), restoring the thread's affinity
+// afterwards so the runtime gets back a normal thread.
+func RunPinned(pin bool, cpu int, f func() error) error {
 	if !pin {
 		return f()
 	}
@@ -409,7 +409,7 @@ func serveChild(args []string, handle func(env *childEnv, c command) (reply, err
 		if c.Op == opCPU {
 			r.CPU, err = ProcessCPU()
 		} else {
-			err = pinned(env.pin, 1, func() error {
+			err = RunPinned(env.pin, 1, func() error {
 				var herr error
 				r, herr = handle(env, c)
 				return herr

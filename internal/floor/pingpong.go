@@ -63,7 +63,7 @@ func (p *PingPong) Run(batches, perBatch int, futex bool) (Latency, error) {
 	half := make([]float64, batches)
 	ping, pong := p.s.mem.u32(offPing), p.s.mem.u32(offPong)
 	w := waiter{stall: p.s.cfg.stall()}
-	err := pinned(p.s.cfg.Pin, 0, func() error {
+	err := RunPinned(p.s.cfg.Pin, 0, func() error {
 		v := from
 		for b := range batches {
 			t0 := time.Now()

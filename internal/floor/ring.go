@@ -82,7 +82,7 @@ func (r *Ring) Run(block int, total int64, verify bool) (Stream, error) {
 	data := m.mem[ringCtl:]
 	w := waiter{stall: r.s.cfg.stall()}
 	var res Stream
-	err := pinned(r.s.cfg.Pin, 0, func() error {
+	err := RunPinned(r.s.cfg.Pin, 0, func() error {
 		if err := w.waitU64(m.u64(offReady), r.seq); err != nil {
 			return fmt.Errorf("floor: ring producer not ready: %w", err)
 		}
