@@ -209,5 +209,7 @@ func QuotedIPv4(payload []byte) (IPv4Header, []byte, error) {
 	// The structure is now the one NewIPv4Packet checks, except that the
 	// total length may exceed the quote; the accessors read only the
 	// fixed header.
-	return IPv4Packet(b).header(), b[hl:], nil
+	var h IPv4Header
+	IPv4Packet(b).fill(&h)
+	return h, b[hl:], nil
 }

@@ -263,3 +263,20 @@ func TestIPv4SetAddressesKeepChecksumValid(t *testing.T) {
 		t.Fatalf("addresses = %s → %s", p.Src(), p.Dst())
 	}
 }
+
+func TestIPv4ParseIntoReusedHeader(t *testing.T) {
+	var h IPv4Header
+	if _, err := h.Parse(synPacket); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Parse(dataPacket); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, _ := ParseIPv4(dataPacket)
+	if h != fresh {
+		t.Fatalf("reused header %+v, fresh parse %+v", h, fresh)
+	}
+	if _, err := h.Parse(synPacket[:19]); err != ErrTruncated || h != (IPv4Header{}) {
+		t.Fatalf("after a failed parse: %v, %+v; want ErrTruncated and a zero header", err, h)
+	}
+}

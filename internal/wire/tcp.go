@@ -74,25 +74,33 @@ func (s TCPSegment) Payload() []byte { return s[s.HeaderLen():] }
 // ParseTCP parses a TCP segment: the fixed header, the data offset and
 // every option. It does not verify the checksum, which needs the IP
 // addresses (see VerifyTCPChecksum). The payload aliases b.
-func ParseTCP(b []byte) (TCPHeader, []byte, error) {
+func ParseTCP(b []byte) (h TCPHeader, payload []byte, err error) {
+	payload, err = h.Parse(b)
+	return h, payload, err
+}
+
+// Parse is ParseTCP writing into h, which avoids copying the 80-byte
+// header on the receive path. On error h is left zero.
+func (h *TCPHeader) Parse(b []byte) ([]byte, error) {
 	s, err := NewTCPSegment(b)
 	if err != nil {
-		return TCPHeader{}, nil, err
+		*h = TCPHeader{}
+		return nil, err
 	}
-	h := TCPHeader{
-		SrcPort:  s.SrcPort(),
-		DstPort:  s.DstPort(),
-		Seq:      s.Seq(),
-		Ack:      s.Ack(),
-		Flags:    s.Flags(),
-		Window:   s.Window(),
-		Checksum: s.Checksum(),
-		Urgent:   s.Urgent(),
-	}
+	_ = s[19] // one bounds check for the fixed fields
+	h.SrcPort = binary.BigEndian.Uint16(s[0:2])
+	h.DstPort = binary.BigEndian.Uint16(s[2:4])
+	h.Seq = binary.BigEndian.Uint32(s[4:8])
+	h.Ack = binary.BigEndian.Uint32(s[8:12])
+	h.Flags = TCPFlags(s[13])
+	h.Window = binary.BigEndian.Uint16(s[14:16])
+	h.Checksum = binary.BigEndian.Uint16(s[16:18])
+	h.Urgent = binary.BigEndian.Uint16(s[18:20])
 	if err := h.Options.parse(s.Options()); err != nil {
-		return TCPHeader{}, nil, err
+		*h = TCPHeader{}
+		return nil, err
 	}
-	return h, s.Payload(), nil
+	return s.Payload(), nil
 }
 
 // parse fills o from raw option bytes (RFC 9293 §3.1 "Options").

@@ -347,3 +347,30 @@ func TestTCPEncodePackedWhenAlignedLayoutDoesNotFit(t *testing.T) {
 		t.Fatalf("round trip: %v\n got %+v\nwant %+v", err, got, h)
 	}
 }
+
+// The stack reuses one header value for every segment: Parse must leave
+// nothing behind from the previous one (here the SYN's MSS, window scale
+// and SACK-permitted).
+func TestTCPParseIntoReusedHeaderClearsPreviousOptions(t *testing.T) {
+	var h TCPHeader
+	if _, err := h.Parse(synPacket[20:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Parse(dataPacket[20:]); err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, _ := ParseTCP(dataPacket[20:])
+	if h != fresh {
+		t.Fatalf("reused header %+v\nfresh parse  %+v", h, fresh)
+	}
+}
+
+func TestTCPParseErrorLeavesHeaderZero(t *testing.T) {
+	h, _, _ := ParseTCP(synPacket[20:])
+	if _, err := h.Parse(tcpWithOptions(TCPOptMSS, 0, 0, 0)); err != ErrBadOption {
+		t.Fatalf("err = %v, want ErrBadOption", err)
+	}
+	if h != (TCPHeader{}) {
+		t.Fatalf("header after a failed parse = %+v, want zero", h)
+	}
+}
