@@ -374,3 +374,47 @@ func TestTCPParseErrorLeavesHeaderZero(t *testing.T) {
 		t.Fatalf("header after a failed parse = %+v, want zero", h)
 	}
 }
+
+func TestTCPFlagsString(t *testing.T) {
+	for f, want := range map[TCPFlags]string{
+		0:                           "0",
+		FlagSYN | FlagACK:           "SYN|ACK",
+		FlagFIN | FlagPSH | FlagACK: "FIN|PSH|ACK",
+		FlagCWR | FlagECE | FlagURG: "URG|ECE|CWR",
+	} {
+		if got := f.String(); got != want {
+			t.Errorf("%08b: String = %q, want %q", uint8(f), got, want)
+		}
+	}
+}
+
+// An MSS option carrying 0 parses as MSS 0, which TCPOptions defines as
+// "absent": the engine then applies the RFC 9293 §3.7.1 default (536)
+// rather than a segment size of 0. The option itself is well formed.
+func TestParseTCPMSSZeroReadsAsAbsent(t *testing.T) {
+	h, _, err := ParseTCP(tcpWithOptions(TCPOptMSS, 4, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Options.MSS != 0 {
+		t.Fatalf("MSS = %d, want 0", h.Options.MSS)
+	}
+}
+
+// A tiny MSS is passed through as sent; clamping it to a floor is the
+// engine's policy, not the parser's.
+func TestParseTCPTinyMSSPassedThrough(t *testing.T) {
+	h, _, err := ParseTCP(tcpWithOptions(TCPOptMSS, 4, 0, 1))
+	if err != nil || h.Options.MSS != 1 {
+		t.Fatalf("MSS = %d, %v; want 1, nil", h.Options.MSS, err)
+	}
+}
+
+// RFC 7323 §2.3: a shift above 14 is used as 14 by the receiver; the
+// parser reports what was sent so the engine can apply (and log) that.
+func TestParseTCPWindowScaleAbove14PassedThrough(t *testing.T) {
+	h, _, err := ParseTCP(tcpWithOptions(TCPOptNOP, TCPOptWScale, 3, 15))
+	if err != nil || !h.Options.HasWScale || h.Options.WScale != 15 {
+		t.Fatalf("WScale = %d (has %v), %v; want 15", h.Options.WScale, h.Options.HasWScale, err)
+	}
+}
