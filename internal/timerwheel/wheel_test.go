@@ -379,7 +379,21 @@ func TestLazyRearmCostsNoWheelOperationPerAck(t *testing.T) {
 // scheduled for deadline d after the clock reached tick T fires at tick
 // max(ceil(d), T+1), in the first Advance whose time reaches that tick.
 func TestMatchesReferenceModel(t *testing.T) {
-	r := rand.New(rand.NewPCG(1987, 7))
+	runModel(t, 1987, 20000)
+}
+
+// FuzzMatchesReferenceModel runs the same model from fuzzed seeds.
+func FuzzMatchesReferenceModel(f *testing.F) {
+	f.Add(uint64(1))
+	f.Add(uint64(6298))
+	f.Fuzz(func(t *testing.T, seed uint64) {
+		runModel(t, seed, 2000)
+	})
+}
+
+func runModel(t *testing.T, seed uint64, steps int) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 7))
 	w := newWheel(t)
 	const n = 2000
 	entries := make([]Entry, n)
@@ -390,7 +404,7 @@ func TestMatchesReferenceModel(t *testing.T) {
 	}
 	var clock int64 // ticks processed
 	ceil := func(d time.Duration) int64 { return int64((d + ms - 1) / ms) }
-	for step := range 20000 {
+	for step := range steps {
 		i := r.IntN(n)
 		switch op := r.IntN(10); {
 		case op < 5:
