@@ -57,10 +57,11 @@ func (c Config) Validate() error {
 // in the network ("pipe", RFC 6675 §4) is below cwnd. So there is none of
 // RFC 5681 §3.2's window inflation by one SMSS per duplicate ACK and
 // deflation at the end; RFC 6675 shows the two send the same amount, and
-// the pipe way needs no special case for partial ACKs (RFC 6582 §3.2 step
-// 5 is the engine's job: retransmit the next hole and stay in recovery,
-// which the controller sees as InRecovery). When recovery ends cwnd is
-// already ssthresh, RFC 6582 §3.2 step 6's option (2).
+// the pipe way needs no special case for partial ACKs (RFC 6582 §3.2's
+// partial-acknowledgment response is the engine's job: retransmit the next
+// hole and stay in recovery, which the controller sees as InRecovery).
+// When recovery ends cwnd is already ssthresh, option (2) of RFC 6582
+// §3.2's full-acknowledgment rule.
 //
 // The zero value is ready to use (with the default Config) once Init has
 // been called. A NewReno belongs to one connection and is not safe for
@@ -190,7 +191,7 @@ func (r *NewReno) halve(inFlight int) int {
 	return max(inFlight/2, 2*r.mss)
 }
 
-// OnCongestion implements Controller: RFC 5681 §3.2 steps 2–3 without
+// OnCongestion implements Controller: RFC 5681 §3.2 steps 2 and 3 without
 // inflation (see NewReno), ssthresh = max(FlightSize/2, 2*SMSS) and
 // cwnd = ssthresh. An ECN echo is answered exactly like a loss (RFC 3168
 // §6.1.2).
@@ -203,7 +204,8 @@ func (r *NewReno) OnCongestion(now time.Duration, inFlight int, ecn bool) {
 }
 
 // OnRecoveryEnd implements Controller. With pipe-based recovery cwnd is
-// already ssthresh (RFC 6582 §3.2 step 6, option 2), so nothing changes;
+// already ssthresh (option (2) of RFC 6582 §3.2's full-acknowledgment
+// rule), so nothing changes;
 // the saved window stays available to Undo, since a DSACK proving the
 // recovery spurious may arrive after it ended.
 func (r *NewReno) OnRecoveryEnd(now time.Duration) {}
