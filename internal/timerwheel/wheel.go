@@ -70,11 +70,8 @@ const (
 	topLevel  = numLevels - 1
 )
 
-// Where an Entry is when it is not in a slot of a level.
-const (
-	notScheduled = -1
-	inPending    = -2 // taken out of an expiring slot by Advance, not yet handled
-)
+// notScheduled is an Entry's level when it is in no slot.
+const notScheduled = -1
 
 // Entry is one timer. Embed it in (or keep it as a field of) its owner;
 // the zero value is an unscheduled entry. An Entry is on at most one wheel
@@ -84,7 +81,7 @@ type Entry struct {
 	w          *Wheel
 	when       time.Duration // the deadline the owner asked for
 	tick       int64         // the tick it fires at, ≥ its deadline
-	level      int8          // a level, or notScheduled / inPending
+	level      int8          // a level, or notScheduled
 	slot       uint8
 
 	// Owner is for the caller: typically a pointer to the struct holding
@@ -141,7 +138,6 @@ type Wheel struct {
 	// fires at a later tick.
 	elapsed   int64
 	levels    [numLevels]level
-	pending   list
 	n         int
 	advancing bool
 }
@@ -215,11 +211,7 @@ func (w *Wheel) Cancel(e *Entry) {
 
 // unlink removes e from whichever list holds it.
 func (w *Wheel) unlink(e *Entry) {
-	switch e.level {
-	case inPending:
-		w.pending.remove(e)
-	case notScheduled:
-	default:
+	if e.level != notScheduled {
 		lv := &w.levels[e.level]
 		l := &lv.slots[e.slot]
 		l.remove(e)
@@ -319,15 +311,15 @@ func (w *Wheel) Advance(now time.Duration, fire func(*Entry)) int {
 		// can move to at. Entries due now fire; the others (from a
 		// coarser level) go to a finer one relative to the new time.
 		w.elapsed = at
+		// Nothing scheduled from here on can land in this slot (a new
+		// entry's tick is after at, and a coarser slot only takes ticks
+		// beyond its own), so the slot can be drained in place: an entry
+		// still in it stays cancellable by the fire callback.
 		l := &w.levels[lv]
-		w.pending, l.slots[s] = l.slots[s], list{}
-		l.occupied &^= 1 << s
-		for e := w.pending.head; e != nil; e = e.next {
-			e.level = inPending
-		}
-		for w.pending.head != nil {
-			e := w.pending.head
-			w.pending.remove(e)
+		sl := &l.slots[s]
+		for sl.head != nil {
+			e := sl.head
+			sl.remove(e)
 			if e.tick <= at {
 				e.level = notScheduled
 				e.w = nil
@@ -338,6 +330,7 @@ func (w *Wheel) Advance(now time.Duration, fire func(*Entry)) int {
 				w.insert(e)
 			}
 		}
+		l.occupied &^= 1 << s
 	}
 	w.elapsed = target
 	return fired
