@@ -50,6 +50,11 @@ type Config struct {
 	// ControlRingSize is the size of each control ring (a power of two).
 	// Default DefaultControlRingSize.
 	ControlRingSize int
+	// NoDMA makes this process's nodes tell their peers, at first contact,
+	// that they cannot pull with process_vm_readv (as if the kernel refused
+	// it), so the peers' SendDMA falls back to PIO. For tests and for
+	// measuring the fallback.
+	NoDMA bool
 	// Logger receives the few things worth logging (DMA falling back to
 	// PIO, stale entries removed). Default slog.Default().
 	Logger *slog.Logger

@@ -1,13 +1,16 @@
 package fabric
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +128,46 @@ func TestDialUnknownAddressFailsWithNoNode(t *testing.T) {
 	a := join(t, f, addrA)
 	if _, err := a.Dial(ctx10s(t), addrC, ConnConfig{}); !errors.Is(err, ErrNoNode) {
 		t.Fatalf("Dial = %v, want ErrNoNode", err)
+	}
+}
+
+func TestSendDMAFallsBackToPIOAndLogsOnce(t *testing.T) {
+	dir := testDir(t)
+	var logbuf bytes.Buffer
+	fa, err := Open(Config{Dir: dir, SlabSize: 1 << 30, Logger: slog.New(slog.NewTextHandler(&logbuf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := Open(Config{Dir: dir, SlabSize: 1 << 30, NoDMA: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := join(t, fa, addrA), join(t, fb, addrB)
+	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.DMA() {
+		t.Fatal("DMA() = true towards a node that cannot pull")
+	}
+	cb, err := b.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := ca.SendDMA([]byte("hdr:"), []byte("payload")); err != nil {
+			t.Fatal(err)
+		}
+		r, err := cb.Peek()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.DMA || string(r.Data) != "hdr:payload" {
+			t.Fatalf("received %+v, want a PIO record \"hdr:payload\"", r)
+		}
+		cb.Release()
+	}
+	if got := strings.Count(logbuf.String(), "falls back to PIO"); got != 1 {
+		t.Fatalf("fallback logged %d times, want once:\n%s", got, logbuf.String())
 	}
 }

@@ -249,7 +249,7 @@ func (n *Node) contact(ctx context.Context, addr netip.Addr) (*peer, error) {
 	}
 	peerGen := le.Uint64(reply[16:])
 	theyReadUs := le.Uint32(reply[32:]) == 1
-	weReadThem := canPull(pid, uintptr(le.Uint64(reply[24:])), peerGen)
+	weReadThem := !n.f.cfg.NoDMA && canPull(pid, uintptr(le.Uint64(reply[24:])), peerGen)
 	var ack [ackLen]byte
 	le.PutUint64(ack[0:], segMagic)
 	le.PutUint32(ack[8:], statusOK)
@@ -428,7 +428,7 @@ func (n *Node) handleHello(uc *net.UnixConn) {
 	}
 
 	peerGen := le.Uint64(hello[16:])
-	weReadThem := canPull(pid, uintptr(le.Uint64(hello[24:])), peerGen)
+	weReadThem := !n.f.cfg.NoDMA && canPull(pid, uintptr(le.Uint64(hello[24:])), peerGen)
 	writeSide(mem, 1, os.Getpid(), n.gen, n.addr.As4())
 	var r [replyLen]byte
 	le.PutUint64(r[0:], segMagic)

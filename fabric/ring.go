@@ -2,6 +2,7 @@ package fabric
 
 import (
 	"runtime"
+	"syscall"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -326,9 +327,12 @@ func (c *consumer) earlyWake() {
 	}
 }
 
-// spinner bounds a busy-wait loop in time, reading the clock only every 64
-// rounds and yielding the processor now and then so that a spinning
-// goroutine cannot starve the rest of its process on a small machine.
+// spinner bounds a busy-wait loop in time. It reads the clock only every
+// 64 rounds (a poll is a few nanoseconds; the clock costs more), and every
+// 4096 rounds it gives the CPU away with sched_yield: runtime.Gosched
+// never gives up the thread, and on a two-core machine with a third
+// runnable thread a spinner whose peer was preempted onto its own CPU
+// would otherwise burn its whole time slice waiting for it.
 type spinner struct {
 	budget time.Duration
 	start  time.Time
@@ -347,8 +351,11 @@ func (s *spinner) more() bool {
 	if time.Since(s.start) > s.budget {
 		return false
 	}
-	if s.n&(1<<14-1) == 0 {
-		runtime.Gosched()
+	if s.n&4095 == 0 {
+		syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+		if s.n&(1<<14-1) == 0 {
+			runtime.Gosched()
+		}
 	}
 	return true
 }
