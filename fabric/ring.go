@@ -2,8 +2,8 @@ package fabric
 
 import (
 	"runtime"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 )
