@@ -102,6 +102,7 @@ type Conn struct {
 
 func newConn(p *peer, key connKey, block uint64, tx, rx ringMem) *Conn {
 	tx.bell = p.bell
+	tx.hint, tx.hintBit, tx.hintSum, tx.hintSumBit = p.l.readyHint(p.mem, 1-p.side, key)
 	c := &Conn{
 		tx: newProducer(tx), rx: newConsumer(rx), spin: p.n.f.cfg.SpinBudget,
 		peer: p, key: key, block: block, earlyWake: DefaultEarlyWake,
@@ -153,9 +154,20 @@ func (c *Conn) fail(err error) {
 	c.err.CompareAndSwap(nil, &err)
 	c.state.Or(stReset)
 	c.breakLocal()
-	if c.watch.Load() {
-		c.peer.n.localEvent()
+	c.notifyWatcher()
+}
+
+// notifyWatcher hands a watched connection whose state changed to
+// Node.Wait.
+func (c *Conn) notifyWatcher() {
+	if !c.watch.Load() {
+		return
 	}
+	n := c.peer.n
+	n.mu.Lock()
+	n.events = append(n.events, c)
+	n.mu.Unlock()
+	n.localEvent()
 }
 
 func (c *Conn) failed(err error) error {
@@ -474,6 +486,18 @@ func (c *Conn) peekSlow(noWait bool) (Record, error) {
 		}
 		c.rx.idle()
 		if noWait {
+			if !c.watch.Load() {
+				return Record{}, ErrWouldBlock
+			}
+			// Watched and empty: ask the producer for a hint and a
+			// doorbell with the next record (arm, then re-check).
+			atomic.OrUint32(w, armNode)
+			if kind, body, err := c.rx.peek(); kind != 0 || err != nil {
+				if err != nil {
+					return Record{}, c.failed(err)
+				}
+				return c.record(kind, body)
+			}
 			return Record{}, ErrWouldBlock
 		}
 		if s.more() {
@@ -600,28 +624,20 @@ func (c *Conn) Recv(dst []byte) (int, error) {
 
 // ---- lifecycle -----------------------------------------------------------
 
-// SetWatch makes Node.Wait return when this connection has a record or
-// changes state (on) or stops that (off). The goroutine calling Node.Wait
-// should be the connection's receiver.
+// SetWatch makes Node.Wait report this connection when a record arrives
+// while it is empty, or when its state changes (on), or stops that (off).
+// The goroutine calling Node.Wait should be the connection's receiver: it
+// reads the connection with PeekNoWait until ErrWouldBlock, which re-arms
+// the notification.
 func (c *Conn) SetWatch(on bool) {
-	if c.watch.Swap(on) == on {
+	if c.watch.Swap(on) == on || !on {
 		return
 	}
-	n := c.peer.n
-	n.mu.Lock()
-	list := make([]*Conn, 0, len(n.watched)+1)
-	for _, w := range n.watched {
-		if w != c {
-			list = append(list, w)
-		}
+	if c.state.Load() == 0 {
+		atomic.OrUint32(c.rx.ctl32(offConsArmed), armNode)
 	}
-	if on {
-		list = append(list, c)
-	}
-	n.watched = list
-	n.mu.Unlock()
-	if on {
-		n.localEvent()
+	if c.Readable() {
+		c.notifyWatcher()
 	}
 }
 

@@ -171,3 +171,47 @@ func TestSendDMAFallsBackToPIOAndLogsOnce(t *testing.T) {
 		t.Fatalf("fallback logged %d times, want once:\n%s", got, logbuf.String())
 	}
 }
+
+func TestNodeWaitReportsWatchedConnectionWithRecord(t *testing.T) {
+	f := openFabric(t, testDir(t))
+	a, b := join(t, f, addrA), join(t, f, addrB)
+	var conns []*Conn
+	for range 3 {
+		c, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	var accepted []*Conn
+	for range 3 {
+		c, err := b.Accept(ctx10s(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetWatch(true)
+		if _, err := c.PeekNoWait(); !errors.Is(err, ErrWouldBlock) {
+			t.Fatalf("PeekNoWait on a new connection = %v, want ErrWouldBlock", err)
+		}
+		accepted = append(accepted, c)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if got, err := b.Wait(short, nil); !errors.Is(err, context.DeadlineExceeded) || len(got) != 0 {
+		t.Fatalf("Wait with nothing to do = %d conns, %v; want DeadlineExceeded", len(got), err)
+	}
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		conns[1].Send([]byte("one"))
+	}()
+	got, err := b.Wait(ctx10s(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != accepted[1] {
+		t.Fatalf("Wait returned %d conns, want exactly the second", len(got))
+	}
+	if r, err := got[0].PeekNoWait(); err != nil || string(r.Data) != "one" {
+		t.Fatalf("PeekNoWait = %q, %v", r.Data, err)
+	}
+}

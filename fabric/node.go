@@ -44,7 +44,7 @@ type Node struct {
 	incoming map[netip.Addr]bool
 	acceptQ  []*Conn
 	acceptCh chan struct{}
-	watched  []*Conn
+	events   []*Conn // watched connections whose state changed, for Wait
 
 	dmaWarn   sync.Once
 	closed    atomic.Bool
@@ -591,62 +591,55 @@ func (n *Node) Accept(ctx context.Context) (*Conn, error) {
 	}
 }
 
-// Wait blocks until something may need the caller's attention: a
-// connection waits in Accept, or a watched connection (Conn.SetWatch) has
-// a record or changed state, or ctx is done (then it returns ctx.Err()).
-// It may return early; callers poll their connections and call it again.
-// It spins for no time: it is meant for an event loop that sleeps.
-func (n *Node) Wait(ctx context.Context) error {
-	seq := atomic.LoadUint32(n.bell)
-	if n.ready() {
-		return nil
-	}
-	watched := n.watchedConns()
-	for _, c := range watched {
-		atomic.OrUint32(c.rx.ctl32(offConsArmed), armNode)
-	}
-	if n.ready() {
-		return nil
-	}
-	if n.closed.Load() {
-		return net.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	timeout := time.Duration(-1)
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-		if timeout <= 0 {
-			return ctx.Err()
+// Wait blocks until a watched connection (Conn.SetWatch) may have a
+// record or changed state, or a connection waits in Accept, or ctx is
+// done. It appends the connections concerned to buf and returns it; a
+// connection may appear more than once or turn out to have nothing (the
+// peer sets the hints; they are never trusted, only checked). An empty
+// result with a nil error means: call Accept. Wait does not spin: it is
+// meant for an event loop that sleeps when there is nothing to do.
+func (n *Node) Wait(ctx context.Context, buf []*Conn) ([]*Conn, error) {
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
 		}
-	}
-	stop := context.AfterFunc(ctx, func() { ringBell(n.bell) })
-	futexWait(n.bell, seq, timeout)
-	stop()
-	return ctx.Err()
-}
-
-func (n *Node) watchedConns() []*Conn {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.watched
-}
-
-func (n *Node) ready() bool {
-	n.mu.Lock()
-	if len(n.acceptQ) > 0 {
+	}()
+	for {
+		seq := atomic.LoadUint32(n.bell)
+		n.mu.Lock()
+		buf = append(buf, n.events...)
+		clear(n.events)
+		n.events = n.events[:0]
+		accept := len(n.acceptQ) > 0
+		peers := n.peerList
 		n.mu.Unlock()
-		return true
-	}
-	watched := n.watched
-	n.mu.Unlock()
-	for _, c := range watched {
-		if c.Readable() {
-			return true
+		for _, p := range peers {
+			if !p.dead.Load() {
+				buf = p.hints(buf)
+			}
 		}
+		if len(buf) > 0 || accept {
+			return buf, nil
+		}
+		if n.closed.Load() {
+			return buf, net.ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return buf, err
+		}
+		timeout := time.Duration(-1)
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = time.Until(dl)
+			if timeout <= 0 {
+				return buf, context.DeadlineExceeded
+			}
+		}
+		if stop == nil {
+			stop = context.AfterFunc(ctx, func() { ringBell(n.bell) })
+		}
+		futexWait(n.bell, seq, timeout)
 	}
-	return false
 }
 
 // ---- the event loop ------------------------------------------------------

@@ -2,6 +2,7 @@ package fabric
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"net"
 	"net/netip"
 	"os"
@@ -318,9 +319,7 @@ func (p *peer) onClose(key connKey) {
 	}
 	p.mu.Unlock()
 	c.breakLocal()
-	if c.watch.Load() {
-		p.n.localEvent()
-	}
+	c.notifyWatcher()
 }
 
 // finishLocked forgets a connection both sides have closed; the side that
@@ -333,9 +332,44 @@ func (p *peer) finishLocked(c *Conn) {
 	if int(c.key.side) == p.side {
 		p.alloc.release(c.key.id, c.block, 2*c.rx.size)
 	}
-	if c.watch.Load() {
-		c.SetWatch(false)
+	c.watch.Store(false)
+}
+
+// hints collects the watched connections the peer flagged in our ready
+// area. The bits are hints: a hostile peer can set any of them, which
+// costs a lookup each, nothing more.
+func (p *peer) hints(buf []*Conn) []*Conn {
+	area := unsafe.Add(p.mem, p.l.ready[p.side])
+	for i := uint64(0); i < p.l.readySums; i++ {
+		sw := (*uint64)(unsafe.Add(area, i*8))
+		if atomic.LoadUint64(sw) == 0 {
+			continue
+		}
+		sv := atomic.SwapUint64(sw, 0)
+		for sv != 0 {
+			wi := i*64 + uint64(bits.TrailingZeros64(sv))
+			sv &= sv - 1
+			if wi >= p.l.readyWords {
+				continue
+			}
+			w := atomic.SwapUint64((*uint64)(unsafe.Add(area, (p.l.readySums+wi)*8)), 0)
+			for w != 0 {
+				idx := wi*64 + uint64(bits.TrailingZeros64(w))
+				w &= w - 1
+				if idx >= 2*p.l.maxConns {
+					continue
+				}
+				key := connKey{uint8(idx / p.l.maxConns), uint32(idx % p.l.maxConns)}
+				p.mu.Lock()
+				c := p.conns[key]
+				p.mu.Unlock()
+				if c != nil && c.watch.Load() {
+					buf = append(buf, c)
+				}
+			}
+		}
 	}
+	return buf
 }
 
 var _ = net.ErrClosed

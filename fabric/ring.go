@@ -73,13 +73,19 @@ func MaxRecord(size int) int { return size - 2*recHdr }
 func align8(n uint64) uint64 { return (n + 7) &^ 7 }
 
 // ringMem locates one ring in a mapping. bell is the futex word of the
-// consumer's node doorbell (rung when the consumer armed armNode); it may
-// be nil for rings nobody watches as a node.
+// consumer's node doorbell (rung when the consumer armed armNode); hint
+// and hintSum, if set, are the consumer's ready bits for this ring, set
+// before the bell rings so that its event loop finds the ring without
+// scanning all of them.
 type ringMem struct {
-	ctl  unsafe.Pointer
-	data unsafe.Pointer
-	size uint64
-	bell *uint32
+	ctl        unsafe.Pointer
+	data       unsafe.Pointer
+	size       uint64
+	bell       *uint32
+	hint       *uint64
+	hintBit    uint64
+	hintSum    *uint64
+	hintSumBit uint64
 }
 
 func (r *ringMem) u64(off uint64) *uint64 { return (*uint64)(unsafe.Add(r.data, off)) }
@@ -101,8 +107,14 @@ func (r *ringMem) wakeArmed(w *uint32) {
 	if old&armSleeper != 0 {
 		futexWake(w, allWaiters)
 	}
-	if old&armNode != 0 && r.bell != nil {
-		ringBell(r.bell)
+	if old&armNode != 0 {
+		if r.hint != nil {
+			atomic.OrUint64(r.hint, r.hintBit)
+			atomic.OrUint64(r.hintSum, r.hintSumBit)
+		}
+		if r.bell != nil {
+			ringBell(r.bell)
+		}
 	}
 }
 

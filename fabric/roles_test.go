@@ -145,8 +145,8 @@ func stream(c *Conn, seed uint64, total int64, maxRec int, dma bool) (string, in
 }
 
 // roleEchoLoop serves every connection from one event loop (Node.Wait and
-// watched connections): each record comes back as it came. It runs until
-// its stdin closes... or until args[2] connections have come and gone.
+// watched connections): each record comes back as it came. It stops when
+// args[2] connections have come and gone.
 func roleEchoLoop(args []string) error {
 	n, err := childNode(args)
 	if err != nil {
@@ -157,8 +157,28 @@ func roleEchoLoop(args []string) error {
 	proc.Send(ready{true})
 	none, cancel := context.WithCancel(context.Background())
 	cancel()
-	var conns []*Conn
 	finished := 0
+	serve := func(c *Conn) error {
+		if c.state.Load()&stClosed != 0 {
+			return nil // listed twice
+		}
+		for {
+			r, err := c.PeekNoWait()
+			if errors.Is(err, ErrWouldBlock) {
+				return nil
+			}
+			if err != nil {
+				c.Close()
+				finished++
+				return nil
+			}
+			if err := c.Send(r.Data); err != nil {
+				return err
+			}
+			c.Release()
+		}
+	}
+	var ready []*Conn
 	for finished < want {
 		for {
 			c, err := n.Accept(none)
@@ -166,35 +186,21 @@ func roleEchoLoop(args []string) error {
 				break
 			}
 			c.SetWatch(true)
-			conns = append(conns, c)
-		}
-		live := conns[:0]
-		for _, c := range conns {
-			open := true
-			for {
-				r, err := c.PeekNoWait()
-				if errors.Is(err, ErrWouldBlock) {
-					break
-				}
-				if err != nil {
-					c.Close()
-					finished++
-					open = false
-					break
-				}
-				if err := c.Send(r.Data); err != nil {
-					return err
-				}
-				c.Release()
-			}
-			if open {
-				live = append(live, c)
+			if err := serve(c); err != nil {
+				return err
 			}
 		}
-		conns = live
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		n.Wait(ctx)
+		ready, err = n.Wait(ctx, ready[:0])
 		cancel()
+		if err != nil {
+			return fmt.Errorf("wait with %d connections finished: %w", finished, err)
+		}
+		for _, c := range ready {
+			if err := serve(c); err != nil {
+				return err
+			}
+		}
 	}
 	return proc.Send(map[string]int{"finished": finished})
 }

@@ -16,6 +16,10 @@ import (
 //	                 control block, then ctlRingSize bytes of records
 //	conns[0], [1]    maxConns pairs of ring control blocks for the
 //	                 connections side s opened (512 bytes per pair)
+//	ready[0], [1]    hints for side s's event loop: a bitmap with one bit
+//	                 per connection (both tables) that its producer sets
+//	                 when it rings the doorbell for that connection, and a
+//	                 summary bitmap with one bit per bitmap word
 //	slab[0], [1]     slabSize bytes each: the data areas of the rings of the
 //	                 connections side s opened, allocated by side s alone
 //
@@ -56,10 +60,13 @@ type params struct {
 // both sides (never read back from shared memory).
 type layout struct {
 	params
-	size  uint64
-	ctl   [2]uint64
-	conns [2]uint64
-	slab  [2]uint64
+	size       uint64
+	ctl        [2]uint64
+	conns      [2]uint64
+	ready      [2]uint64
+	readyWords uint64 // bitmap words per side
+	readySums  uint64 // summary words per side
+	slab       [2]uint64
 }
 
 func roundUp(x, a uint64) uint64 { return (x + a - 1) &^ (a - 1) }
@@ -83,6 +90,12 @@ func makeLayout(p params) (layout, error) {
 	for s := range 2 {
 		l.conns[s] = off
 		off = roundUp(off+p.maxConns*2*ctlBlockSize, pageSize)
+	}
+	l.readyWords = (2*p.maxConns + 63) / 64
+	l.readySums = (l.readyWords + 63) / 64
+	for s := range 2 {
+		l.ready[s] = off
+		off = roundUp(off+(l.readySums+l.readyWords)*8, pageSize)
 	}
 	off = roundUp(off, slabAlign)
 	for s := range 2 {
@@ -112,6 +125,17 @@ func (l *layout) connRings(base unsafe.Pointer, s int, id uint32, block, size ui
 	fwd = ringMem{ctl: c, data: d, size: size}
 	back = ringMem{ctl: unsafe.Add(c, ctlBlockSize), data: unsafe.Add(d, size), size: size}
 	return fwd, back
+}
+
+// readyHint locates the hint bits, in consumer side s's ready area, of
+// the connection key.
+func (l *layout) readyHint(base unsafe.Pointer, s int, key connKey) (word *uint64, bit uint64, sum *uint64, sumBit uint64) {
+	idx := uint64(key.side)*l.maxConns + uint64(key.id)
+	wi := idx / 64
+	area := unsafe.Add(base, l.ready[s])
+	sum = (*uint64)(unsafe.Add(area, (wi/64)*8))
+	word = (*uint64)(unsafe.Add(area, (l.readySums+wi)*8))
+	return word, 1 << (idx % 64), sum, 1 << (wi % 64)
 }
 
 // checkRingPair validates a ring pair proposed by side s's peer in a
