@@ -44,12 +44,15 @@ type Config struct {
 	// MaxRetries is how many consecutive timeouts of the same data are
 	// tolerated before the connection fails with ETIMEDOUT (RFC 9293 §3.8.3,
 	// threshold R2). Default 15. SynRetries is the same for SYN and
-	// SYN-ACK (R2 for SYN). Default 6.
+	// SYN-ACK (R2 for SYN). Default 8: with the 1 s initial RTO doubling
+	// up to RTOMax the last SYN goes out 183 s after the first, meeting
+	// MUST-23's "at least 3 minutes" (Linux's 6 gives up after 127 s).
 	MaxRetries, SynRetries int
 
 	// KeepAlive is the idle time before the first keepalive probe
-	// (RFC 1122 §4.2.3.6: off by default, at least two hours if on). Zero
-	// disables keepalive. KeepAliveInterval (default 75 s) spaces the
+	// (RFC 1122 §4.2.3.6, RFC 9293 §3.8.4: off by default, MUST-25). Zero
+	// disables keepalive; a stack that lets the application merely switch
+	// it on uses DefaultKeepAliveIdle, two hours (MUST-28). KeepAliveInterval (default 75 s) spaces the
 	// probes; after KeepAliveCount (default 9) unanswered ones the
 	// connection fails with ETIMEDOUT.
 	KeepAlive, KeepAliveInterval time.Duration
@@ -88,7 +91,8 @@ const (
 	DefaultRTOMax            = 60 * time.Second
 	DefaultRTOInitial        = time.Second
 	DefaultMaxRetries        = 15
-	DefaultSynRetries        = 6
+	DefaultSynRetries        = 8
+	DefaultKeepAliveIdle     = 2 * time.Hour // for stacks that switch keepalive on without an interval (MUST-28)
 	DefaultKeepAliveInterval = 75 * time.Second
 	DefaultKeepAliveCount    = 9
 	DefaultTimeWait          = 60 * time.Second

@@ -77,6 +77,8 @@ type Conn struct {
 	finSeq      uint32
 	rcvUp       uint32 // RFC 6093: the urgent mark, a number only, never an index
 	urgValid    bool
+	sndUp       uint32 // our urgent pointer: the octet after our urgent data
+	sndUpValid  bool
 
 	// RFC 7323 timestamps.
 	tsRecent    uint32
@@ -100,6 +102,7 @@ type Conn struct {
 	lastRecvAt                             time.Duration
 
 	ackNow     bool // an ACK must go out on the next output
+	batching   bool // inside InputBatch: hold the ACK until the end
 	rcvUnacked int  // in-order octets received since our last ACK
 
 	// Loss recovery (RFC 5681 §3.2, RFC 6582).
@@ -344,6 +347,19 @@ func (c *Conn) Discard(n int) int {
 // bytes are delivered in line like any other; the mark is only advice.
 func (c *Conn) UrgentPending() bool {
 	return c.urgValid && seqGT(c.rcvUp, c.rcvNxt-uint32(c.rb.n))
+}
+
+// SetUrgent marks every byte written so far as urgent (RFC 9293 §3.8.5):
+// segments carry URG and a pointer to the octet that follows the urgent
+// data (MUST-62) until the peer has acknowledged it. Urgent data may be
+// of any length (MUST-31); a pointer farther than 65535 octets from a
+// segment's sequence number is sent as 65535 and advances with the
+// stream. Per RFC 6093 new applications should not use this.
+func (c *Conn) SetUrgent() {
+	if !c.canSend() || c.sb.n == 0 && c.sb.end() == c.sndUna {
+		return
+	}
+	c.sndUp, c.sndUpValid = c.sb.end(), true
 }
 
 // Close says the application will send nothing more (RFC 9293 §3.10.4,

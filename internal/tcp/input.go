@@ -37,6 +37,30 @@ func (c *Conn) Input(now time.Duration, seg *Segment, out []Segment) []Segment {
 	return c.inputSynchronized(now, seg, out)
 }
 
+// InputBatch processes several segments that arrived together, as Input
+// does for each, but sends the ACK they call for once, after the last:
+// RFC 9293 §3.10.7 (MUST-58, MUST-59) asks that a series of queued
+// segments be processed in full before any ACK is sent. Answers that
+// cannot wait (resets, challenge ACKs, SYN-ACKs, fast retransmissions)
+// still go out as each segment is processed.
+func (c *Conn) InputBatch(now time.Duration, segs []Segment, out []Segment) []Segment {
+	c.batching = true
+	for i := range segs {
+		out = c.Input(now, &segs[i], out)
+	}
+	c.batching = false
+	return c.output(now, out)
+}
+
+// flush ends the processing of one segment: send what is due, unless a
+// batch is being processed.
+func (c *Conn) flush(now time.Duration, out []Segment) []Segment {
+	if c.batching {
+		return out
+	}
+	return c.output(now, out)
+}
+
 // negotiate applies the options of the peer's SYN (RFC 9293 §3.7.1,
 // RFC 7323 §§2–3).
 func (c *Conn) negotiate(now time.Duration, o *wire.TCPOptions) {
@@ -148,7 +172,7 @@ func (c *Conn) inputSynSent(now time.Duration, seg *Segment, out []Segment) []Se
 	if len(seg.Payload) > 0 {
 		c.inputText(now, h.Seq+1, seg.Payload, false)
 	}
-	return c.output(now, out)
+	return c.flush(now, out)
 }
 
 // ackOfSYN completes the handshake: our SYN is acknowledged by ack.
@@ -210,7 +234,7 @@ func (c *Conn) inputSynchronized(now time.Duration, seg *Segment, out []Segment)
 			c.state = FinWait1
 		}
 		c.ackNow = true
-		return c.output(now, out)
+		return c.flush(now, out)
 	}
 
 	// RFC 7323 §5.3: PAWS, before anything else looks at the segment.
@@ -327,7 +351,7 @@ func (c *Conn) inputSynchronized(now time.Duration, seg *Segment, out []Segment)
 
 	// Seventh and eighth: text and FIN.
 	c.inputText(now, seq, seg.Payload, f&wire.FlagFIN != 0)
-	return c.output(now, out)
+	return c.flush(now, out)
 }
 
 // processAck is the ACK processing of the established states.
@@ -341,6 +365,9 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 		c.sndUna = ack
 		if seqLT(c.sndNxt, ack) {
 			c.sndNxt = ack
+		}
+		if c.sndUpValid && seqGEQ(ack, c.sndUp) {
+			c.sndUpValid = false // the urgent data has been delivered
 		}
 		rel := ack
 		if c.finQueued && seqGT(rel, c.dataEnd()) {

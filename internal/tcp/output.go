@@ -62,6 +62,10 @@ func (c *Conn) emit(now time.Duration, out []Segment, seq uint32, flags wire.TCP
 			o.HasTimestamp, o.TSVal, o.TSEcr = true, c.tsNow(now), c.tsRecent
 		}
 	} else if flags&wire.FlagRST == 0 {
+		if c.sndUpValid && seqGT(c.sndUp, seq) {
+			h.Flags |= wire.FlagURG
+			h.Urgent = uint16(min(c.sndUp-seq, 65535))
+		}
 		h.Window = c.advertise()
 		if c.tsOK {
 			h.Options.HasTimestamp = true
@@ -83,13 +87,19 @@ func (c *Conn) advertise() uint16 {
 	// After the peer's FIN no data can follow, so there is no silly
 	// window to avoid (and the FIN's own sequence number would otherwise
 	// show as a one-octet shrink).
-	if !c.finRcvd && seqGT(edge, c.rcvAdvEdge) && seqGEQ(c.rcvAdvEdge, c.rcvNxt) {
+	// The edge the peer already knows; if it accepted data beyond it (we
+	// take what fits in the buffer), RCV.NXT.
+	base := c.rcvAdvEdge
+	if seqLT(base, c.rcvNxt) {
+		base = c.rcvNxt
+	}
+	if !c.finRcvd && seqGT(edge, base) {
 		step := c.rb.size / 2
 		if step > c.rcvMSS {
 			step = c.rcvMSS
 		}
-		if int(edge-c.rcvAdvEdge) < step {
-			edge = c.rcvAdvEdge
+		if int(edge-base) < step {
+			edge = base
 		}
 	}
 	if seqLT(edge, c.rcvNxt) {
