@@ -184,3 +184,26 @@ func TestLostFinIsRetransmitted(t *testing.T) {
 	h.out = h.c.Close(h.now, h.out[:0])
 	h.at(h.now+200*time.Millisecond, "<SEQ=101><ACK=301><CTL=FIN,ACK><WND=8000>")
 }
+
+// FIN-WAIT-2 waits for the peer's FIN indefinitely (half-close) unless
+// the stack sets FinWait2Timeout for an orphaned connection.
+func TestFinWait2WaitsIndefinitelyByDefault(t *testing.T) {
+	h := established(t)
+	h.out = h.c.Close(h.now, h.out[:0])
+	h.in("<SEQ=301><ACK=102><CTL=ACK><WND=10000>")
+	h.state(FinWait2)
+	if h.c.Deadline() != 0 {
+		t.Fatalf("deadline %v in FIN-WAIT-2 without FinWait2Timeout", h.c.Deadline())
+	}
+}
+
+func TestFinWait2TimeoutEndsOrphan(t *testing.T) {
+	cfg := testConfig()
+	cfg.FinWait2Timeout = 60 * time.Second
+	h := dialed(t, cfg)
+	h.in("<SEQ=300><ACK=101><CTL=SYN,ACK><WND=10000><MSS=1000>", "<SEQ=101><ACK=301><CTL=ACK><WND=8000>")
+	h.out = h.c.Close(h.now, h.out[:0])
+	h.in("<SEQ=301><ACK=102><CTL=ACK><WND=10000>")
+	h.at(60 * time.Second)
+	h.state(Closed)
+}

@@ -62,6 +62,14 @@ type Config struct {
 	// Default 60 s.
 	TimeWait time.Duration
 
+	// FinWait2Timeout bounds FIN-WAIT-2 for a stack whose application has
+	// closed both directions (an "orphan", which will never read again):
+	// the connection ends that long after entering FIN-WAIT-2 even if the
+	// peer never sends its FIN. Zero (the default) keeps RFC 9293's
+	// behaviour of waiting indefinitely, which half-closed connections
+	// need.
+	FinWait2Timeout time.Duration
+
 	// NoWindowScale and NoTimestamps turn off the RFC 7323 options.
 	NoWindowScale, NoTimestamps bool
 

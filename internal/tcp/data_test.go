@@ -280,3 +280,12 @@ func TestPureAckAfterTimeoutUsesHighestSequenceSent(t *testing.T) {
 	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=10000><DATA=10>")
 	h.at(h.now+40*time.Millisecond, "<SEQ=3101><ACK=311><CTL=ACK><WND=7990>")
 }
+
+// RFC 9293 §3.8.6.2.1: data held back by sender SWS avoidance goes out
+// when the override (persist) timer fires, as much as the window allows.
+func TestSWSOverrideTimerSendsWhatTheWindowAllows(t *testing.T) {
+	h := established(t)
+	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=300>")
+	h.write(2000)
+	h.at(h.now+200*time.Millisecond, "<SEQ=101><ACK=301><CTL=ACK><WND=8000><DATA=300>")
+}

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -213,4 +214,48 @@ func TestFuzzSeedsEveryStateBuilds(t *testing.T) {
 			connInState(t, st, opts, false)
 		}
 	}
+}
+
+// FuzzListenerInput feeds arbitrary segments from a few source ports to a
+// listener with a tiny backlog and SYN cookies: it must never panic, never
+// hold more than its backlog, and every connection it returns must be in
+// SYN-RECEIVED or ESTABLISHED. Records are 12 bytes: source port (low
+// byte), flags, seq (4), ack (4), window (2).
+func FuzzListenerInput(f *testing.F) {
+	f.Add([]byte{1, byte(wire.FlagSYN), 0, 0, 1, 44, 0, 0, 0, 0, 39, 16})
+	f.Add([]byte{1, byte(wire.FlagACK), 0, 0, 1, 45, 0, 0, 0, 1, 39, 16})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := ListenerConfig{Conn: testConfig(), Backlog: 2, ISN: NewISNGenerator([16]byte{1}), Cookies: NewSYNCookies([16]byte{2})}
+		l, err := NewListener(&cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Second
+		var out []Segment
+		for len(data) >= 12 {
+			r := data[:12]
+			data = data[12:]
+			var s Segment
+			s.Hdr.SrcPort, s.Hdr.DstPort = 1000+uint16(r[0]&7), localPort
+			s.Hdr.Flags = wire.TCPFlags(r[1])
+			s.Hdr.Seq = binary.BigEndian.Uint32(r[2:])
+			s.Hdr.Ack = binary.BigEndian.Uint32(r[6:])
+			s.Hdr.Window = binary.BigEndian.Uint16(r[10:])
+			if r[0]&0x80 != 0 {
+				s.Payload = r
+			}
+			var c *Conn
+			c, out = l.Input(now, lAddr, netip.AddrPortFrom(rAddr.Addr(), s.Hdr.SrcPort), &s, out[:0])
+			if c != nil && c.state != SynReceived && c.state != Established && c.state != CloseWait {
+				t.Fatalf("listener returned a connection in %v", c.state)
+			}
+			if l.Pending() > 2 {
+				t.Fatalf("backlog holds %d > 2", l.Pending())
+			}
+			if r[0]&0x40 != 0 {
+				l.Accept()
+			}
+			now += time.Millisecond
+		}
+	})
 }

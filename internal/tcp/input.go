@@ -430,6 +430,9 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 		switch c.state {
 		case FinWait1:
 			c.state = FinWait2
+			if c.cfg.FinWait2Timeout > 0 {
+				c.twAt = now + c.cfg.FinWait2Timeout
+			}
 		case Closing:
 			c.enterTimeWait(now)
 		case LastAck:

@@ -28,7 +28,8 @@ func (c *Conn) OnTimer(now time.Duration, out []Segment) []Segment {
 		return out
 	}
 	if c.twAt != 0 && now >= c.twAt {
-		c.enterClosed(nil) // RFC 9293 §3.10.8: TIME-WAIT timeout
+		// RFC 9293 §3.10.8: TIME-WAIT timeout; or FinWait2Timeout.
+		c.enterClosed(nil)
 		return out
 	}
 	if c.rtoAt != 0 && now >= c.rtoAt {
@@ -170,7 +171,13 @@ func (c *Conn) onPersist(now time.Duration, out []Segment) []Segment {
 		c.armPersist(now)
 		return out
 	}
-	return c.emitData(now, out, c.sndNxt, wire.FlagACK, c.sb.slice(c.sndNxt, 1))
+	// With a small but open window, this is RFC 9293 §3.8.6.2.1's
+	// override timeout: send what the window allows, SWS or not.
+	k := min(c.usableWindow(), c.sndMSS, int(c.dataEnd()-c.sndNxt))
+	if k < 1 {
+		k = 1
+	}
+	return c.emitData(now, out, c.sndNxt, wire.FlagACK, c.sb.slice(c.sndNxt, k))
 }
 
 // armKeepalive starts the keepalive timer if keepalive is configured
