@@ -64,7 +64,7 @@ type Conn struct {
 	sndMSS                      int   // payload octets per segment, after options
 	sb                          sendBuf
 	finQueued                   bool // the application closed; our FIN is numbered sb.end()
-	custody                     bool
+	custody, custodyWanted      bool
 	custodyEnd                  uint32 // octets before this are the custodian's to retransmit
 
 	// Receive sequence space.
@@ -428,8 +428,17 @@ func (c *Conn) enterClosed(err error) {
 // ReportLoss and gives up with ReportFailure. Switching custody off (a
 // custodian refusing more, for example) makes the engine retain and
 // retransmit what it emits afterwards; bytes already in custody stay
-// the custodian's.
-func (c *Conn) SetCustody(on bool) { c.custody = on }
+// the custodian's. Switching custody on while the engine still retains
+// unacknowledged bytes takes effect once they are all acknowledged, so
+// that no byte is ever nobody's to retransmit.
+func (c *Conn) SetCustody(on bool) {
+	c.custodyWanted = false
+	if on && !c.custody && c.state >= Established && c.retainedInFlight() {
+		c.custodyWanted = true
+		return
+	}
+	c.custody = on
+}
 
 // Custody reports whether the connection is in custody mode.
 func (c *Conn) Custody() bool { return c.custody }

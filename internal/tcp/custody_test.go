@@ -121,3 +121,19 @@ func TestCustodyZeroWindowProbeCarriesNoData(t *testing.T) {
 	h.at(h.now+400*time.Millisecond, "<SEQ=100><ACK=301><CTL=ACK><WND=8000>")
 	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=5000>", "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><DATA=100>")
 }
+
+// Switching custody on while retained bytes are unacknowledged waits for
+// them: the engine keeps retransmitting what it retained.
+func TestCustodySwitchedOnWaitsForRetainedBytes(t *testing.T) {
+	h := established(t)
+	h.write(1000, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><DATA=1000>")
+	h.c.SetCustody(true)
+	if h.c.Custody() {
+		t.Fatal("custody on with retained bytes in flight")
+	}
+	h.at(h.now+200*time.Millisecond, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><DATA=1000>")
+	h.in("<SEQ=301><ACK=1101><CTL=ACK><WND=10000>")
+	if !h.c.Custody() {
+		t.Fatal("custody still off after the retained bytes were acknowledged")
+	}
+}

@@ -402,6 +402,9 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 			c.rtoAt = now + c.rto
 		} else {
 			c.rtoAt = 0
+			if c.custodyWanted {
+				c.custody, c.custodyWanted = true, false
+			}
 		}
 	} else if ack == c.sndUna && len(seg.Payload) == 0 && h.Flags&wire.FlagFIN == 0 &&
 		wnd == c.sndWnd && wnd != 0 && seqLT(c.sndUna, c.sndMax) {
