@@ -29,4 +29,25 @@
 // itself; in custody mode the link takes the bytes when a segment is emitted
 // and the engine keeps only the sequence accounting, learning of losses
 // through ReportLoss and of failure through ReportFailure.
+//
+// Design notes (the why behind the shapes):
+//
+//   - Output is appended to a caller's []Segment and payloads point into
+//     engine (or WriteDirect caller) memory until the next call: the
+//     caller reuses one slice, so the steady state allocates nothing and
+//     copies each payload once, into the link (see the benchmarks).
+//   - Deadline is one number, the earliest of the RTO, delayed-ACK,
+//     persist, keepalive and TIME-WAIT timers, so a stack's timing wheel
+//     holds one entry per connection and idle connections cost nothing.
+//   - RTT is measured by timing one segment per round trip with the
+//     caller's clock (nanoseconds), not from RFC 7323 timestamps, whose
+//     millisecond tick is useless on shared memory where a round trip is
+//     a microsecond; timestamps still serve PAWS and are echoed.
+//   - The receive buffer is a ring holding the window: out-of-order bytes
+//     are written at their final place and only their ranges are kept,
+//     so filling a hole copies nothing and Peek can lend the readable
+//     span. The same ranges will feed SACK generation.
+//   - Loss recovery is in two places a SACK scoreboard (RFC 6675) and RACK
+//     (RFC 8985) will replace: the duplicate-ACK branch of processAck
+//     and retransmitOne. Congestion control is behind cc.Controller.
 package tcp
