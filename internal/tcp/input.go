@@ -381,6 +381,16 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 			sample = now - c.rttAt
 			c.rttSample(sample)
 			c.rttTiming = false
+		} else if !c.rttTiming && c.tsOK && h.Options.TSEcr != 0 {
+			// No segment is being timed (Karn's rule discarded it after a
+			// retransmission): RFC 7323 §4's RTTM still gives a sample,
+			// since the echoed TSval belongs to the segment that caused
+			// this ACK. Its millisecond tick is coarse, so it is used
+			// only here, where it ends the backed-off RTO.
+			if d := c.tsNow(now) - h.Options.TSEcr; d < 1<<31 {
+				sample = max(time.Duration(d)*time.Millisecond, 1)
+				c.rttSample(sample)
+			}
 		}
 		c.retries = 0
 		c.dupAcks = 0

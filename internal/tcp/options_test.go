@@ -194,3 +194,18 @@ func TestKeepaliveIsOffByDefault(t *testing.T) {
 		t.Fatalf("deadline %v on an idle connection without keepalive", h.c.Deadline())
 	}
 }
+
+// RFC 7323 §4: after a retransmission Karn's rule leaves no timed
+// segment, but the echoed timestamp still measures the round trip (50 ms
+// here) and ends the backed-off RTO.
+func TestTimestampRTTMeasuresAfterRetransmission(t *testing.T) {
+	h := establishedWithOptions(t) // SRTT 10 ms from the handshake
+	h.write(100, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=250><TS=1810039527,5000><DATA=100>")
+	h.at(210*time.Millisecond, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=250><TS=1810039727,5000><DATA=100>")
+	h.now = 260 * time.Millisecond
+	h.in("<SEQ=301><ACK=201><CTL=ACK><WND=3000><TS=5001,1810039727>")
+	// SRTT = 7/8·10 + 1/8·50 = 15 ms.
+	if h.c.RTT() != 15*time.Millisecond {
+		t.Fatalf("SRTT = %v, want 15ms", h.c.RTT())
+	}
+}
