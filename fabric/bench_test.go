@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -44,6 +46,13 @@ func roleBenchPeer(args []string) error {
 	c, err := n.Accept(context.Background())
 	if err != nil {
 		return err
+	}
+	if path := os.Getenv("ULTCP_PEER_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
 	}
 	cpu0 := cpuTime()
 	buf := make([]byte, 8<<20)
@@ -160,6 +169,9 @@ func benchStream(b *testing.B, block int, dma bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+	if os.Getenv("ULTCP_DEBUG") != "" {
+		b.Logf("wakeAt %d", c.wakeAt)
 	}
 	c.Close()
 	var res benchResult

@@ -26,7 +26,10 @@ const (
 
 // DMA records: the body starts with a descriptor, then the inline prefix.
 //
-//	pid u32 | 0 u32 | address u64 | length u64 | 0 u64
+//	pid u32 | 0 u32 | address u64 | length u64 | wake-at u64
+//
+// wake-at is the sender's request: "wake me when this many bytes are left
+// to copy" (see waitDMA).
 const (
 	dmaDescLen = 32
 	// MaxDMA bounds the length a DMA descriptor may announce.
@@ -34,12 +37,22 @@ const (
 	// pullChunk is how much one process_vm_readv call copies: small enough
 	// that the early wake-up can be placed, large enough that the per-call
 	// page pinning stays cheap.
-	pullChunk = 256 << 10
-	// DefaultEarlyWake: a receiver pulling a DMA record wakes a sleeping
-	// sender when this many bytes are left to copy, so that the sender's
-	// futex wake-up latency (25–40 µs here) overlaps the end of the copy
-	// instead of following it.
-	DefaultEarlyWake = 512 << 10
+	pullChunk = 1 << 20
+	// A receiver pulling a DMA record wakes a sleeping sender when
+	// wake-at bytes are left to copy, so that the sender's futex wake-up
+	// latency overlaps the end of the copy instead of following it. The
+	// sender adapts wake-at per connection from what it sees when it
+	// wakes: completion already there → wake-up too late → ask earlier;
+	// still spinning for a while → too early → ask later. It starts at
+	// initialEarlyWake and stays in [minEarlyWake, maxEarlyWake].
+	initialEarlyWake = 256 << 10
+	minEarlyWake     = 16 << 10
+	maxEarlyWake     = 4 << 20
+	lateWakeStep     = 64 << 10
+	// targetWakeSpin is how long a woken sender aims to spin before the
+	// completion: a little margin against a slow wake-up is cheaper than
+	// a receiver idling for the next record.
+	targetWakeSpin = 8 * time.Microsecond
 	// A DMA sender predicts how long the receiver's copy takes from the
 	// length (dmaNsPerKiB, measured: process_vm_readv moves ~12 GB/s
 	// here). A copy predicted shorter than dmaSleepAbove is cheaper to spin
@@ -97,7 +110,8 @@ type Conn struct {
 	peerClosed bool // under peer.mu
 	err        atomic.Pointer[error]
 	watch      atomic.Bool
-	earlyWake  int
+	wakeAt     int // sender: the wake-at it asks for
+	dmaWakeAt  int // receiver: the current record's wake-at
 }
 
 func newConn(p *peer, key connKey, block uint64, tx, rx ringMem) *Conn {
@@ -105,7 +119,7 @@ func newConn(p *peer, key connKey, block uint64, tx, rx ringMem) *Conn {
 	tx.hint, tx.hintBit, tx.hintSum, tx.hintSumBit = p.l.readyHint(p.mem, 1-p.side, key)
 	c := &Conn{
 		tx: newProducer(tx), rx: newConsumer(rx), spin: p.n.f.cfg.SpinBudget,
-		peer: p, key: key, block: block, earlyWake: DefaultEarlyWake,
+		peer: p, key: key, block: block, wakeAt: initialEarlyWake,
 	}
 	if c.spin < 0 {
 		c.spin = 0
@@ -368,7 +382,7 @@ func (c *Conn) SendDMA(prefix, p []byte) error {
 	le.PutUint32(buf[4:], 0)
 	le.PutUint64(buf[8:], uint64(uintptr(unsafe.Pointer(unsafe.SliceData(p)))))
 	le.PutUint64(buf[16:], uint64(len(p)))
-	le.PutUint64(buf[24:], 0)
+	le.PutUint64(buf[24:], uint64(c.wakeAt))
 	copy(buf[dmaDescLen:], prefix)
 	if len(p) > 0 {
 		c.pin.Pin(unsafe.SliceData(p))
@@ -385,11 +399,14 @@ func (c *Conn) SendDMA(prefix, p []byte) error {
 func (c *Conn) waitDMA(seq uint64, n int) error {
 	d := c.tx.ctl64(offDMADone)
 	w := c.tx.ctl32(offProdArmed)
-	spin := dmaSpin
-	if predicted := time.Duration(n>>10) * dmaNsPerKiB; predicted < dmaSleepAbove {
-		spin = 2*predicted + dmaSpin
+	// A short copy is spun through with the full budget: sleeping would
+	// cost a wake-up longer than the copy, and a receiver that finds no
+	// next record within its own budget falls asleep too.
+	spin := c.spin
+	if predicted := time.Duration(n>>10) * dmaNsPerKiB; predicted >= dmaSleepAbove {
+		spin = min(c.spin, dmaSpin)
 	}
-	s := spinner{budget: min(c.spin, spin)}
+	s := spinner{budget: spin}
 	for {
 		if int64(atomic.LoadUint64(d)-seq) >= 0 {
 			return nil
@@ -414,7 +431,26 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 			return errDeadline
 		}
 		futexWait(w, old|armSleeper, t)
-		s = spinner{budget: max(c.spin, dmaWakeSpin)}
+		woke := time.Now()
+		if int64(atomic.LoadUint64(d)-seq) >= 0 {
+			// The completion was there when we woke: the wake-up came
+			// too late, and the receiver may have waited for our next
+			// record. Ask for it earlier.
+			c.wakeAt = min(c.wakeAt+lateWakeStep, maxEarlyWake)
+			return nil
+		}
+		for int64(atomic.LoadUint64(d)-seq) < 0 && c.state.Load() == 0 && time.Since(woke) < dmaWakeSpin {
+		}
+		if int64(atomic.LoadUint64(d)-seq) >= 0 {
+			// Woken early and spun: steer towards spinning about
+			// targetWakeSpin (~12 bytes of copy a ns here; halved
+			// to damp the loop).
+			spun := time.Since(woke)
+			c.wakeAt += int((targetWakeSpin - spun).Nanoseconds()) * 6
+			c.wakeAt = min(max(c.wakeAt, minEarlyWake), maxEarlyWake)
+			return nil
+		}
+		s = spinner{budget: c.spin}
 	}
 }
 
@@ -542,6 +578,7 @@ func (c *Conn) record(kind uint64, body []byte) (Record, error) {
 	if n > MaxDMA || at+n < at {
 		return Record{}, c.failed(errf(ErrCorrupt, "DMA descriptor of %d bytes at %#x", n, at))
 	}
+	c.dmaWakeAt = int(min(le.Uint64(d[24:]), n))
 	c.dmaPid, c.dmaAt, c.dmaOff = pid, at, 0
 	c.cur, c.curOK = Record{Data: body[dmaDescLen:], DMALen: int(n), DMA: true}, true
 	return c.cur, nil
@@ -563,6 +600,10 @@ func (c *Conn) Pull(dst []byte) (int, error) {
 	done := 0
 	for done < want {
 		k := min(want-done, pullChunk)
+		// Stop the chunk where the sender asked to be woken.
+		if left := c.cur.DMALen - c.dmaOff; left > c.dmaWakeAt && left-k < c.dmaWakeAt {
+			k = left - c.dmaWakeAt
+		}
 		c.iovL = unix.Iovec{Base: &dst[done], Len: uint64(k)}
 		c.iovR = unix.RemoteIovec{Base: uintptr(c.dmaAt) + uintptr(c.dmaOff), Len: k}
 		r, _, errno := syscall.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(c.dmaPid),
@@ -575,7 +616,7 @@ func (c *Conn) Pull(dst []byte) (int, error) {
 		}
 		done += int(r)
 		c.dmaOff += int(r)
-		if c.cur.DMALen-c.dmaOff <= c.earlyWake {
+		if c.cur.DMALen-c.dmaOff <= c.dmaWakeAt {
 			c.rx.earlyWake()
 		}
 	}
