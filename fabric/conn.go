@@ -520,7 +520,7 @@ func (c *Conn) peekSlow(noWait bool) (Record, error) {
 			// ring we just read is final.
 			return Record{}, io.EOF
 		}
-		c.rx.idle()
+		c.rx.idle(noWait)
 		if noWait {
 			if !c.watch.Load() {
 				return Record{}, ErrWouldBlock
@@ -539,6 +539,7 @@ func (c *Conn) peekSlow(noWait bool) (Record, error) {
 		if s.more() {
 			continue
 		}
+		c.rx.idle(true)
 		old := atomic.OrUint32(w, armSleeper)
 		if kind, body, err := c.rx.peek(); kind != 0 || err != nil {
 			if err != nil {

@@ -245,7 +245,7 @@ func (p *peer) drainLocked() bool {
 			return true
 		}
 		if kind == 0 {
-			p.ctlRx.idle()
+			p.ctlRx.idle(true)
 			return did
 		}
 		did = true

@@ -312,10 +312,19 @@ func (c *consumer) publish() {
 	}
 }
 
-// idle is called when peek found the ring empty: a producer waiting for
-// room must not wait for our batch to fill.
-func (c *consumer) idle() {
-	if c.tail != c.pubTail {
+// idle is called when peek found the ring empty: a producer short of
+// room must not wait for our batch to fill. While we keep polling, the
+// tail is published only if the producer said it wants it (armWant, set
+// before it spins), which saves a store per record in a ping-pong; with
+// sleeping set (we are about to sleep or to hand the ring to an event
+// loop), it is published in any case. publish stores, then loads the
+// producer's tripwire, so a producer that armed after our store sees the
+// new tail, and one that armed before is woken.
+func (c *consumer) idle(sleeping bool) {
+	if c.tail == c.pubTail {
+		return
+	}
+	if sleeping || atomic.LoadUint32(c.ctl32(offProdArmed))&(armSleeper|armWant) != 0 {
 		c.publish()
 	}
 }

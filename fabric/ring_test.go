@@ -74,7 +74,7 @@ func drain(t *testing.T, c *consumer, got int, want []byte) int {
 			t.Fatalf("record %d: %v", got, err)
 		}
 		if kind == 0 {
-			c.idle()
+			c.idle(true)
 			return got
 		}
 		w := want[:len(body)]
