@@ -3,6 +3,7 @@ package fabric
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,5 +215,105 @@ func TestNodeWaitReportsWatchedConnectionWithRecord(t *testing.T) {
 	}
 	if r, err := got[0].PeekNoWait(); err != nil || string(r.Data) != "one" {
 		t.Fatalf("PeekNoWait = %q, %v", r.Data, err)
+	}
+}
+
+// dmaPair returns a connected pair in one process and a function that
+// posts a DMA record with a hand-made descriptor on the first.
+func dmaPair(t *testing.T) (send func(pid uint32, addr, n uint64, bodyLen int), recv *Conn) {
+	f := openFabric(t, testDir(t))
+	a, b := join(t, f, addrA), join(t, f, addrB)
+	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(pid uint32, addr, n uint64, bodyLen int) {
+		buf, err := ca.Reserve(bodyLen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d [dmaDescLen]byte
+		binary.LittleEndian.PutUint32(d[0:], pid)
+		binary.LittleEndian.PutUint64(d[8:], addr)
+		binary.LittleEndian.PutUint64(d[16:], n)
+		copy(buf, d[:])
+		ca.tx.commit(bodyLen, kindDMA)
+	}, cb
+}
+
+func TestDMADescriptorWithAnotherPidIsRejected(t *testing.T) {
+	send, cb := dmaPair(t)
+	send(uint32(os.Getpid()+1), 0x10000, 100, dmaDescLen)
+	if _, err := cb.Peek(); !errors.Is(err, ErrCorrupt) || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Peek = %v, want ErrCorrupt (ECONNRESET)", err)
+	}
+}
+
+func TestDMADescriptorLongerThanMaxDMAIsRejected(t *testing.T) {
+	send, cb := dmaPair(t)
+	send(uint32(os.Getpid()), 0x10000, MaxDMA+1, dmaDescLen)
+	if _, err := cb.Peek(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Peek = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestDMARecordShorterThanDescriptorIsRejected(t *testing.T) {
+	send, cb := dmaPair(t)
+	send(uint32(os.Getpid()), 0, 0, 8)
+	if _, err := cb.Peek(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Peek = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestDMADescriptorWithUnmappedAddressFailsThePull(t *testing.T) {
+	send, cb := dmaPair(t)
+	send(uint32(os.Getpid()), 0x1000, 100, dmaDescLen) // page 1 is never mapped
+	r, err := cb.Peek()
+	if err != nil || !r.DMA || r.DMALen != 100 {
+		t.Fatalf("Peek = %+v, %v; want a 100-byte DMA record", r, err)
+	}
+	if _, err := cb.Pull(make([]byte, 100)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Pull = %v, want ErrCorrupt", err)
+	}
+}
+
+// pair returns the two ends of a connection between two nodes of this
+// process.
+func pair(t *testing.T) (*Conn, *Conn) {
+	t.Helper()
+	f := openFabric(t, testDir(t))
+	a, b := join(t, f, addrA), join(t, f, addrB)
+	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, cb
+}
+
+func TestRecvWithShortBufferLeavesTheRecord(t *testing.T) {
+	ca, cb := pair(t)
+	ca.Send([]byte("twelve bytes"))
+	if _, err := cb.Recv(make([]byte, 11)); !errors.Is(err, ErrShortBuffer) {
+		t.Fatalf("Recv into 11 bytes = %v, want ErrShortBuffer", err)
+	}
+	buf := make([]byte, 12)
+	if n, err := cb.Recv(buf); err != nil || string(buf[:n]) != "twelve bytes" {
+		t.Fatalf("Recv = %q, %v", buf[:n], err)
+	}
+}
+
+func TestReadDeadlineExpiresOnEmptyRing(t *testing.T) {
+	_, cb := pair(t)
+	cb.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := cb.Recv(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Recv = %v, want os.ErrDeadlineExceeded", err)
 	}
 }
