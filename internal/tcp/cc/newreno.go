@@ -37,6 +37,16 @@ type Config struct {
 	// conservative window on constrained paths, or higher inside a
 	// lossless fabric where the window only guards the peer's ring.
 	InitialWindow int
+	// Pacing asks the engine to space segments at PacingRate (CUBIC
+	// only; NewReno never paces). It also lifts HyStart++'s limit on
+	// the growth per ACK (RFC 9406 §4.3: L = infinity when paced).
+	Pacing bool
+	// NoHyStart makes CUBIC's first slow start RFC 5681's, ending only
+	// at the first loss, instead of RFC 9406's HyStart++.
+	NoHyStart bool
+	// NoFastConvergence turns off RFC 9438 §4.7's fast convergence,
+	// which the RFC says a single flow alone on its path may do.
+	NoFastConvergence bool
 }
 
 // Validate reports an error for a configuration no controller can use.
@@ -115,12 +125,15 @@ func (r *NewReno) Init(now time.Duration, mss int) {
 	r.canUndo = false
 }
 
-func (r *NewReno) initialWindow() int {
-	if n := r.cfg.InitialWindow; n > 0 {
-		return min(n*r.mss, InfiniteSSThresh)
+func (r *NewReno) initialWindow() int { return initialWindow(r.cfg, r.mss) }
+
+// initialWindow is the window Init starts with: InitialWindow segments
+// when configured, else RFC 6928 §2's min(10*SMSS, max(2*SMSS, 14600)).
+func initialWindow(cfg Config, mss int) int {
+	if n := cfg.InitialWindow; n > 0 {
+		return min(n*mss, InfiniteSSThresh)
 	}
-	// RFC 6928 §2.
-	return min(10*r.mss, max(2*r.mss, 14600))
+	return min(10*mss, max(2*mss, 14600))
 }
 
 // SetMSS implements Controller. The window stays the same number of bytes

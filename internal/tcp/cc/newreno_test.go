@@ -296,7 +296,7 @@ func TestNewReturnsFreshControllers(t *testing.T) {
 }
 
 func TestNewRejectsUnknownName(t *testing.T) {
-	for _, name := range []string{"", "cubic2", "NewReno", "bbr"} {
+	for _, name := range []string{"cubic2", "NewReno", "bbr"} {
 		c, err := New(name, Config{})
 		if err == nil || c != nil {
 			t.Errorf("New(%q) = %v, %v; want nil and an error", name, c, err)

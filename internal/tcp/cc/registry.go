@@ -10,7 +10,12 @@ import (
 // controller. Adding an algorithm is one line here.
 var constructors = map[string]func(Config) Controller{
 	"newreno": func(cfg Config) Controller { return &NewReno{cfg: cfg} },
+	"cubic":   func(cfg Config) Controller { return &Cubic{cfg: cfg} },
 }
+
+// DefaultName is the algorithm New picks for an empty name: CUBIC, as in
+// Linux, Windows and Apple's stacks (RFC 9438 §1), with HyStart++.
+const DefaultName = "cubic"
 
 // Names returns the names New accepts, sorted.
 func Names() []string {
@@ -22,11 +27,15 @@ func Names() []string {
 	return names
 }
 
-// New returns a fresh controller of the algorithm called name, configured
+// New returns a fresh controller of the algorithm called name ("" for
+// DefaultName), configured
 // by cfg, or an error naming the known algorithms when name is unknown or
 // cfg is invalid. Each call returns a new controller: they hold one
 // connection's state and must not be shared. Call Init before use.
 func New(name string, cfg Config) (Controller, error) {
+	if name == "" {
+		name = DefaultName
+	}
 	mk, ok := constructors[name]
 	if !ok {
 		return nil, fmt.Errorf("cc: unknown congestion control %q (known: %s)", name, strings.Join(Names(), ", "))
