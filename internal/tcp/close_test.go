@@ -207,3 +207,38 @@ func TestFinWait2TimeoutEndsOrphan(t *testing.T) {
 	h.at(60 * time.Second)
 	h.state(Closed)
 }
+
+// RFC 9293 §3.10.4: CLOSE in LISTEN deletes the TCB.
+func TestCloseInListenEndsQuietly(t *testing.T) {
+	cfg := testConfig()
+	h := &harness{t: t, c: NewListening(&cfg, localPort, 0, 100)}
+	h.out = h.c.Close(h.now, h.out[:0])
+	h.check("Close", h.out, nil)
+	h.state(Closed)
+}
+
+// RFC 9293 §3.10.7.4: a RST in LAST-ACK or CLOSING ends the connection
+// without an error: the application already closed.
+func TestLastAckRSTEndsQuietly(t *testing.T) {
+	h := established(t)
+	h.in("<SEQ=301><ACK=101><CTL=FIN,ACK><WND=10000>", "<SEQ=101><ACK=302><CTL=ACK><WND=8000>")
+	h.out = h.c.Close(h.now, h.out[:0])
+	h.state(LastAck)
+	h.in("<SEQ=302><CTL=RST><WND=0>")
+	h.state(Closed)
+	if h.c.Err() != nil {
+		t.Fatalf("Err = %v", h.c.Err())
+	}
+}
+
+func TestClosingRSTEndsQuietly(t *testing.T) {
+	h := established(t)
+	h.out = h.c.Close(h.now, h.out[:0])
+	h.in("<SEQ=301><ACK=101><CTL=FIN,ACK><WND=10000>", "<SEQ=102><ACK=302><CTL=ACK><WND=8000>")
+	h.state(Closing)
+	h.in("<SEQ=302><CTL=RST><WND=0>")
+	h.state(Closed)
+	if h.c.Err() != nil {
+		t.Fatalf("Err = %v", h.c.Err())
+	}
+}
