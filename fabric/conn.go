@@ -700,7 +700,10 @@ func (c *Conn) Close() error {
 		if int(c.key.side) != p.side {
 			theirs = 1
 		}
-		p.sendCtl(msgClose, c.key.id, theirs, 0)
+		// Close must not hang on a peer that stopped draining its
+		// control ring; it then never learns of the close, which only
+		// costs it (and us) this connection's slot.
+		p.sendCtl(msgClose, c.key.id, theirs, 0, time.Now().Add(time.Second))
 	}
 	p.mu.Lock()
 	c.closeSent = true

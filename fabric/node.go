@@ -546,7 +546,8 @@ func (n *Node) Dial(ctx context.Context, remote netip.Addr, cc ConnConfig) (*Con
 	c := newConn(p, connKey{uint8(p.side), id}, block, fwd, back)
 	p.conns[c.key] = c
 	p.mu.Unlock()
-	if err := p.sendCtl(msgConnect, id, uint64(size), block); err != nil {
+	deadline, _ := ctx.Deadline()
+	if err := p.sendCtl(msgConnect, id, uint64(size), block, deadline); err != nil {
 		c.fail(err)
 		c.Close()
 		return nil, err

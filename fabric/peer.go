@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -167,8 +168,12 @@ func (p *peer) releaseLocked() {
 	unix.Close(p.memFd)
 }
 
-// sendCtl posts one control message, waiting for room if the ring is full.
-func (p *peer) sendCtl(typ, id uint32, a, b uint64) error {
+// errCtlFull: the peer left its control ring full past the deadline.
+var errCtlFull = &Error{"fabric: peer does not read its control ring", syscall.ETIMEDOUT}
+
+// sendCtl posts one control message, waiting for room if the ring is full,
+// until deadline (zero: no limit).
+func (p *peer) sendCtl(typ, id uint32, a, b uint64, deadline time.Time) error {
 	p.ctlMu.Lock()
 	defer p.ctlMu.Unlock()
 	w := p.ctlTx.ctl32(offProdArmed)
@@ -200,6 +205,9 @@ func (p *peer) sendCtl(typ, id uint32, a, b uint64) error {
 		}
 		if p.dead.Load() {
 			return ErrPeerDead
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return errCtlFull
 		}
 		futexWait(w, old|armSleeper|armWant, 100*time.Millisecond)
 	}

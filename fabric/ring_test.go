@@ -135,6 +135,7 @@ func TestRingRejectsCorruptHeaders(t *testing.T) {
 		{"high bits set", 1<<40 | kindData<<32 | 8},
 		{"length past the end", kindData<<32 | 4096},
 		{"skip of wrong length", kindSkip<<32 | 16},
+		{"skip covering a whole lap", kindSkip<<32 | (4096 - 8)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
