@@ -70,6 +70,11 @@ type Config struct {
 	// need.
 	FinWait2Timeout time.Duration
 
+	// IPv6 says the connection runs over IPv6, whose default send MSS,
+	// when a SYN carries no MSS option, is 1220 instead of IPv4's 536
+	// (RFC 9293 §3.7.1, MUST-15). A Listener sets it from the addresses.
+	IPv6 bool
+
 	// NoWindowScale and NoTimestamps turn off the RFC 7323 options.
 	NoWindowScale, NoTimestamps bool
 
@@ -90,6 +95,7 @@ type Config struct {
 const (
 	DefaultMSS               = 1460
 	DefaultMinMSS            = 536
+	DefaultMSSIPv6           = 1220 // RFC 9293 §3.7.1: 1280 − 40 − 20
 	MinMSSFloor              = 64
 	DefaultSendBuf           = 256 << 10
 	DefaultRecvBuf           = 64 << 10

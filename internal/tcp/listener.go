@@ -47,6 +47,7 @@ type ListenerStats struct {
 // answering without keeping state.
 type Listener struct {
 	cfg     ListenerConfig
+	cfg6    Config // cfg.Conn for IPv6 peers
 	pending []*Conn
 	stats   ListenerStats
 }
@@ -61,6 +62,8 @@ func NewListener(cfg *ListenerConfig) (*Listener, error) {
 	}
 	l := &Listener{cfg: *cfg}
 	l.cfg.Conn = cfg.Conn.withDefaults()
+	l.cfg6 = l.cfg.Conn
+	l.cfg6.IPv6 = true
 	if l.cfg.Backlog == 0 {
 		l.cfg.Backlog = DefaultBacklog
 	}
@@ -138,7 +141,7 @@ func (l *Listener) Input(now time.Duration, local, remote netip.AddrPort, seg *S
 		return nil, l.cookieSYNACK(now, local, remote, seg, out)
 	}
 	iss := l.cfg.ISN.ISN(now, local, remote)
-	c := NewListening(&l.cfg.Conn, local.Port(), remote.Port(), iss)
+	c := NewListening(l.connConfig(remote), local.Port(), remote.Port(), iss)
 	out = c.Input(now, seg, out)
 	if c.state != SynReceived {
 		return nil, out
@@ -146,6 +149,16 @@ func (l *Listener) Input(now time.Duration, local, remote netip.AddrPort, seg *S
 	l.stats.Syns++
 	l.pending = append(l.pending, c)
 	return c, out
+}
+
+// connConfig is the configuration for a connection from remote: the
+// listener's, with IPv6 set from the address family (precomputed, so a
+// SYN flood costs no allocation).
+func (l *Listener) connConfig(remote netip.AddrPort) *Config {
+	if a := remote.Addr(); a.Is6() && !a.Is4In6() {
+		return &l.cfg6
+	}
+	return &l.cfg.Conn
 }
 
 // tsOffsetFor is the TSval clock offset of the connection whose ISS is
@@ -157,7 +170,10 @@ func tsOffsetFor(iss uint32) uint32 { return iss*2654435761 + 0x9e3779b9 }
 func (cfg *Config) peerMSS(o *wire.TCPOptions) int {
 	mss := int(o.MSS)
 	if mss == 0 {
-		mss = DefaultMinMSS
+		mss = DefaultMinMSS // RFC 9293 §3.7.1 (MUST-15)
+		if cfg.IPv6 {
+			mss = DefaultMSSIPv6
+		}
 	}
 	return min(max(mss, cfg.MinMSS), cfg.MSS)
 }
@@ -167,7 +183,7 @@ func (cfg *Config) peerMSS(o *wire.TCPOptions) int {
 // timestamps, because only then can the peer's shift be recovered from
 // the echoed TSval (see EncodeSYNOptionsTS).
 func (l *Listener) cookieSYNACK(now time.Duration, local, remote netip.AddrPort, seg *Segment, out []Segment) []Segment {
-	cfg := &l.cfg.Conn
+	cfg := l.connConfig(remote)
 	h := &seg.Hdr
 	iss := l.cfg.Cookies.Make(now, local, remote, h.Seq, uint16(cfg.peerMSS(&h.Options)))
 	l.stats.CookiesSent++
@@ -209,7 +225,7 @@ func (l *Listener) cookieACK(now time.Duration, local, remote netip.AddrPort, se
 		l.stats.BacklogOverflow++
 		return nil, out, true
 	}
-	cfg := &l.cfg.Conn
+	cfg := l.connConfig(remote)
 	c := newConn(cfg, local.Port(), remote.Port(), iss)
 	c.passive = true
 	c.irs, c.rcvNxt = irs, irs+1

@@ -181,3 +181,18 @@ func TestListenerRSTIgnoredAndACKReset(t *testing.T) {
 	h.in(80, "<SEQ=300><ACK=42><CTL=ACK><WND=0>", "<SEQ=42><CTL=RST><WND=0>")
 	h.in(80, "<SEQ=300><CTL=FIN,SYN><WND=0>")
 }
+
+// MUST-15: without an MSS option the send MSS is 536 over IPv4 and 1220
+// over IPv6; the listener knows which from the addresses.
+func TestListenerDefaultSendMSSByAddressFamily(t *testing.T) {
+	h := newListenerHarness(t, 4, false)
+	h.l.cfg.Conn.MSS, h.l.cfg6.MSS = 1460, 1460
+	s := parseSeg(t, "<SEQ=300><CTL=SYN><WND=10000>")
+	c4, _ := h.l.Input(h.now, lAddr, rAddr, &s, nil)
+	l6 := netip.MustParseAddrPort("[fd00::1]:1234")
+	r6 := netip.MustParseAddrPort("[fd00::2]:80")
+	c6, _ := h.l.Input(h.now, l6, r6, &s, nil)
+	if c4.SndMSS() != 536 || c6.SndMSS() != 1220 {
+		t.Fatalf("default send MSS: IPv4 %d, IPv6 %d; want 536, 1220", c4.SndMSS(), c6.SndMSS())
+	}
+}
