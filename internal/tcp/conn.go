@@ -208,6 +208,18 @@ func (c *Conn) SndMSS() int { return c.sndMSS }
 // RTT returns the smoothed round-trip time (0 before the first sample).
 func (c *Conn) RTT() time.Duration { return c.srtt }
 
+// InFlight returns the sequence space sent and not yet acknowledged
+// (SND.NXT − SND.UNA, counting SYN and FIN).
+func (c *Conn) InFlight() int { return int(c.sndMax - c.sndUna) }
+
+// Unsent returns the bytes queued by Write and not yet emitted.
+func (c *Conn) Unsent() int {
+	if seqLT(c.sndNxt, c.sb.end()) {
+		return int(c.sb.end() - c.sndNxt)
+	}
+	return 0
+}
+
 // CongestionWindow returns the congestion controller's window in bytes.
 func (c *Conn) CongestionWindow() int { return c.cc.CWnd() }
 

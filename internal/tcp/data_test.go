@@ -289,3 +289,14 @@ func TestSWSOverrideTimerSendsWhatTheWindowAllows(t *testing.T) {
 	h.write(2000)
 	h.at(h.now+200*time.Millisecond, "<SEQ=101><ACK=301><CTL=ACK><WND=8000><DATA=300>")
 }
+
+func TestInFlightAndUnsentFollowTheStream(t *testing.T) {
+	h := established(t)
+	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=2000>")
+	h.write(3000,
+		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><DATA=1000>",
+		"<SEQ=1101><ACK=301><CTL=ACK><WND=8000><DATA=1000>")
+	if h.c.InFlight() != 2000 || h.c.Unsent() != 1000 {
+		t.Fatalf("InFlight %d, Unsent %d; want 2000, 1000", h.c.InFlight(), h.c.Unsent())
+	}
+}
