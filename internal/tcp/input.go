@@ -12,6 +12,10 @@ import (
 // stale and no longer used to reject segments.
 const pawsIdle = 24 * 24 * time.Hour
 
+// pawsSlack is how many ticks older than TS.Recent a TSval may be before
+// PAWS rejects it (see inputSynchronized).
+const pawsSlack = 1
+
 // Input processes one arriving segment (RFC 9293 §3.10.7, "SEGMENT
 // ARRIVES") and appends what must be sent in answer, including any data
 // the segment allowed to go out. seg is only read; its payload is copied
@@ -243,7 +247,10 @@ func (c *Conn) inputSynchronized(now time.Duration, seg *Segment, out []Segment)
 			c.stats.DropNoTimestamp++ // RFC 7323 §3.2
 			return out
 		}
-		if seqLT(h.Options.TSVal, c.tsRecent) && now-c.tsRecentAt <= pawsIdle {
+		// One tick of slack, as Linux's TCP_PAWS_WINDOW: a pure ACK
+		// may have moved TS.Recent past data sent a moment earlier
+		// and reordered on the way, which is no old duplicate.
+		if seqLT(h.Options.TSVal, c.tsRecent-pawsSlack) && now-c.tsRecentAt <= pawsIdle {
 			c.stats.DropPAWS++
 			return c.challengeACK(now, out)
 		}
