@@ -198,3 +198,17 @@ func TestMSSOptionOnlyOnSYN(t *testing.T) {
 		t.Fatal("MSS option on a non-SYN segment")
 	}
 }
+
+// RFC 7661 via the controller: ACKs of a sender that ran out of data do
+// not grow the congestion window.
+func TestAppLimitedAcksDoNotGrowCongestionWindow(t *testing.T) {
+	h := established(t)
+	before := h.c.CongestionWindow()
+	for i := 0; i < 5; i++ {
+		h.write(100, "<SEQ="+u(101+uint32(i*100))+"><ACK=301><CTL=PSH,ACK><WND=8000><DATA=100>")
+		h.in("<SEQ=301><ACK=" + u(201+uint32(i*100)) + "><CTL=ACK><WND=10000>")
+	}
+	if h.c.CongestionWindow() != before {
+		t.Fatalf("cwnd %d -> %d on application-limited ACKs", before, h.c.CongestionWindow())
+	}
+}

@@ -111,6 +111,7 @@ type Conn struct {
 	recover    uint32
 	cc         cc.Controller
 	ackEv      cc.AckEvent
+	appLimited bool // the last send ran out of data, not window
 
 	challenge rateLimit
 

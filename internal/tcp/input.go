@@ -412,7 +412,7 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 		// The event lives in the Conn: a local would escape through the
 		// interface call and cost an allocation per ACK.
 		c.ackEv = cc.AckEvent{Now: now, Acked: acked, RTT: sample, MinRTT: c.minRTT,
-			InFlight: int(c.sndMax - c.sndUna), InRecovery: c.inRecovery}
+			InFlight: int(c.sndMax - c.sndUna), InRecovery: c.inRecovery, AppLimited: c.appLimited}
 		c.cc.OnAck(&c.ackEv)
 		// RFC 6298 §5.2–5.3.
 		if c.retainedInFlight() {

@@ -273,8 +273,13 @@ func (c *Conn) sendData(now time.Duration, out []Segment) []Segment {
 			if c.finQueued && c.sndNxt == end {
 				out = c.emitData(now, out, c.sndNxt, wire.FlagFIN|wire.FlagACK, nil)
 			}
+			// Out of data with window to spare: the application, not
+			// the network, limits us (RFC 7661), so the controller
+			// should not grow cwnd on the ACKs that follow.
+			c.appLimited = c.usableWindow() > 0
 			return out
 		}
+		c.appLimited = false
 		k, ok := c.sendable(avail)
 		if !ok {
 			c.armPersist(now)
