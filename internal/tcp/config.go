@@ -52,9 +52,10 @@ type Config struct {
 	// KeepAlive is the idle time before the first keepalive probe
 	// (RFC 1122 §4.2.3.6, RFC 9293 §3.8.4: off by default, MUST-25). Zero
 	// disables keepalive; a stack that lets the application merely switch
-	// it on uses DefaultKeepAliveIdle, two hours (MUST-28). KeepAliveInterval (default 75 s) spaces the
-	// probes; after KeepAliveCount (default 9) unanswered ones the
-	// connection fails with ETIMEDOUT.
+	// it on uses DefaultKeepAliveIdle, two hours (MUST-28).
+	// KeepAliveInterval (default 75 s) spaces the probes; after
+	// KeepAliveCount (default 9) unanswered ones the connection fails
+	// with ETIMEDOUT.
 	KeepAlive, KeepAliveInterval time.Duration
 	KeepAliveCount               int
 

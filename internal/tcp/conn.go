@@ -356,7 +356,7 @@ func (c *Conn) Discard(n int) int {
 }
 
 // UrgentPending reports whether the peer has signalled urgent data that
-// the reader has not yet passed (RFC 9293 MUST-31). Per RFC 6093 urgent
+// the reader has not yet passed (RFC 9293 MUST-33). Per RFC 6093 urgent
 // bytes are delivered in line like any other; the mark is only advice.
 func (c *Conn) UrgentPending() bool {
 	return c.urgValid && seqGT(c.rcvUp, c.rcvNxt-uint32(c.rb.n))

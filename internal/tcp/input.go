@@ -515,7 +515,7 @@ func (c *Conn) inputText(now time.Duration, seq uint32, p []byte, fin bool) {
 				c.rcvMSS = min(len(p), c.cfg.MSS)
 			}
 			c.rcvUnacked += len(p)
-			// RFC 9293 §3.8.6.3 (MUST-58/59): an ACK for at least every
+			// RFC 9293 §3.8.6.3 (SHLD-19, MUST-40): an ACK for at least every
 			// second full-sized segment, and none later than DelayedAck.
 			if c.rcvUnacked >= 2*c.rcvMSS || c.cfg.DelayedAck < 0 {
 				c.ackNow = true
