@@ -140,10 +140,7 @@ func BenchmarkPingPong8BSpin(b *testing.B) { benchPingPong(b, DefaultSpinBudget)
 func BenchmarkPingPong8BFutex(b *testing.B) { benchPingPong(b, -1) }
 
 func benchStream(b *testing.B, block int, dma bool) {
-	ring := 4 * block
-	if ring < 64<<10 {
-		ring = 64 << 10
-	}
+	ring := 4 << 20 // as the floor's ring copy
 	if dma {
 		ring = 64 << 10
 	}
