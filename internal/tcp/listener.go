@@ -16,9 +16,12 @@ type ListenerConfig struct {
 	// Conn configures every connection the listener creates.
 	Conn Config
 	// Backlog bounds the connections the listener holds for the
-	// application: those still in SYN-RECEIVED plus those established
-	// and not yet taken by Accept (RFC 9293 §3.10.1's queue of
-	// pending connections). Default DefaultBacklog.
+	// application: a SYN is admitted only while those still in
+	// SYN-RECEIVED plus those established and not yet taken by Accept
+	// number fewer than Backlog. A handshake completed from a cookie is
+	// admitted while fewer than Backlog established connections wait
+	// for Accept, so at most 2×Backlog connections are ever held.
+	// Default DefaultBacklog.
 	Backlog int
 	// ISN chooses initial sequence numbers (RFC 6528). Required.
 	ISN *ISNGenerator
@@ -90,6 +93,18 @@ func (l *Listener) prune() {
 	}
 	clear(l.pending[j:])
 	l.pending = l.pending[:j]
+}
+
+// acceptQueue counts the established connections not yet accepted.
+func (l *Listener) acceptQueue() int {
+	l.prune()
+	n := 0
+	for _, c := range l.pending {
+		if c.state != SynReceived {
+			n++
+		}
+	}
+	return n
 }
 
 // Accept returns the oldest connection whose handshake has completed, or
@@ -218,10 +233,11 @@ func (l *Listener) cookieACK(now time.Duration, local, remote netip.AddrPort, se
 		l.stats.CookiesRejected++
 		return nil, out, false
 	}
-	l.prune()
-	if len(l.pending) >= l.cfg.Backlog {
+	if l.acceptQueue() >= l.cfg.Backlog {
 		// The application is not accepting: drop, the peer will
-		// retransmit (as Linux does with a full accept queue).
+		// retransmit (as Linux does with a full accept queue). Embryos
+		// in SYN-RECEIVED do not count here: under a SYN flood they fill
+		// the backlog, and cookies exist precisely to get past them.
 		l.stats.BacklogOverflow++
 		return nil, out, true
 	}

@@ -196,3 +196,38 @@ func TestListenerDefaultSendMSSByAddressFamily(t *testing.T) {
 		t.Fatalf("default send MSS: IPv4 %d, IPv6 %d; want 536, 1220", c4.SndMSS(), c6.SndMSS())
 	}
 }
+
+// RFC 4987: a flood of spoofed SYNs fills the backlog, yet a genuine
+// client still connects (through a cookie) and exchanges data, and the
+// flood costs the listener no state beyond its backlog.
+func TestListenerUnderSynFloodStillAcceptsGenuineClient(t *testing.T) {
+	h := newListenerHarness(t, 4, true)
+	for i := 0; i < 1000; i++ {
+		s := parseSeg(t, "<SEQ="+u(uint32(i*7919))+"><CTL=SYN><WND=1000><MSS=1460>")
+		s.Hdr.SrcPort = uint16(2000 + i)
+		h.l.Input(h.now, lAddr, netip.AddrPortFrom(rAddr.Addr(), s.Hdr.SrcPort), &s, nil)
+	}
+	if h.l.Pending() != 4 || h.l.Stats().CookiesSent != 996 {
+		t.Fatalf("pending %d, cookies %d; want 4, 996", h.l.Pending(), h.l.Stats().CookiesSent)
+	}
+	cfg := testConfig()
+	client, syn := Dial(h.now, &cfg, 80, localPort, 5000, nil)
+	c, synack := h.l.Input(h.now, lAddr, rAddr, &syn[0], nil)
+	if c != nil || len(synack) != 1 {
+		t.Fatalf("SYN under flood: conn %v, %d segments; want a cookie SYN-ACK only", c, len(synack))
+	}
+	ack := client.Input(h.now, &synack[0], nil)
+	client.Write([]byte("hello"))
+	data := client.Output(h.now, nil)
+	server, _ := h.l.Input(h.now, lAddr, rAddr, &ack[0], nil)
+	if server != nil {
+		server.Input(h.now, &data[0], nil)
+	}
+	if server == nil || server.State() != Established || h.l.Accept() != server {
+		t.Fatalf("genuine client not accepted under the flood (server %v)", server)
+	}
+	p := make([]byte, 8)
+	if n, _ := server.Read(p); string(p[:n]) != "hello" {
+		t.Fatalf("server read %q, want hello", p[:n])
+	}
+}
