@@ -3,6 +3,7 @@ package fabric
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -54,6 +55,10 @@ func roleBenchPeer(args []string) error {
 			defer pprof.StopCPUProfile()
 		}
 	}
+	var think time.Duration
+	if len(args) > 4 {
+		think, _ = time.ParseDuration(args[4])
+	}
 	cpu0 := cpuTime()
 	buf := make([]byte, 8<<20)
 	var total int64
@@ -66,6 +71,10 @@ func roleBenchPeer(args []string) error {
 			return err
 		}
 		total += int64(k)
+		if think > 0 {
+			for t0 := time.Now(); time.Since(t0) < think; {
+			}
+		}
 		if args[3] == "echo" {
 			if err := c.Send(buf[:k]); err != nil {
 				return err
@@ -82,10 +91,10 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func benchConn(b *testing.B, spin time.Duration, mode string, ring int) (*Conn, *proc.Child) {
+func benchConn(b *testing.B, spin time.Duration, mode string, ring int, more ...string) (*Conn, *proc.Child) {
 	b.Helper()
 	dir := testDir(b)
-	ch, err := proc.Start("bench-peer", dir, addrB.String(), spin.String(), mode)
+	ch, err := proc.Start("bench-peer", append([]string{dir, addrB.String(), spin.String(), mode}, more...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -110,8 +119,8 @@ func benchConn(b *testing.B, spin time.Duration, mode string, ring int) (*Conn, 
 	return c, ch
 }
 
-func benchPingPong(b *testing.B, spin time.Duration) {
-	c, _ := benchConn(b, spin, "echo", 64<<10)
+func benchPingPong(b *testing.B, spin time.Duration, think ...string) {
+	c, _ := benchConn(b, spin, "echo", 64<<10, think...)
 	msg := []byte("pingpong")
 	buf := make([]byte, 64)
 	for range 1000 { // warm up both sides
@@ -138,6 +147,20 @@ func BenchmarkPingPong8BSpin(b *testing.B) { benchPingPong(b, DefaultSpinBudget)
 // BenchmarkPingPong8BFutex: both sides sleep at once (every record costs a
 // futex wake-up).
 func BenchmarkPingPong8BFutex(b *testing.B) { benchPingPong(b, -1) }
+
+// BenchmarkPingPongThink is the spin budget's trade-off: the peer answers
+// after a think time, and both sides use the budget given. A budget shorter
+// than the think time puts the waiting side to sleep for every record, so
+// each round trip pays a futex wake-up on top of the think time.
+func BenchmarkPingPongThink(b *testing.B) {
+	for _, think := range []time.Duration{5 * time.Microsecond, 20 * time.Microsecond, 100 * time.Microsecond} {
+		for _, spin := range []time.Duration{-1, 10 * time.Microsecond, 50 * time.Microsecond, 200 * time.Microsecond} {
+			b.Run(fmt.Sprintf("think=%v/spin=%v", think, spin), func(b *testing.B) {
+				benchPingPong(b, spin, think.String())
+			})
+		}
+	}
+}
 
 func benchStream(b *testing.B, block int, dma bool) {
 	ring := 4 << 20 // as the floor's ring copy
