@@ -300,3 +300,52 @@ func TestInFlightAndUnsentFollowTheStream(t *testing.T) {
 		t.Fatalf("InFlight %d, Unsent %d; want 2000, 1000", h.c.InFlight(), h.c.Unsent())
 	}
 }
+
+// A peer that scatters data into more holes than the reassembly table
+// holds gets the excess dropped and counted, and the stream is still
+// delivered whole once the holes are filled and the dropped part resent.
+func TestReassemblyTableFullDropsExcessButStreamCompletes(t *testing.T) {
+	h := established(t)
+	for k := 1; k <= maxOOO+1; k++ {
+		h.in("<SEQ="+u(301+uint32(20*k))+"><ACK=101><CTL=ACK><WND=10000><DATA=10>",
+			"<SEQ=101><ACK=301><CTL=ACK><WND=8000>")
+	}
+	if s := h.c.Stats(); s.DropOOOFull != 1 || s.OutOfOrder != maxOOO {
+		t.Fatalf("DropOOOFull %d, OutOfOrder %d; want 1, %d", s.DropOOOFull, s.OutOfOrder, maxOOO)
+	}
+	// Fill every hole: the stream runs up to the dropped segment.
+	for k := 0; k <= maxOOO; k++ {
+		s := parseSeg(t, "<SEQ="+u(301+uint32(20*k)+10*uint32(min(k, 1)))+"><ACK=101><CTL=ACK><WND=10000><DATA=10>")
+		if k == 0 {
+			s = parseSeg(t, "<SEQ=301><ACK=101><CTL=ACK><WND=10000><DATA=20>")
+		}
+		h.c.Input(h.now, &s, nil)
+	}
+	want := uint32(301 + 20*(maxOOO+1)) // the 17th range was dropped
+	if h.c.rcvNxt != want {
+		t.Fatalf("RCV.NXT = %d, want %d", h.c.rcvNxt, want)
+	}
+	h.in("<SEQ="+u(want)+"><ACK=101><CTL=ACK><WND=10000><DATA=10>")
+	h.readAll(301, int(want+10-301))
+}
+
+// RFC 9293 §3.10.7.4: the SND.WL1/SND.WL2 rule keeps an old, reordered
+// segment from shrinking the send window.
+func TestOldSegmentDoesNotUpdateSendWindow(t *testing.T) {
+	h := established(t)
+	h.write(1000, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><DATA=1000>")
+	h.in("<SEQ=301><ACK=1101><CTL=ACK><WND=9000>")
+	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=0>") // sent before the one above
+	if h.c.sndWnd != 9000 {
+		t.Fatalf("SND.WND = %d, want 9000", h.c.sndWnd)
+	}
+}
+
+// Our ACK of the SYN-ACK was lost: the repeated SYN-ACK in ESTABLISHED is
+// answered with the ACK the peer needs (RFC 5961 §4's challenge ACK).
+func TestEstablishedRetransmittedSynAckIsAnsweredWithAck(t *testing.T) {
+	h := established(t)
+	h.in("<SEQ=300><ACK=101><CTL=SYN,ACK><WND=10000><MSS=1000>",
+		"<SEQ=101><ACK=301><CTL=ACK><WND=8000>")
+	h.state(Established)
+}
