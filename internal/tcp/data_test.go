@@ -325,7 +325,7 @@ func TestReassemblyTableFullDropsExcessButStreamCompletes(t *testing.T) {
 	if h.c.rcvNxt != want {
 		t.Fatalf("RCV.NXT = %d, want %d", h.c.rcvNxt, want)
 	}
-	h.in("<SEQ="+u(want)+"><ACK=101><CTL=ACK><WND=10000><DATA=10>")
+	h.in("<SEQ=" + u(want) + "><ACK=101><CTL=ACK><WND=10000><DATA=10>")
 	h.readAll(301, int(want+10-301))
 }
 
