@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -316,4 +317,39 @@ func TestReadDeadlineExpiresOnEmptyRing(t *testing.T) {
 	if _, err := cb.Recv(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Recv = %v, want os.ErrDeadlineExceeded", err)
 	}
+}
+
+func TestNodeCloseResetsPeerConnectionsAndUnregisters(t *testing.T) {
+	dir := testDir(t)
+	f := openFabric(t, dir)
+	a, b := join(t, f, addrA), join(t, f, addrB)
+	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := cb.Recv(make([]byte, 8)); done <- err }()
+	time.Sleep(10 * time.Millisecond)
+	a.Close()
+	if err := <-done; !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("peer's blocked Recv = %v, want ECONNRESET", err)
+	}
+	if err := ca.Send([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Send on a closed node's connection = %v, want net.ErrClosed", err)
+	}
+	if _, err := a.Accept(ctx10s(t)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept on a closed node = %v, want net.ErrClosed", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, addrA.String()+".sock")); !os.IsNotExist(err) {
+		t.Fatalf("the closed node's socket is still registered: %v", err)
+	}
+	again, err := f.Join(addrA)
+	if err != nil {
+		t.Fatalf("rejoining the address after Close: %v", err)
+	}
+	again.Close()
 }

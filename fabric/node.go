@@ -571,6 +571,9 @@ func ringSizeFor(n int) (int, error) {
 // Accept returns the next connection a peer opened to this node.
 func (n *Node) Accept(ctx context.Context) (*Conn, error) {
 	for {
+		if n.closed.Load() {
+			return nil, net.ErrClosed
+		}
 		n.mu.Lock()
 		if len(n.acceptQ) > 0 {
 			c := n.acceptQ[0]
@@ -580,9 +583,6 @@ func (n *Node) Accept(ctx context.Context) (*Conn, error) {
 			return c, nil
 		}
 		n.mu.Unlock()
-		if n.closed.Load() {
-			return nil, net.ErrClosed
-		}
 		select {
 		case <-n.acceptCh:
 		case <-n.done:
