@@ -120,6 +120,8 @@ type Conn struct {
 	tuneAt  time.Duration
 
 	stats Stats
+
+	direct directState // InputDirect's context (direct.go)
 }
 
 // rateLimit allows up to limit events per second of engine time.

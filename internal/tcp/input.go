@@ -497,10 +497,11 @@ func (c *Conn) inputText(now time.Duration, seq uint32, p []byte, fin bool) {
 		c.ackNow = true
 	}
 	if len(p) > 0 {
-		c.rb.put(off, p)
+		k := c.takeDirect(off, p) // octets InputDirect's caller already delivered
+		c.rb.put(off, p[k:])
 		if off == 0 {
 			c.rcvNxt += uint32(len(p))
-			c.rb.n += len(p)
+			c.rb.n += len(p) - k
 			c.stats.BytesIn += uint64(len(p))
 			if c.rb.nooo > 0 {
 				nxt := c.rb.takeOOO(c.rcvNxt)
