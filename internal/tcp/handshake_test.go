@@ -213,3 +213,20 @@ func TestPeerMSSAboveOursIsBoundedByOurs(t *testing.T) {
 		t.Fatalf("SndMSS = %d, want 1000", h.c.SndMSS())
 	}
 }
+
+// RFC 9293 §3.10.7.3: text on a SYN-ACK is processed once ESTABLISHED.
+func TestSynAckCarryingDataIsAccepted(t *testing.T) {
+	h := dialed(t, testConfig())
+	h.in("<SEQ=300><ACK=101><CTL=SYN,ACK><WND=10000><MSS=1000><DATA=5>",
+		"<SEQ=101><ACK=306><CTL=ACK><WND=7995>")
+	h.readAll(301, 5)
+}
+
+// Data on a SYN in LISTEN is not acknowledged: RCV.NXT covers the SYN
+// only, and the peer resends the data once synchronized.
+func TestListenSynDataIsNotAcknowledged(t *testing.T) {
+	cfg := testConfig()
+	h := &harness{t: t, c: NewListening(&cfg, localPort, 0, 100)}
+	h.in("<SEQ=300><CTL=SYN><WND=10000><MSS=1000><DATA=5>",
+		"<SEQ=100><ACK=301><CTL=SYN,ACK><WND=8000><MSS=1000>")
+}

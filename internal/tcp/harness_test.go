@@ -17,8 +17,8 @@ import (
 // Input notation: <SEQ=n><ACK=n><CTL=SYN,ACK,...><WND=n> and optionally
 // <MSS=n><WS=n><TS=val,ecr><UP=n>, <DATA=n> for n payload octets and
 // <TEXT=abc> for literal payload. Unless TEXT is given, the payload octet
-// numbered s is byte(s), so what the reader gets can be checked by its
-// sequence numbers. Output is printed by Segment.String in the same
+// numbered s is byte(s) (a SYN's data starts at SEG.SEQ+1), so what the
+// reader gets can be checked by its sequence numbers. Output is printed by Segment.String in the same
 // notation, with <DATA=n> giving the payload length.
 
 const (
@@ -82,21 +82,33 @@ func parseSeg(t testing.TB, spec string) Segment {
 		case "UP":
 			h.Urgent = uint16(num(v))
 		case "DATA":
-			n := num(v)
-			s.Payload = make([]byte, n)
-			for i := range s.Payload {
-				s.Payload[i] = byte(h.Seq + uint32(i))
-			}
+			s.Payload = make([]byte, num(v))
 		case "TEXT":
 			s.Payload = []byte(v)
 		default:
 			t.Fatalf("bad field %q in %q", k, spec)
 		}
 	}
+	if _, ok := textOf(spec); !ok {
+		// Number the octets: the first is SEG.SEQ, or SEG.SEQ+1 on a SYN.
+		first := h.Seq
+		if h.Flags&wire.FlagSYN != 0 {
+			first++
+		}
+		for i := range s.Payload {
+			s.Payload[i] = byte(first + uint32(i))
+		}
+	}
 	if ackSeen != (h.Flags&wire.FlagACK != 0) {
 		t.Fatalf("ACK field and ACK flag disagree in %q", spec)
 	}
 	return s
+}
+
+// textOf reports whether spec gives its payload literally.
+func textOf(spec string) (string, bool) {
+	_, v, ok := strings.Cut(spec, "<TEXT=")
+	return v, ok
 }
 
 func format(segs []Segment) []string {
