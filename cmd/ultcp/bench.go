@@ -280,7 +280,8 @@ func (t table) writeMarkdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "| %s |\n|", strings.Join(t.header, " | "))
 	for i := range t.header {
-		if i > 0 {
+		// Columns of numbers align right, as in the text table.
+		if i > 0 && len(t.rows) > 0 && numeric(t.rows[0][i]) {
 			fmt.Fprint(w, "---:|")
 		} else {
 			fmt.Fprint(w, "---|")

@@ -24,8 +24,12 @@ func (r fabricResult) tables() []table {
 	if r.Pinned {
 		pinned = "yes (receiver on CPU 0, sender on CPU 1)"
 	}
-	note := fmt.Sprintf("%d CPUs; load average %s before, %s after; pinned: %s; %.0f s.",
-		r.CPUs, r.LoadBefore, r.LoadAfter, pinned, r.Duration.Seconds())
+	other := "unknown"
+	if r.OtherCPU >= 0 {
+		other = fmt.Sprintf("%.0f %%", 100*r.OtherCPU)
+	}
+	note := fmt.Sprintf("%d CPUs; other processes used %s of them during the run (load average %s before, %s after); pinned: %s; %.0f s.",
+		r.CPUs, other, r.LoadBefore, r.LoadAfter, pinned, r.Duration.Seconds())
 	ts := []table{r.checkTable(note), r.latencyTable()}
 	for _, k := range []struct {
 		title string

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ultcp/ultcp/internal/floor"
 )
@@ -72,13 +75,19 @@ type Check struct {
 
 // Report is the outcome of Compare.
 type Report struct {
-	Start        time.Time
-	Duration     time.Duration
-	CPUs         int
-	Pinned       bool
-	Quick        bool
-	LoadBefore   string // /proc/loadavg when the run began
-	LoadAfter    string
+	Start      time.Time
+	Duration   time.Duration
+	CPUs       int
+	Pinned     bool
+	Quick      bool
+	LoadBefore string // /proc/loadavg when the run began
+	LoadAfter  string
+	// OtherCPU is the share of the machine's CPU time that other processes
+	// used during the run (all CPUs busy minus this process and its
+	// children, over wall time × CPUs): the measure of how quiet the run
+	// was, which the load average, a minute-long moving average, is not.
+	// Negative when it could not be read.
+	OtherCPU     float64
 	Measurements []Measurement
 	Checks       []Check
 }
@@ -86,6 +95,7 @@ type Report struct {
 // Compare measures every subject of this build and fills in the checks.
 func Compare(o Options) (*Report, error) {
 	rep := &Report{Start: time.Now(), CPUs: runtime.NumCPU(), Pinned: o.Pin, Quick: o.Quick, LoadBefore: loadavg()}
+	busy0, own0, statErr := machineBusy()
 	cfg := floor.Config{Pin: o.Pin}
 	budget, reps := o.budget()
 	sizes := o.Sizes()
@@ -147,6 +157,11 @@ func Compare(o Options) (*Report, error) {
 	rep.Checks = checks(rep.Measurements)
 	rep.Duration = time.Since(rep.Start)
 	rep.LoadAfter = loadavg()
+	rep.OtherCPU = -1
+	if busy1, own1, err := machineBusy(); err == nil && statErr == nil {
+		other := (busy1 - busy0) - (own1 - own0)
+		rep.OtherCPU = max(0, other.Seconds()/(rep.Duration.Seconds()*float64(rep.CPUs)))
+	}
 	return rep, nil
 }
 
@@ -246,6 +261,44 @@ func SizeName(n int) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// machineBusy returns the CPU time all CPUs have spent not idle since
+// boot (/proc/stat, in clock ticks) and the CPU time of this process and
+// its waited-for children. Every child of Compare has been waited for by
+// the time it reads the second sample.
+func machineBusy() (busy, own time.Duration, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("fabricbench: unexpected /proc/stat line %q", line)
+	}
+	// user nice system idle iowait irq softirq steal: all but idle and
+	// iowait are busy. The kernel reports them in USER_HZ, 100 on Linux.
+	var ticks int64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("fabricbench: /proc/stat: %w", err)
+		}
+		ticks += n
+	}
+	var self, kids unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &self); err != nil {
+		return 0, 0, err
+	}
+	if err := unix.Getrusage(unix.RUSAGE_CHILDREN, &kids); err != nil {
+		return 0, 0, err
+	}
+	own = time.Duration(self.Utime.Nano() + self.Stime.Nano() + kids.Utime.Nano() + kids.Stime.Nano())
+	return time.Duration(ticks) * 10 * time.Millisecond, own, nil
 }
 
 func loadavg() string {
