@@ -306,6 +306,19 @@ func (c *Conn) WriteDirect(now time.Duration, p []byte, out []Segment) (n int, _
 	return n, out, nil
 }
 
+// ReleaseBuffers frees the send and receive rings if they hold nothing,
+// so that a stack with many idle connections can return their memory
+// (they are allocated again on next use). It is never needed for
+// correctness and is not worth calling on a busy connection.
+func (c *Conn) ReleaseBuffers() {
+	if c.sb.n == 0 {
+		c.sb.buf, c.sb.head = nil, 0
+	}
+	if c.rb.n == 0 && c.rb.nooo == 0 {
+		c.rb.buf, c.rb.head = nil, 0
+	}
+}
+
 // Readable returns how many in-order bytes are waiting to be read.
 func (c *Conn) Readable() int { return c.rb.n }
 

@@ -349,3 +349,19 @@ func TestEstablishedRetransmittedSynAckIsAnsweredWithAck(t *testing.T) {
 		"<SEQ=101><ACK=301><CTL=ACK><WND=8000>")
 	h.state(Established)
 }
+
+// An idle connection can give its buffers back and work on as before.
+func TestReleaseBuffersOnIdleConnection(t *testing.T) {
+	h := established(t)
+	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=10000><DATA=100>")
+	h.write(100, "<SEQ=101><ACK=401><CTL=PSH,ACK><WND=7900><DATA=100>")
+	h.in("<SEQ=401><ACK=201><CTL=ACK><WND=10000>")
+	h.readAll(301, 100)
+	h.c.ReleaseBuffers()
+	if h.c.sb.allocated() || h.c.rb.buf != nil {
+		t.Fatal("buffers still held by an idle connection")
+	}
+	h.in("<SEQ=401><ACK=201><CTL=ACK><WND=10000><DATA=10>")
+	h.readAll(401, 10)
+	h.write(10, "<SEQ=201><ACK=411><CTL=PSH,ACK><WND=7890><DATA=10>") // SWS: the edge stays at 8301
+}
