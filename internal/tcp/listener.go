@@ -281,3 +281,16 @@ func (l *Listener) cookieACK(now time.Duration, local, remote netip.AddrPort, se
 	}
 	return c, out, true
 }
+
+// Close stops the listener: every connection it still holds (in
+// SYN-RECEIVED, or established and never accepted) is reset, so no peer
+// is left believing in a connection nobody will serve. The RSTs are
+// appended to out; the Listener must not be used afterwards.
+func (l *Listener) Close(now time.Duration, out []Segment) []Segment {
+	for _, c := range l.pending {
+		out = c.Abort(now, out)
+	}
+	clear(l.pending)
+	l.pending = l.pending[:0]
+	return out
+}

@@ -231,3 +231,18 @@ func TestListenerUnderSynFloodStillAcceptsGenuineClient(t *testing.T) {
 		t.Fatalf("server read %q, want hello", p[:n])
 	}
 }
+
+// Closing the listener resets the connections nobody accepted.
+func TestListenerCloseResetsUnacceptedConnections(t *testing.T) {
+	h := newListenerHarness(t, 4, false)
+	iss := h.isn(80)
+	c := h.in(80, "<SEQ=300><CTL=SYN><WND=10000><MSS=1000>",
+		"<SEQ="+u(iss)+"><ACK=301><CTL=SYN,ACK><WND=8000><MSS=1000>")
+	out := h.l.Close(h.now, nil)
+	if g := format(out); len(g) != 1 || g[0] != "<SEQ="+u(iss+1)+"><CTL=RST><WND=0>" {
+		t.Fatalf("Close sent %q", g)
+	}
+	if c.State() != Closed || h.l.Pending() != 0 {
+		t.Fatalf("state %v, pending %d", c.State(), h.l.Pending())
+	}
+}
