@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/ultcp/ultcp/internal/wire"
 )
 
 // A two-engine loopback over an in-memory link with a fake clock: each
@@ -33,6 +35,8 @@ type loop struct {
 	direct  bool // use WriteDirect instead of Write
 	drops   int
 	closing bool
+	dup     float64 // probability that a delivered segment is delivered twice
+	blind   float64 // probability per delivery of also injecting a blind forged segment
 }
 
 // octet is the pattern: side s's n-th octet.
@@ -51,7 +55,30 @@ func (l *loop) enqueue(from int, segs []Segment) {
 			at += time.Duration(l.rng.Int64N(int64(l.jitter)))
 		}
 		l.q = append(l.q, pkt{at: at, to: 1 - from, seg: s})
+		if l.rng.Float64() < l.dup {
+			l.q = append(l.q, pkt{at: at + l.delay/2, to: 1 - from, seg: s})
+		}
+		if l.rng.Float64() < l.blind {
+			l.q = append(l.q, pkt{at: at, to: 1 - from, seg: l.forge(s.Hdr.SrcPort, s.Hdr.DstPort)})
+		}
 	}
+}
+
+// forge makes the segment an off-path attacker would send (RFC 5961 §1):
+// right ports, random sequence and acknowledgment numbers, random
+// control bits, sometimes data.
+func (l *loop) forge(sport, dport uint16) Segment {
+	var s Segment
+	h := &s.Hdr
+	h.SrcPort, h.DstPort = sport, dport
+	h.Seq, h.Ack = l.rng.Uint32(), l.rng.Uint32()
+	h.Flags = []wire.TCPFlags{wire.FlagRST, wire.FlagSYN, wire.FlagACK, wire.FlagACK | wire.FlagFIN,
+		wire.FlagRST | wire.FlagACK}[l.rng.IntN(5)]
+	h.Window = uint16(l.rng.Uint32())
+	if h.Flags&wire.FlagACK != 0 && l.rng.IntN(2) == 0 {
+		s.Payload = []byte("forged data, must never be delivered")
+	}
+	return s
 }
 
 // app lets side i's application write and read as much as it can.
@@ -242,5 +269,33 @@ func TestLoopbackManySeedsHeavyLoss(t *testing.T) {
 		l.jitter = 2 * time.Millisecond
 		l.closing = true
 		l.run(60 * time.Minute)
+	}
+}
+
+// RFC 5961's purpose: an off-path attacker who knows the ports but not the
+// sequence numbers injects thousands of forged RSTs, SYNs and data
+// segments, while the link also drops and duplicates; the transfer still
+// completes byte-exact (octet checks would catch forged data) and
+// neither side is reset.
+func TestLoopbackSurvivesBlindInjection(t *testing.T) {
+	// Without timestamps the RFC 5961 checks do all the work; with them,
+	// the forgeries also lack a timestamp and PAWS drops them first.
+	for _, cfg := range []Config{{NoTimestamps: true}, {}} {
+		l := newLoop(t, cfg, 5, 77, 4294967000)
+		l.total = 1 << 20
+		l.drop = 0.01
+		l.dup = 0.05
+		l.blind = 1
+		l.jitter = 200 * time.Microsecond
+		l.closing = true
+		l.run(30 * time.Minute)
+		for i, c := range l.conns {
+			if c.Err() != nil {
+				t.Fatalf("side %d ended with %v", i, c.Err())
+			}
+			s := c.Stats()
+			t.Logf("timestamps %v side %d: challenge ACKs %d (limited %d), bad ACK %d, out of window %d, RST ignored %d, no timestamp %d",
+				!cfg.NoTimestamps, i, s.ChallengeACKs, s.ChallengeLimit, s.DropBadAck, s.DropOutOfWindow, s.DropRST, s.DropNoTimestamp)
+		}
 	}
 }
