@@ -52,18 +52,18 @@ const (
 	// targetWakeSpin is how long a woken sender aims to spin before the
 	// completion: a little margin against a slow wake-up is cheaper than
 	// a receiver idling for the next record.
-	targetWakeSpin = 8 * time.Microsecond
+	targetWakeSpin = 4 * time.Microsecond
 	// A DMA sender predicts how long the receiver's copy takes from the
 	// length (dmaNsPerKiB, measured: process_vm_readv moves ~12 GB/s
 	// here). A copy predicted shorter than dmaSleepAbove is cheaper to spin
 	// through than to sleep through (a futex wake-up costs about that
 	// much); a longer one is slept through: the sender spins dmaSpin, then
 	// sleeps until the receiver's early wake-up, then spins at most
-	// dmaWakeSpin for the completion.
+	// maxWakeSpin for the completion before it sleeps again.
 	dmaNsPerKiB   = 85
 	dmaSleepAbove = 30 * time.Microsecond
-	dmaSpin       = 2 * time.Microsecond
-	dmaWakeSpin   = 200 * time.Microsecond
+	dmaSpin       = time.Microsecond
+	maxWakeSpin   = 4 * targetWakeSpin
 )
 
 var selfPid = os.Getpid()
@@ -439,18 +439,21 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 			c.wakeAt = min(c.wakeAt+lateWakeStep, maxEarlyWake)
 			return nil
 		}
-		for int64(atomic.LoadUint64(d)-seq) < 0 && c.state.Load() == 0 && time.Since(woke) < dmaWakeSpin {
+		// Woken before the end (the early wake-up, or a nudge): spin a
+		// little for the rest of the copy, then sleep again (the
+		// completion wakes us), so that a copy slower than predicted (a
+		// loaded machine) does not turn into a long spin.
+		for int64(atomic.LoadUint64(d)-seq) < 0 && c.state.Load() == 0 && time.Since(woke) < maxWakeSpin {
 		}
+		// Steer towards spinning about targetWakeSpin after the wake-up
+		// (~12 bytes of copy a ns here; halved to damp the loop).
+		spun := time.Since(woke)
+		c.wakeAt += int((targetWakeSpin - spun).Nanoseconds()) * 6
+		c.wakeAt = min(max(c.wakeAt, minEarlyWake), maxEarlyWake)
 		if int64(atomic.LoadUint64(d)-seq) >= 0 {
-			// Woken early and spun: steer towards spinning about
-			// targetWakeSpin (~12 bytes of copy a ns here; halved
-			// to damp the loop).
-			spun := time.Since(woke)
-			c.wakeAt += int((targetWakeSpin - spun).Nanoseconds()) * 6
-			c.wakeAt = min(max(c.wakeAt, minEarlyWake), maxEarlyWake)
 			return nil
 		}
-		s = spinner{budget: c.spin}
+		s = spinner{}
 	}
 }
 
