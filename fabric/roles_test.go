@@ -289,3 +289,37 @@ func roleSendCloseExit(args []string) error {
 	os.Exit(0)
 	return nil
 }
+
+func init() { proc.Register("every-size", roleEverySize) }
+
+// roleEverySize dials args[2] with a 4 KiB ring and sends one record of
+// every size from 1 to MaxRecord, each filled with a pattern of its size,
+// then tries every size from MaxRecord+1 to three ring sizes and reports
+// how many were refused with ErrRecordTooLarge.
+func roleEverySize(args []string) error {
+	n, err := childNode(args)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	c, err := n.Dial(context.Background(), netip.MustParseAddr(args[2]), ConnConfig{RingSize: MinRingSize})
+	if err != nil {
+		return err
+	}
+	proc.Send(ready{true})
+	buf := make([]byte, 3*MinRingSize)
+	for size := 1; size <= c.MaxRecord(); size++ {
+		fill(buf[:size], size)
+		if err := c.Send(buf[:size]); err != nil {
+			return fmt.Errorf("size %d: %w", size, err)
+		}
+	}
+	refused := 0
+	for size := c.MaxRecord() + 1; size <= 3*MinRingSize; size++ {
+		if err := c.Send(buf[:size]); errors.Is(err, ErrRecordTooLarge) {
+			refused++
+		}
+	}
+	c.Close()
+	return proc.Send(map[string]int{"refused": refused})
+}

@@ -1,6 +1,7 @@
 package fabric
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -350,4 +351,36 @@ func TestRecordsSentBeforeCloseSurviveThePeersExit(t *testing.T) {
 		t.Fatalf("after the last record: %v, want io.EOF", err)
 	}
 	c.Close()
+}
+
+func TestEveryRecordSizeWrapsBetweenProcesses(t *testing.T) {
+	dir := testDir(t)
+	a := join(t, openFabric(t, dir), addrA)
+	ch := startChild(t, "every-size", dir, addrB, addrA.String())
+	c, err := a.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, MinRingSize)
+	for size := 1; size <= MaxRecord(MinRingSize); size++ {
+		r, err := c.Peek()
+		if err != nil {
+			t.Fatalf("record of %d bytes: %v", size, err)
+		}
+		fill(want[:size], size)
+		if !bytes.Equal(r.Data, want[:size]) {
+			t.Fatalf("record of %d bytes arrived as %d bytes or with other contents", size, len(r.Data))
+		}
+		c.Release()
+	}
+	if _, err := c.Peek(); err != io.EOF {
+		t.Fatalf("after the last size: %v, want io.EOF", err)
+	}
+	var res map[string]int
+	if err := ch.Recv(&res, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if want := 3*MinRingSize - MaxRecord(MinRingSize); res["refused"] != want {
+		t.Fatalf("%d oversized records refused, want all %d", res["refused"], want)
+	}
 }
