@@ -353,3 +353,52 @@ func TestNodeCloseResetsPeerConnectionsAndUnregisters(t *testing.T) {
 	}
 	again.Close()
 }
+
+func TestReserveCommitSendsOnlyTheCommittedBytes(t *testing.T) {
+	ca, cb := pair(t)
+	buf, err := ca.Reserve(100)
+	if err != nil || len(buf) != 100 {
+		t.Fatalf("Reserve(100) = %d bytes, %v", len(buf), err)
+	}
+	copy(buf, "header|payload")
+	if err := ca.Commit(101); err == nil {
+		t.Fatal("Commit(101) after Reserve(100) succeeded")
+	}
+	if err := ca.Commit(14); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 100)
+	n, err := cb.Recv(got)
+	if err != nil || string(got[:n]) != "header|payload" {
+		t.Fatalf("Recv = %q, %v", got[:n], err)
+	}
+	if err := ca.Commit(1); err == nil {
+		t.Fatal("Commit without Reserve succeeded")
+	}
+}
+
+func TestRingOccupancyCountsUnconsumedBytes(t *testing.T) {
+	ca, cb := pair(t)
+	for range 3 {
+		if err := ca.Send(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each record takes its 8-byte header and its body padded to 8.
+	if got, want := ca.RingOccupancy(), 3*(8+104); got != want {
+		t.Fatalf("occupancy with 3 records queued = %d, want %d", got, want)
+	}
+	for range 3 {
+		if _, err := cb.Recv(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The consumer publishes its progress when it finds the ring empty
+	// and stops polling.
+	if _, err := cb.PeekNoWait(); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("PeekNoWait on an empty ring = %v", err)
+	}
+	if got := ca.RingOccupancy(); got != 0 {
+		t.Fatalf("occupancy after everything was consumed = %d, want 0", got)
+	}
+}
