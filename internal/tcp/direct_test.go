@@ -1,6 +1,9 @@
 package tcp
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // inDirect feeds spec through InputDirect with placed octets already
 // "delivered" and checks how many the engine took and what it sent.
@@ -88,4 +91,29 @@ func TestDirectSegmentWithFINClosesReceiveSide(t *testing.T) {
 	h.inDirect("<SEQ=301><ACK=101><CTL=FIN,ACK><WND=10000><DATA=100>", 100, 100,
 		"<SEQ=101><ACK=402><CTL=ACK><WND=8000>")
 	h.state(CloseWait)
+}
+
+// SetKeepAlive on an established connection arms the keepalive timer
+// from now; zero disarms it (RFC 1122 §4.2.3.6: off unless asked for).
+func TestSetKeepAliveArmsAndDisarmsTheTimer(t *testing.T) {
+	h := established(t)
+	h.c.SetKeepAlive(h.now, 5*time.Second)
+	if d := h.c.Deadline(); d != h.now+5*time.Second {
+		t.Fatalf("deadline %v, want %v", d, h.now+5*time.Second)
+	}
+	h.at(h.now+5*time.Second, "<SEQ=100><ACK=301><CTL=ACK><WND=8000>")
+	h.c.SetKeepAlive(h.now, 0)
+	if d := h.c.Deadline(); d != 0 {
+		t.Fatalf("deadline %v after switching keepalive off", d)
+	}
+}
+
+// SetNoDelay lets a short segment go while data is in flight, which
+// Nagle's algorithm (RFC 9293 §3.7.4) would hold.
+func TestSetNoDelayOverridesNagle(t *testing.T) {
+	h := established(t)
+	h.write(10, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><DATA=10>")
+	h.write(10) // Nagle: held while 10 octets are unacknowledged
+	h.c.SetNoDelay(true)
+	h.output("<SEQ=111><ACK=301><CTL=PSH,ACK><WND=8000><DATA=10>")
 }
