@@ -403,7 +403,8 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 	// cost a wake-up longer than the copy, and a receiver that finds no
 	// next record within its own budget falls asleep too.
 	spin := c.spin
-	if predicted := time.Duration(n>>10) * dmaNsPerKiB; predicted >= dmaSleepAbove {
+	predicted := time.Duration(n>>10) * dmaNsPerKiB
+	if predicted >= dmaSleepAbove {
 		spin = min(c.spin, dmaSpin)
 	}
 	s := spinner{budget: spin}
@@ -430,7 +431,13 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 		if expired {
 			return errDeadline
 		}
-		futexWait(w, old|armSleeper, t)
+		if predicted*2 < maxRawWait && (t < 0 || t > predicted*2) {
+			// The copy ends soon: a short raw sleep, bounded by twice
+			// the prediction (then we come back here and sleep again).
+			futexWaitShort(w, old|armSleeper, predicted*2+20*time.Microsecond)
+		} else {
+			futexWait(w, old|armSleeper, t)
+		}
 		woke := time.Now()
 		if int64(atomic.LoadUint64(d)-seq) >= 0 {
 			// The completion was there when we woke: the wake-up came
@@ -610,7 +617,9 @@ func (c *Conn) Pull(dst []byte) (int, error) {
 		}
 		c.iovL = unix.Iovec{Base: &dst[done], Len: uint64(k)}
 		c.iovR = unix.RemoteIovec{Base: uintptr(c.dmaAt) + uintptr(c.dmaOff), Len: k}
-		r, _, errno := syscall.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(c.dmaPid),
+		// A chunk is at most 1 MiB, ~0.1 ms: short enough to skip the
+		// scheduler's syscall bookkeeping (see futexWaitShort).
+		r, _, errno := syscall.RawSyscall6(unix.SYS_PROCESS_VM_READV, uintptr(c.dmaPid),
 			uintptr(unsafe.Pointer(&c.iovL)), 1, uintptr(unsafe.Pointer(&c.iovR)), 1, 0)
 		if errno != 0 || int(r) <= 0 {
 			if errno == syscall.ESRCH {

@@ -101,3 +101,17 @@ func replaceWithAnon(p unsafe.Pointer, size uintptr) error {
 func unmap(p unsafe.Pointer, size uintptr) error { return unix.MunmapPtr(p, size) }
 
 func closeFd(fd int) { unix.Close(fd) }
+
+// futexWaitShort is futexWait for a sleep known to be short (at most
+// maxRawWait): it skips the scheduler's syscall bookkeeping, so the
+// processor is not handed off by sysmon 20 µs into the sleep and sysmon
+// itself is not kept waking every 20 µs by a stream of short sleeps.
+// The cost is that this goroutine's P stays blocked for the sleep (and a
+// stop-the-world waits for it), which the bound keeps negligible.
+func futexWaitShort(addr *uint32, val uint32, d time.Duration) {
+	d = min(max(d, 0), maxRawWait)
+	ts := unix.NsecToTimespec(int64(d))
+	syscall.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitOp, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
+}
+
+const maxRawWait = 500 * time.Microsecond
