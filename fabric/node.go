@@ -40,6 +40,7 @@ type Node struct {
 	mu       sync.Mutex
 	peers    map[netip.Addr]*peer
 	peerList []*peer // copy-on-write snapshot for the event loop
+	held     map[*peer]bool // peers whose segment is still mapped, dead or alive
 	pending  map[netip.Addr]bool
 	incoming map[netip.Addr]bool
 	acceptQ  []*Conn
@@ -65,7 +66,7 @@ func newNode(f *Fabric, addr netip.Addr, ln *net.UnixListener) (*Node, error) {
 	n := &Node{
 		f: f, addr: addr, gen: rand.Uint64() | 1, ln: ln,
 		bellFd: fd, bellMem: mem, bell: (*uint32)(mem),
-		peers: map[netip.Addr]*peer{}, pending: map[netip.Addr]bool{}, incoming: map[netip.Addr]bool{},
+		peers: map[netip.Addr]*peer{}, held: map[*peer]bool{}, pending: map[netip.Addr]bool{}, incoming: map[netip.Addr]bool{},
 		acceptCh: make(chan struct{}, 1), done: make(chan struct{}), serveDone: make(chan struct{}),
 	}
 	n.probe = n.gen
@@ -471,6 +472,7 @@ func io_ReadFull(c net.Conn, b []byte) (int, error) {
 
 func (n *Node) installLocked(p *peer) {
 	n.peers[p.addr] = p
+	n.held[p] = true
 	n.peerList = append(n.peerList[:len(n.peerList):len(n.peerList)], p)
 	if n.closed.Load() {
 		go p.fail(net.ErrClosed, true)
@@ -700,11 +702,17 @@ func (n *Node) Close() error {
 	n.ln.Close()
 	n.f.removeEntry(n.addr)
 	n.mu.Lock()
-	peers := n.peerList
+	peers := make([]*peer, 0, len(n.held))
+	for p := range n.held {
+		peers = append(peers, p)
+	}
 	n.mu.Unlock()
 	for _, p := range peers {
 		p.sendBye()
 		p.fail(net.ErrClosed, true)
+		p.mu.Lock()
+		p.releaseLocked() // a peer that died earlier kept its segment for its open connections
+		p.mu.Unlock()
 	}
 	ringBell(n.bell)
 	<-n.serveDone

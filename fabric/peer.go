@@ -163,6 +163,9 @@ func (p *peer) releaseLocked() {
 		return
 	}
 	p.released = true
+	p.n.mu.Lock()
+	delete(p.n.held, p)
+	p.n.mu.Unlock()
 	replaceWithAnon(p.mem, uintptr(p.l.size))
 	replaceWithAnon(p.bellMem, pageSize)
 	unix.Close(p.memFd)

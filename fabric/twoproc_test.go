@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -177,6 +178,12 @@ func TestSIGKILLedPeerResetsBlockedRecvPromptly(t *testing.T) {
 	if took > time.Second {
 		t.Fatalf("blocked Recv took %v to notice the SIGKILL", took)
 	}
+	// The dead peer's segment is released as soon as its last connection
+	// is closed here, before the node goes.
+	c.Close()
+	if maps, _ := os.ReadFile("/proc/self/maps"); bytes.Contains(maps, []byte("memfd:ultcp-segment")) {
+		t.Error("the dead peer's segment is still mapped after its last connection closed")
+	}
 	checkNoLeftovers(t, dir, a)
 }
 
@@ -222,6 +229,21 @@ func checkNoLeftovers(t *testing.T, dir string, survivor *Node) {
 	for _, e := range ents {
 		if e.Name() != "lock" {
 			t.Errorf("fabric directory still holds %s after both nodes are gone", e.Name())
+		}
+	}
+	// The segment was never a file; check that no mapping or descriptor
+	// of this process keeps its memory alive either.
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(maps, []byte("memfd:ultcp-segment")) {
+		t.Error("a peer segment is still mapped after both nodes are gone")
+	}
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, fd := range fds {
+		if target, _ := os.Readlink("/proc/self/fd/" + fd.Name()); strings.Contains(target, "ultcp-segment") {
+			t.Errorf("descriptor %s still holds %s", fd.Name(), target)
 		}
 	}
 }
