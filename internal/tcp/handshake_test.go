@@ -230,3 +230,15 @@ func TestListenSynDataIsNotAcknowledged(t *testing.T) {
 	h.in("<SEQ=300><CTL=SYN><WND=10000><MSS=1000><DATA=5>",
 		"<SEQ=100><ACK=301><CTL=SYN,ACK><WND=8000><MSS=1000>")
 }
+
+// RFC 6298 §5.7: after a SYN timeout with no RTT sample, data starts with
+// an RTO of 3 s.
+func TestRTOIsThreeSecondsAfterSynTimeout(t *testing.T) {
+	h := dialed(t, testConfig())
+	h.at(time.Second, "<SEQ=100><CTL=SYN><WND=8000><MSS=1000>")
+	h.in("<SEQ=300><ACK=101><CTL=SYN,ACK><WND=10000><MSS=1000>", "<SEQ=101><ACK=301><CTL=ACK><WND=8000>")
+	h.write(10, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><DATA=10>")
+	if h.c.Deadline() != h.now+3*time.Second {
+		t.Fatalf("data RTO deadline %v, want %v", h.c.Deadline(), h.now+3*time.Second)
+	}
+}

@@ -185,6 +185,11 @@ func (c *Conn) ackOfSYN(now time.Duration, ack uint32) {
 		c.rttSample(now - c.rttAt)
 	}
 	c.rttTiming = false
+	if c.retries > 0 && c.srtt == 0 && c.cfg.RTOInitial < 3*time.Second {
+		// RFC 6298 §5.7: the SYN timed out and Karn's rule left no
+		// sample; data transmission starts with an RTO of 3 s.
+		c.rto = 3 * time.Second
+	}
 	c.sndUna = ack
 	if seqLT(c.sndNxt, ack) {
 		c.sndNxt = ack
