@@ -216,14 +216,19 @@ func (p *peer) sendCtl(typ, id uint32, a, b uint64, deadline time.Time) error {
 	}
 }
 
-// sendBye tells the peer we leave, without waiting long for room.
+// sendBye tells the peer we leave, waiting at most 50 ms for the control
+// ring (another sender, or a peer slow to drain it). It is best effort: a
+// peer that does not drain its control ring does not hear of it.
 func (p *peer) sendBye() {
-	if p.dead.Load() || !p.ctlMu.TryLock() {
-		return
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for !p.ctlMu.TryLock() {
+		if p.dead.Load() || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 	defer p.ctlMu.Unlock()
-	deadline := time.Now().Add(50 * time.Millisecond)
-	for time.Now().Before(deadline) {
+	for !p.dead.Load() && time.Now().Before(deadline) {
 		buf, ok, err := p.ctlTx.tryReserve(ctlMsgLen)
 		if err != nil {
 			return
