@@ -39,7 +39,7 @@ type Node struct {
 
 	mu       sync.Mutex
 	peers    map[netip.Addr]*peer
-	peerList []*peer // copy-on-write snapshot for the event loop
+	peerList []*peer        // copy-on-write snapshot for the event loop
 	held     map[*peer]bool // peers whose segment is still mapped, dead or alive
 	pending  map[netip.Addr]bool
 	incoming map[netip.Addr]bool
