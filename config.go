@@ -1,0 +1,140 @@
+package ultcp
+
+import (
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/ultcp/ultcp/fabric"
+	"github.com/ultcp/ultcp/internal/tcp"
+)
+
+// Config describes one stack: which fabric, which address, and the
+// defaults of its connections. The zero value of every field but Addr
+// means "use the default" listed beside it.
+type Config struct {
+	// Addr is the node's IPv4 address on the cluster subnet. Required.
+	Addr netip.Addr
+	// Fabric names the fabric (directory fabric.DefaultRoot/Fabric).
+	// Default fabric.DefaultName. FabricDir, if set, is the fabric
+	// directory itself and Fabric is ignored.
+	Fabric    string
+	FabricDir string
+	// NoDMA makes this process's peers fall back to PIO for DMA records
+	// (see fabric.Config.NoDMA); for tests and measurements.
+	NoDMA bool
+
+	// SpinBudget is how long a blocked Read, Write or Dial polls its ring
+	// before it sleeps and lets the progress engine wake it from the
+	// fabric doorbell. Default DefaultSpinBudget; negative: never spin.
+	SpinBudget time.Duration
+
+	// RingSize is the size of each of a connection's two fabric rings.
+	// Default DefaultRingSize.
+	RingSize int
+	// DMAThreshold is the smallest Write that goes by DMA (the peer pulls
+	// the bytes from the writer's buffer) rather than PIO (the writer
+	// copies them into the ring). Default DefaultDMAThreshold; negative:
+	// never DMA.
+	DMAThreshold int
+
+	// RecvBuf and MaxRecvBuf size each connection's receive window
+	// (initial, and ceiling of auto-tuning). Defaults DefaultRecvBuf and
+	// DefaultMaxRecvBuf.
+	RecvBuf, MaxRecvBuf int
+	// Nagle enables Nagle's algorithm on new connections. Off by default,
+	// as in Go's net package (Conn.SetNoDelay changes it per connection).
+	Nagle bool
+	// DelayedAck bounds how long an ACK may wait. Default 40 ms.
+	DelayedAck time.Duration
+	// KeepAlive is the idle time before keepalive probes on new
+	// connections; 0 means off (Conn.SetKeepAlive switches it on).
+	KeepAlive time.Duration
+	// Backlog is the default listen backlog. Default 128.
+	Backlog int
+	// Grace is how long a connection may go untouched by the
+	// application before the progress engine takes over its ring
+	// (processes what arrives and sends the ACKs). Default DefaultGrace.
+	Grace time.Duration
+	// OrphanTimeout bounds how long a connection the application closed
+	// may wait for its peer to finish. Default DefaultOrphanTimeout (as
+	// Linux's tcp_fin_timeout).
+	OrphanTimeout time.Duration
+
+	// Capture, if set, sees every IPv4 packet the stack sends and
+	// receives on its connections (see Capture).
+	Capture Capture
+	// Logger receives the few events worth logging. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultSpinBudget    = 20 * time.Microsecond
+	DefaultRingSize      = 1 << 20
+	DefaultDMAThreshold  = 256 << 10
+	DefaultRecvBuf       = 256 << 10
+	DefaultMaxRecvBuf    = 4 << 20
+	DefaultGrace         = 5 * time.Millisecond
+	DefaultOrphanTimeout = 60 * time.Second
+	// fabricMSS is the MSS announced on the fabric: the largest payload an
+	// IPv4 packet with a bare TCP header can carry (65535 − 20 − 20). The
+	// fabric has no link MTU below that.
+	fabricMSS = 65535 - 40
+)
+
+func (c Config) withDefaults() Config {
+	if c.SpinBudget == 0 {
+		c.SpinBudget = DefaultSpinBudget
+	}
+	if c.SpinBudget < 0 {
+		c.SpinBudget = 0
+	}
+	if c.RingSize <= 0 {
+		c.RingSize = DefaultRingSize
+	}
+	if c.DMAThreshold == 0 {
+		c.DMAThreshold = DefaultDMAThreshold
+	}
+	if c.RecvBuf <= 0 {
+		c.RecvBuf = DefaultRecvBuf
+	}
+	if c.MaxRecvBuf <= 0 {
+		c.MaxRecvBuf = DefaultMaxRecvBuf
+	}
+	if c.MaxRecvBuf < c.RecvBuf {
+		c.MaxRecvBuf = c.RecvBuf
+	}
+	if c.Backlog <= 0 {
+		c.Backlog = tcp.DefaultBacklog
+	}
+	if c.Grace <= 0 {
+		c.Grace = DefaultGrace
+	}
+	if c.OrphanTimeout <= 0 {
+		c.OrphanTimeout = DefaultOrphanTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// tcpConfig is the engine configuration of the stack's connections:
+// custody mode, because the fabric neither loses nor reorders, so nothing
+// is kept for retransmission (DESIGN.md §2).
+func (c *Config) tcpConfig() tcp.Config {
+	return tcp.Config{
+		MSS:        fabricMSS,
+		RecvBuf:    c.RecvBuf,
+		MaxRecvBuf: c.MaxRecvBuf,
+		NoDelay:    !c.Nagle,
+		DelayedAck: c.DelayedAck,
+		KeepAlive:  c.KeepAlive,
+		Custody:    true,
+	}
+}
+
+func (c *Config) fabricConfig() fabric.Config {
+	return fabric.Config{Name: c.Fabric, Dir: c.FabricDir, NoDMA: c.NoDMA, Logger: c.Logger}
+}

@@ -1,0 +1,1005 @@
+package ultcp
+
+import (
+	"errors"
+	"io"
+	"os"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ultcp/ultcp/fabric"
+	"github.com/ultcp/ultcp/internal/tcp"
+	"github.com/ultcp/ultcp/internal/timerwheel"
+	"github.com/ultcp/ultcp/internal/wire"
+)
+
+// Conn is one TCP connection over the fabric; it implements net.Conn.
+// One goroutine may Read while another Writes; Close, the deadline setters
+// and the option setters may be called from any goroutine.
+//
+// Locking. mu guards the engine (tc), the fabric conn's receive side and
+// its send side. Two exceptions let a goroutine work on the ring without
+// holding mu: the poller (polling) spins on the receive side, and a writer
+// that must block for ring room or for a DMA completion (txBusy) owns the
+// send side. While polling, no one else reads the ring; while txBusy,
+// segments others emit wait in pending and go out, in order, after the
+// writer's.
+type Conn struct {
+	s            *Stack
+	fc           *fabric.Conn
+	laddr, raddr *net.TCPAddr
+	rip          wire.IPv4Addr
+	tuple        fourTuple
+
+	readMu, writeMu sync.Mutex // one reader and one writer at a time
+
+	mu      sync.Mutex
+	tc      *tcp.Conn
+	lst     *Listener // while in a listener's backlog (whose mu then guards tc too)
+	seg     tcp.Segment
+	out     []tcp.Segment
+	pending []tcp.Segment // control segments waiting for the send side
+	scratch []byte        // DMA payloads that cannot go straight to a reader
+	wout    []tcp.Segment // the writer's segments being sent outside mu
+	whdr    [maxHdrLen]byte
+
+	polling, txBusy    bool
+	rxDone             bool  // the ring ended (EOF, error, garbage): no more input
+	linkErr            error // why the link failed, reported before the engine's error
+	appClosed, wClosed bool
+	finished           bool
+	linger             int
+	orphanAt           time.Duration
+	graceArmed         bool
+	useGen, seenGen    uint32
+	maxDMA             int
+	rw, ww             waiter
+
+	closed     atomic.Bool  // Close was called (spinners look at it)
+	rdDeadline atomic.Int64 // unix nanoseconds, 0: none
+	wrDeadline atomic.Int64
+
+	entry        timerwheel.Entry // under s.mu
+	entryAt      atomic.Int64     // entry's deadline, 0: not scheduled
+	unregistered bool             // under s.mu
+}
+
+// waiter is a goroutine (reader or writer) sleeping until the connection
+// changes.
+type waiter struct {
+	ch     chan struct{}
+	asleep bool
+	timer  *time.Timer
+}
+
+func newConn(s *Stack, fc *fabric.Conn, tc *tcp.Conn, laddr, raddr *net.TCPAddr) *Conn {
+	c := &Conn{s: s, fc: fc, tc: tc, laddr: laddr, raddr: raddr, linger: -1, maxDMA: 4 << 20}
+	c.rip, _ = wire.AddrFromNetip(fc.RemoteAddr())
+	lp, rp := tc.Ports()
+	c.tuple = fourTuple{lport: lp, rip: c.rip, rport: rp}
+	c.entry.Owner = c
+	c.rw.ch = make(chan struct{}, 1)
+	c.ww.ch = make(chan struct{}, 1)
+	c.out = make([]tcp.Segment, 0, 8)
+	fc.SetWatch(true)
+	return c
+}
+
+// LocalAddr returns the local address (a *net.TCPAddr).
+func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+
+// RemoteAddr returns the remote address (a *net.TCPAddr).
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+
+// ---- reading --------------------------------------------------------------
+
+// Read reads data from the connection. In-order data that arrives while
+// nothing is buffered goes straight from the ring into p.
+func (c *Conn) Read(p []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	c.mu.Lock()
+	n, err := c.readLocked(p)
+	c.mu.Unlock()
+	if err != nil {
+		return n, opError("read", c.laddr, c.raddr, err)
+	}
+	return n, nil
+}
+
+func (c *Conn) readLocked(p []byte) (int, error) {
+	for {
+		if c.appClosed {
+			return 0, net.ErrClosed
+		}
+		now := c.s.now()
+		if len(p) == 0 {
+			return 0, nil
+		}
+		if c.tc.Readable() > 0 {
+			n, _ := c.tc.Read(p)
+			c.afterReadLocked(now)
+			return n, nil
+		}
+		if !c.polling && !c.rxDone {
+			if n := c.drainLocked(now, p, false); n > 0 {
+				c.afterReadLocked(now)
+				return n, nil
+			}
+			if c.tc.Readable() > 0 {
+				continue
+			}
+		}
+		if err := c.readErrLocked(); err != nil {
+			c.touchLocked(now)
+			return 0, err
+		}
+		if expired(&c.rdDeadline) {
+			c.touchLocked(now)
+			return 0, errTimeout
+		}
+		c.wait(&c.rw, &c.rdDeadline, nil)
+	}
+}
+
+// afterReadLocked sends the window update reading may have made due.
+func (c *Conn) afterReadLocked(now time.Duration) {
+	c.out = c.tc.Output(now, c.out[:0])
+	c.sendLocked()
+	c.touchLocked(now)
+}
+
+// readErrLocked is what Read returns when nothing is readable: nil while
+// data may still come, io.EOF after the peer's FIN, or the error that
+// ended the connection.
+func (c *Conn) readErrLocked() error {
+	if c.linkErr != nil {
+		return c.linkErr
+	}
+	_, err := c.tc.Peek()
+	if err == nil && c.rxDone {
+		return io.EOF
+	}
+	return err
+}
+
+// ---- writing --------------------------------------------------------------
+
+// Write writes p to the connection and returns when every byte has been
+// handed to the fabric: copied into the peer's ring (PIO) or, for a write
+// of at least Config.DMAThreshold bytes, pulled by the peer straight from
+// p (DMA). Nothing is kept for retransmission: the fabric does not lose.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.mu.Lock()
+	n, err := c.writeLocked(p)
+	c.mu.Unlock()
+	if err != nil {
+		return n, opError("write", c.laddr, c.raddr, err)
+	}
+	return n, nil
+}
+
+func (c *Conn) writeLocked(p []byte) (int, error) {
+	total := 0
+	for {
+		if c.appClosed {
+			return total, net.ErrClosed
+		}
+		if c.wClosed {
+			return total, errWriteClosed
+		}
+		now := c.s.now()
+		if !c.polling && !c.rxDone {
+			c.drainLocked(now, nil, false)
+		}
+		if len(p) == 0 {
+			c.touchLocked(now)
+			return total, nil
+		}
+		if c.linkErr != nil {
+			return total, c.linkErr
+		}
+		if expired(&c.wrDeadline) {
+			c.touchLocked(now)
+			return total, errTimeout
+		}
+		n, out, err := c.tc.WriteDirect(now, p, c.out[:0])
+		c.out = out
+		if err != nil {
+			c.sendLocked()
+			return total, err
+		}
+		if n > 0 {
+			dma := c.s.cfg.DMAThreshold > 0 && n >= c.s.cfg.DMAThreshold && c.fc.DMA()
+			if err := c.emitLocked(p[:n], dma); err != nil {
+				return total, err
+			}
+			p = p[n:]
+			total += n
+			continue
+		}
+		c.sendLocked()
+		c.wait(&c.ww, &c.wrDeadline, nil)
+	}
+}
+
+// emitLocked sends the segments WriteDirect emitted (c.out), whose data
+// lies in data. Small writes go to the ring under mu when it has room;
+// otherwise the writer takes the send side (txBusy), lets go of mu and
+// blocks in the fabric for room or for the DMA completion.
+func (c *Conn) emitLocked(data []byte, dma bool) error {
+	if !dma && !c.txBusy && len(c.pending) == 0 {
+		i := 0
+		for ; i < len(c.out); i++ {
+			seg := &c.out[i]
+			if !fits(c.fc, ipHdrLen+seg.Hdr.EncodedLen()+len(seg.Payload)) {
+				break
+			}
+			if err := c.putSeg(seg); err != nil {
+				return c.txFailedLocked(err)
+			}
+		}
+		if i == len(c.out) {
+			c.out = c.out[:0]
+			return nil
+		}
+		c.out = c.out[i:]
+	}
+	c.wout = append(c.wout[:0], c.out...)
+	c.out = c.out[:0]
+	c.txBusy = true
+	c.mu.Unlock()
+	err := c.sendOutside(data, dma, c.maxDMA)
+	c.mu.Lock()
+	c.txBusy = false
+	clear(c.wout)
+	if err != nil {
+		return c.txFailedLocked(err)
+	}
+	c.flushPendingLocked()
+	c.maybeFinishLocked()
+	return nil
+}
+
+// sendOutside sends c.wout without holding mu (the caller set txBusy).
+// With dma, runs of data segments are coalesced into one record whose
+// payload the peer pulls from data (link.go: BIG TCP).
+func (c *Conn) sendOutside(data []byte, dma bool, maxDMA int) error {
+	segs := c.wout
+	for i := 0; i < len(segs); i++ {
+		seg := &segs[i]
+		if !dma || len(seg.Payload) == 0 {
+			if err := c.putSeg(seg); err != nil {
+				return err
+			}
+			continue
+		}
+		// Coalesce the run of contiguous data segments starting here,
+		// up to maxDMA bytes in one record (the length check above made sure
+		// that a receiver accepts it).
+		start := cap(data) - cap(seg.Payload)
+		end := start + len(seg.Payload)
+		hdr := seg.Hdr
+		j := i + 1
+		for ; j < len(segs); j++ {
+			nx := &segs[j]
+			if len(nx.Payload) == 0 || cap(data)-cap(nx.Payload) != end || end-start+len(nx.Payload) > maxDMA {
+				break
+			}
+			end += len(nx.Payload)
+			hdr.Flags |= nx.Hdr.Flags & (wire.FlagPSH | wire.FlagFIN)
+		}
+		i = j - 1
+		payload := data[start:end]
+		n, err := encodeHeaders(c.whdr[:], c.s.ip, c.rip, &hdr, len(payload))
+		if err != nil {
+			return err
+		}
+		if cp := c.s.cfg.Capture; cp != nil {
+			cp(true, c.whdr[:n], payload)
+		}
+		if err := c.fc.SendDMA(c.whdr[:n], payload); err != nil {
+			return err
+		}
+		c.s.stats.dmaRecords.Add(1)
+	}
+	return nil
+}
+
+// putSeg writes seg as one PIO record: headers encoded in place in the
+// ring, the payload copied behind them (the one copy of PIO).
+func (c *Conn) putSeg(seg *tcp.Segment) error {
+	hl := ipHdrLen + seg.Hdr.EncodedLen()
+	buf, err := c.fc.Reserve(hl + len(seg.Payload))
+	if err != nil {
+		return err
+	}
+	if _, err := encodeHeaders(buf, c.s.ip, c.rip, &seg.Hdr, len(seg.Payload)); err != nil {
+		return err
+	}
+	copy(buf[hl:], seg.Payload)
+	if cp := c.s.cfg.Capture; cp != nil {
+		cp(true, buf[:hl], buf[hl:hl+len(seg.Payload)])
+	}
+	return c.fc.Commit(hl + len(seg.Payload))
+}
+
+// fits reports whether a record of n bytes certainly goes into fc's send
+// ring without waiting: the occupancy the consumer published is an upper
+// bound, and a record may need a skip of up to its own size at the end of
+// the lap.
+func fits(fc *fabric.Conn, n int) bool {
+	rec := 8 + (n+7)&^7
+	return fc.RingSize()-fc.RingOccupancy() >= 2*rec+8
+}
+
+// sendLocked sends c.out: control segments from input, timers, reads and
+// Close. A pure ACK followed by another segment that acknowledges is left
+// out (RFC 9293 MUST-58: one ACK for a batch of segments). What cannot go
+// now waits in pending.
+func (c *Conn) sendLocked() {
+	out := c.out
+	for i := range out {
+		seg := &out[i]
+		if seg.Hdr.Flags == wire.FlagACK && len(seg.Payload) == 0 && i+1 < len(out) && out[i+1].Hdr.Flags&wire.FlagACK != 0 {
+			continue
+		}
+		if seg.Hdr.Flags&wire.FlagRST != 0 {
+			c.s.stats.resetsOut.Add(1)
+		}
+		if c.txBusy || len(c.pending) > 0 || !fits(c.fc, ipHdrLen+seg.Hdr.EncodedLen()+len(seg.Payload)) {
+			c.queueLocked(seg)
+			continue
+		}
+		if err := c.putSeg(seg); err != nil {
+			c.txFailedLocked(err)
+			break
+		}
+	}
+	clear(out)
+	c.out = out[:0]
+}
+
+// queueLocked keeps a copy of seg for later. Only control segments reach
+// here (data is sent by the writer itself), but a payload is copied all
+// the same, since its memory belongs to someone else.
+func (c *Conn) queueLocked(seg *tcp.Segment) {
+	q := *seg
+	if len(q.Payload) > 0 {
+		q.Payload = append([]byte(nil), q.Payload...)
+	}
+	c.pending = append(c.pending, q)
+}
+
+// flushPendingLocked sends the queued control segments the ring has room
+// for.
+func (c *Conn) flushPendingLocked() {
+	if c.txBusy {
+		return
+	}
+	i := 0
+	for ; i < len(c.pending); i++ {
+		seg := &c.pending[i]
+		if !fits(c.fc, ipHdrLen+seg.Hdr.EncodedLen()+len(seg.Payload)) {
+			break
+		}
+		if err := c.putSeg(seg); err != nil {
+			c.txFailedLocked(err)
+			i = len(c.pending)
+			break
+		}
+	}
+	n := copy(c.pending, c.pending[i:])
+	clear(c.pending[n:])
+	c.pending = c.pending[:n]
+}
+
+// txFailedLocked handles a fabric send error: the peer is gone or the ring
+// broke, so the connection is reset.
+func (c *Conn) txFailedLocked(err error) error {
+	if c.appClosed && !c.txBusy {
+		return net.ErrClosed
+	}
+	c.failLinkLocked(err)
+	if c.linkErr != nil {
+		return c.linkErr
+	}
+	return err
+}
+
+// ---- input ------------------------------------------------------------
+
+// drainLocked processes the records waiting in the ring, delivering
+// in-order data straight into dst while nothing is buffered, and returns
+// how many bytes went to dst. With arm (the progress engine) it reads until
+// the ring is empty, which arms the fabric watch; otherwise it stops when
+// dst is full and never arms.
+func (c *Conn) drainLocked(now time.Duration, dst []byte, arm bool) int {
+	delivered, processed := 0, 0
+	for !c.rxDone {
+		if !arm && !c.fc.Readable() {
+			break
+		}
+		r, err := c.fc.PeekNoWait()
+		if err == fabric.ErrWouldBlock {
+			break
+		}
+		processed++
+		if err != nil {
+			c.rxFailedLocked(now, err)
+			break
+		}
+		delivered += c.inputRecordLocked(now, &r, dst[delivered:])
+		if !arm && len(dst) > 0 && delivered == len(dst) {
+			break
+		}
+	}
+	if processed > 0 {
+		c.sendLocked()
+		c.wakeWaitersLocked()
+		if c.lst != nil {
+			if st := c.tc.State(); st != tcp.SynReceived {
+				c.lst.signal()
+			}
+		}
+	}
+	return delivered
+}
+
+// inputRecordLocked runs TCP input for one record and releases it.
+func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte) int {
+	seg := &c.seg
+	inline, err := decodeRecord(r.Data, len(r.Data)+r.DMALen, c.rip, c.s.ip, seg)
+	if err == nil && r.DMA && len(inline) > 0 {
+		err = errDMAInline
+	}
+	if err == nil && r.DMA && r.DMALen > c.s.cfg.MaxRecvBuf+fabricMSS {
+		err = errBadLength // more than any window we offer
+	}
+	if err != nil {
+		c.fc.Release()
+		c.garbageLocked(now)
+		return 0
+	}
+	if seg.Hdr.DstPort != c.tuple.lport || seg.Hdr.SrcPort != c.tuple.rport {
+		// Not this connection's ports: a segment for no connection
+		// (RFC 9293 §3.10.7.1), answered with a reset.
+		c.s.stats.noConn.Add(1)
+		c.out = tcp.ResetFor(seg, c.out)
+		c.fc.Release()
+		return 0
+	}
+	placed := 0
+	if r.DMA {
+		n := r.DMALen
+		var buf []byte
+		if n <= len(dst) && c.tc.Readable() == 0 {
+			buf, placed = dst[:n], n
+		} else {
+			if cap(c.scratch) < n {
+				c.scratch = make([]byte, n)
+			}
+			buf = c.scratch[:n]
+		}
+		for got := 0; got < n; {
+			k, err := c.fc.Pull(buf[got:])
+			if err != nil || k == 0 {
+				c.fc.Release()
+				if err == nil {
+					c.garbageLocked(now)
+				} else {
+					c.rxFailedLocked(now, err)
+				}
+				return 0
+			}
+			got += k
+		}
+		seg.Payload = buf
+	} else {
+		seg.Payload = inline
+		if len(inline) > 0 && len(dst) > 0 && c.tc.Readable() == 0 {
+			placed = copy(dst, inline)
+		}
+	}
+	if cp := c.s.cfg.Capture; cp != nil {
+		cp(false, r.Data[:len(r.Data)-len(inline)], seg.Payload)
+	}
+	if seg.Hdr.Flags&wire.FlagRST != 0 {
+		c.s.stats.resetsIn.Add(1)
+	}
+	k, out := c.tc.InputDirect(now, seg, placed, c.out)
+	c.out = out
+	seg.Payload = nil
+	c.fc.Release()
+	return k
+}
+
+// garbageLocked resets the connection after a record that is not a valid
+// packet for it: the peer broke the protocol, so nothing more is read from
+// its ring; it gets a RST, and this connection's calls ECONNRESET.
+func (c *Conn) garbageLocked(now time.Duration) {
+	c.s.stats.badRecords.Add(1)
+	c.out = c.tc.Abort(now, c.out)
+	c.rxDone = true
+	if c.linkErr == nil {
+		c.linkErr = syscall.ECONNRESET
+	}
+}
+
+// rxFailedLocked handles the end of the ring: io.EOF once the peer closed
+// its side (an orderly end if TCP had finished, a reset otherwise), or a
+// fabric error (the peer died or broke the ring).
+func (c *Conn) rxFailedLocked(now time.Duration, err error) {
+	c.rxDone = true
+	if err == io.EOF {
+		switch c.tc.State() {
+		case tcp.Closed, tcp.TimeWait:
+			return
+		}
+		err = syscall.ECONNRESET
+	}
+	c.failLinkLocked(err)
+}
+
+// failLinkLocked ends the connection because its link failed: the errno
+// the fabric error carries (ECONNRESET for a dead peer or a broken ring)
+// becomes the connection's error, unless TCP had finished already.
+func (c *Conn) failLinkLocked(err error) {
+	c.rxDone = true
+	if err == net.ErrClosed {
+		return
+	}
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		errno = syscall.ECONNRESET
+	}
+	switch c.tc.State() {
+	case tcp.Closed, tcp.TimeWait:
+	default:
+		c.tc.ReportFailure(errno)
+	}
+	c.wakeWaitersLocked()
+}
+
+// ---- waiting ------------------------------------------------------------
+
+var errTimeout = os.ErrDeadlineExceeded
+
+func expired(dl *atomic.Int64) bool {
+	d := dl.Load()
+	return d != 0 && time.Now().UnixNano() >= d
+}
+
+// wait lets the calling goroutine (holding mu) wait for the connection to
+// change: first it spins on the ring for the spin budget (unless another
+// goroutine already polls it), then it arms the ring and sleeps until the
+// progress engine, the other goroutine, Close or a deadline wakes it.
+// The caller re-checks everything afterwards.
+func (c *Conn) wait(w *waiter, dl *atomic.Int64, done <-chan struct{}) {
+	if !c.polling && !c.rxDone && c.s.cfg.SpinBudget > 0 {
+		c.polling = true
+		c.mu.Unlock()
+		got := c.spin(dl, done)
+		c.mu.Lock()
+		c.polling = false
+		if got {
+			return
+		}
+		// The other goroutine may have gone to sleep while we polled:
+		// it is woken below by whoever processes the ring next.
+	}
+	if !c.polling && !c.rxDone {
+		// Arm the fabric watch (PeekNoWait on an empty watched ring), so
+		// that the peer's next record reaches the progress engine.
+		if _, err := c.fc.PeekNoWait(); err != fabric.ErrWouldBlock {
+			return // a record (or an error) is there: the caller drains it
+		}
+	}
+	var tch <-chan time.Time
+	if d := dl.Load(); d != 0 {
+		left := time.Until(time.Unix(0, d))
+		if left <= 0 {
+			return
+		}
+		if w.timer == nil {
+			w.timer = time.NewTimer(left)
+		} else {
+			w.timer.Reset(left)
+		}
+		tch = w.timer.C
+	}
+	w.asleep = true
+	c.s.stats.sleeps.Add(1)
+	c.mu.Unlock()
+	select {
+	case <-w.ch:
+	case <-tch:
+	case <-done:
+	}
+	c.mu.Lock()
+	w.asleep = false
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	select { // a wake-up that raced with the timer
+	case <-w.ch:
+	default:
+	}
+}
+
+// spin polls the ring (which the caller owns as the poller) for the spin
+// budget and reports whether to return to the caller at once: a record is
+// there, the connection was closed, the deadline passed or done fired.
+func (c *Conn) spin(dl *atomic.Int64, done <-chan struct{}) bool {
+	budget := c.s.cfg.SpinBudget
+	var start time.Time
+	for i := uint32(1); ; i++ {
+		if c.fc.Readable() {
+			return true
+		}
+		if i&63 != 0 {
+			continue
+		}
+		if i == 64 {
+			start = time.Now()
+			continue
+		}
+		if c.closed.Load() {
+			return true
+		}
+		now := time.Now()
+		if d := dl.Load(); d != 0 && now.UnixNano() >= d {
+			return true
+		}
+		if done != nil {
+			select {
+			case <-done:
+				return true
+			default:
+			}
+		}
+		if now.Sub(start) > budget {
+			return false
+		}
+		if i&4095 == 0 {
+			// On a small machine the peer may be waiting for this CPU.
+			runtime.Gosched()
+		}
+	}
+}
+
+// wakeWaitersLocked wakes the sleeping reader and writer so that they look
+// at the connection again.
+func (c *Conn) wakeWaitersLocked() {
+	for _, w := range [2]*waiter{&c.rw, &c.ww} {
+		if w.asleep {
+			select {
+			case w.ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// touchLocked ends an application call: it tells the progress engine the
+// connection is in use (grace check) and makes sure the wheel entry is no
+// later than the engine's deadline.
+func (c *Conn) touchLocked(now time.Duration) {
+	c.useGen++
+	if c.finished {
+		return
+	}
+	if !c.graceArmed {
+		c.graceArmed = true
+		c.s.arm(c, now+c.s.cfg.Grace)
+	}
+	if d := c.tc.Deadline(); d != 0 {
+		if e := c.entryAt.Load(); e == 0 || d < time.Duration(e) {
+			c.s.arm(c, d)
+		}
+	}
+}
+
+// ---- the progress engine's side -------------------------------------------
+
+// engineRun is the progress engine's work on c: input that waits on the
+// ring (unless a goroutine polls it), due timers, the orphan timeout,
+// queued control segments, the grace check, and re-arming the wheel. It
+// does nothing if an application goroutine holds the connection, except
+// ask to be run again a tick later.
+func (c *Conn) engineRun(now time.Duration, timer bool) {
+	if !c.mu.TryLock() {
+		c.s.arm(c, now+timerwheel.DefaultTick)
+		return
+	}
+	defer c.mu.Unlock()
+	if c.finished {
+		return
+	}
+	if l := c.lst; l != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+	}
+	if !c.polling && !c.rxDone {
+		c.drainLocked(now, nil, true)
+	}
+	if d := c.tc.Deadline(); d != 0 && d <= now {
+		c.out = c.tc.OnTimer(now, c.out[:0])
+		c.sendLocked()
+		c.wakeWaitersLocked()
+	}
+	if c.orphanAt != 0 && now >= c.orphanAt && c.tc.State() != tcp.Closed {
+		c.out = c.tc.Abort(now, c.out[:0])
+		c.sendLocked()
+	}
+	c.flushPendingLocked()
+	if timer && c.graceArmed {
+		if c.useGen == c.seenGen {
+			c.graceArmed = false // idle: the drain above armed the ring
+		} else {
+			c.seenGen = c.useGen
+		}
+	}
+	if l := c.lst; l != nil {
+		switch c.tc.State() {
+		case tcp.SynReceived:
+		case tcp.Closed:
+			delete(l.pending, c.tc)
+			c.lst = nil
+			c.appClosed = true // nobody will ever Accept it
+		default:
+			l.signal()
+		}
+	}
+	c.maybeFinishLocked()
+	if !c.finished {
+		c.rearmLocked(now)
+	}
+}
+
+// rearmLocked asks the engine to run c at its next deadline.
+func (c *Conn) rearmLocked(now time.Duration) {
+	next := c.tc.Deadline()
+	early := func(t time.Duration) {
+		if t != 0 && (next == 0 || t < next) {
+			next = t
+		}
+	}
+	if c.graceArmed {
+		early(now + c.s.cfg.Grace)
+	}
+	early(c.orphanAt)
+	if len(c.pending) > 0 {
+		early(now + timerwheel.DefaultTick)
+	}
+	if next != 0 {
+		if next <= now {
+			next = now + timerwheel.DefaultTick
+		}
+		c.s.arm(c, next)
+	}
+}
+
+// maybeFinishLocked releases the connection once the application has
+// closed it and TCP is done with it (or its link is gone). TIME-WAIT is
+// not kept: its purpose, telling old duplicates from a new incarnation,
+// does not arise on a ring pair that dies with the connection.
+func (c *Conn) maybeFinishLocked() {
+	if c.finished || !c.appClosed || c.txBusy {
+		return
+	}
+	st := c.tc.State()
+	if st != tcp.Closed && st != tcp.TimeWait && !c.rxDone {
+		return
+	}
+	if st != tcp.Closed && st != tcp.TimeWait {
+		c.out = c.tc.Abort(c.s.now(), c.out[:0])
+		c.sendLocked()
+	}
+	c.finished = true
+	c.fc.Close()
+	c.s.retire(c)
+}
+
+// ---- closing --------------------------------------------------------------
+
+// Close closes the connection: blocked Read and Write calls return
+// net.ErrClosed. Queued data is not lost (there is none: Write returns
+// once its bytes are in the fabric); a FIN follows, and the progress
+// engine finishes the closing handshake. Unread received data, or
+// SetLinger(0), makes it a reset instead, as in Linux.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.appClosed {
+		return opError("close", c.laddr, c.raddr, net.ErrClosed)
+	}
+	c.appClosed = true
+	c.closed.Store(true)
+	now := c.s.now()
+	switch {
+	case c.txBusy:
+		// A writer is blocked in the fabric: closing the fabric conn
+		// unblocks it; the peer sees the connection reset.
+		c.out = c.tc.Abort(now, c.out[:0])
+		c.out = c.out[:0]
+		c.rxDone = true
+		c.fc.Close()
+	case c.linger == 0 || c.tc.Readable() > 0:
+		c.out = c.tc.Abort(now, c.out[:0])
+		c.sendLocked()
+	default:
+		c.out = c.tc.Close(now, c.out[:0])
+		c.sendLocked()
+		c.orphanAt = now + c.s.cfg.OrphanTimeout
+	}
+	c.wakeWaitersLocked()
+	c.maybeFinishLocked()
+	if !c.finished {
+		c.rearmLocked(now)
+	}
+	return nil
+}
+
+// abortClose resets the connection and releases it (Stack.Close,
+// Listener.Close).
+func (c *Conn) abortClose() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l := c.lst; l != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+	}
+	if c.finished {
+		return
+	}
+	c.appClosed = true
+	c.closed.Store(true)
+	if !c.txBusy {
+		c.out = c.tc.Abort(c.s.now(), c.out[:0])
+		c.sendLocked()
+	}
+	c.rxDone = true
+	c.wakeWaitersLocked()
+	if c.txBusy {
+		c.fc.Close() // the writer finishes the release
+		return
+	}
+	c.maybeFinishLocked()
+}
+
+// CloseWrite shuts down the writing side (a FIN goes out); reading goes
+// on until the peer's FIN.
+func (c *Conn) CloseWrite() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.appClosed {
+		return opError("close", c.laddr, c.raddr, net.ErrClosed)
+	}
+	if c.wClosed {
+		return nil
+	}
+	c.wClosed = true
+	now := c.s.now()
+	c.out = c.tc.Close(now, c.out[:0])
+	c.sendLocked()
+	c.wakeWaitersLocked()
+	c.touchLocked(now)
+	return nil
+}
+
+// CloseRead is accepted for compatibility with *net.TCPConn: reading ends
+// locally (later Reads return io.EOF); what the peer sends is still
+// acknowledged and dropped.
+func (c *Conn) CloseRead() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.appClosed {
+		return opError("close", c.laddr, c.raddr, net.ErrClosed)
+	}
+	if c.linkErr == nil {
+		c.linkErr = io.EOF
+	}
+	c.wakeWaitersLocked()
+	return nil
+}
+
+// ---- deadlines and options --------------------------------------------------
+
+// SetDeadline sets the read and write deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the deadline for Read, also for a Read already
+// blocked. A zero time means none.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.rdDeadline.Store(unixNano(t))
+	c.mu.Lock()
+	c.wakeWaitersLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+// SetWriteDeadline sets the deadline for Write, also for a Write already
+// blocked (a DMA write blocked in the fabric sees it too).
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.wrDeadline.Store(unixNano(t))
+	c.fc.SetWriteDeadline(t)
+	c.mu.Lock()
+	c.wakeWaitersLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// SetNoDelay controls Nagle's algorithm (on by default: no delay, as Go's
+// net package).
+func (c *Conn) SetNoDelay(noDelay bool) error {
+	c.mu.Lock()
+	c.tc.SetNoDelay(noDelay)
+	c.mu.Unlock()
+	return nil
+}
+
+// SetKeepAlive switches keepalive probes on (with the period already set,
+// or 15 s as Go's net package) or off.
+func (c *Conn) SetKeepAlive(on bool) error {
+	d := time.Duration(0)
+	if on {
+		d = 15 * time.Second
+	}
+	return c.SetKeepAlivePeriod(d)
+}
+
+// SetKeepAlivePeriod sets the idle time before keepalive probes.
+func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
+	c.mu.Lock()
+	now := c.s.now()
+	c.tc.SetKeepAlive(now, d)
+	c.touchLocked(now)
+	c.mu.Unlock()
+	return nil
+}
+
+// SetLinger sets what Close does with a connection that still has data
+// to send: sec < 0 (default) finishes in the background; sec == 0 resets
+// the connection at once. There is never unsent data on a fabric
+// connection (Write returns once its bytes are in the ring), so positive
+// values behave as negative ones.
+func (c *Conn) SetLinger(sec int) error {
+	c.mu.Lock()
+	c.linger = sec
+	c.mu.Unlock()
+	return nil
+}
+
+// SetReadBuffer sets the ceiling of the receive window's auto-tuning.
+func (c *Conn) SetReadBuffer(bytes int) error {
+	c.mu.Lock()
+	c.tc.SetMaxRecvBuf(bytes)
+	c.mu.Unlock()
+	return nil
+}
+
+// SetWriteBuffer bounds how many bytes one DMA record carries (Write never
+// buffers: it returns when its bytes are in the fabric). At least 64 KiB.
+func (c *Conn) SetWriteBuffer(bytes int) error {
+	c.mu.Lock()
+	c.maxDMA = max(bytes, 64<<10)
+	c.mu.Unlock()
+	return nil
+}

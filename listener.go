@@ -1,0 +1,365 @@
+package ultcp
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ultcp/ultcp/fabric"
+	"github.com/ultcp/ultcp/internal/tcp"
+	"github.com/ultcp/ultcp/internal/wire"
+)
+
+// ListenConfig mirrors net.ListenConfig: Listen(ctx, "tcp", address).
+type ListenConfig struct {
+	// Stack is the stack to listen on. Required.
+	Stack *Stack
+	// Backlog bounds the connections waiting for Accept, handshake
+	// included. Default Config.Backlog. When it is full, SYN cookies
+	// (RFC 4987) keep answering without keeping state, so a burst of
+	// connects completes once the application accepts again.
+	Backlog int
+}
+
+// Listen listens on the stack's address at the port of address
+// ("host:port"; the host must be empty, the stack's address, 0.0.0.0 or
+// the unspecified address).
+func (lc *ListenConfig) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	return lc.ListenTCP(ctx, network, address)
+}
+
+// ListenTCP is Listen returning the concrete *Listener.
+func (lc *ListenConfig) ListenTCP(ctx context.Context, network, address string) (*Listener, error) {
+	s := lc.Stack
+	if s == nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: errNoStack}
+	}
+	laddr, err := s.resolveLocal(network, address)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Err: err}
+	}
+	backlog := lc.Backlog
+	if backlog <= 0 {
+		backlog = s.cfg.Backlog
+	}
+	tl, err := tcp.NewListener(&tcp.ListenerConfig{Conn: s.tcfg, Backlog: backlog, ISN: s.isn, Cookies: s.cookies})
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Source: laddr, Err: err}
+	}
+	l := &Listener{s: s, port: uint16(laddr.Port), addr: laddr, tl: tl,
+		pending: map[*tcp.Conn]*Conn{}, ready: make(chan struct{}, 1), closing: make(chan struct{})}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Source: laddr, Err: net.ErrClosed}
+	}
+	if l.port == 0 {
+		for p := uint16(tcp.DefaultEphemeralMin); p != 0; p++ {
+			if s.listeners[p] == nil {
+				l.port = p
+				break
+			}
+		}
+		laddr.Port = int(l.port)
+	}
+	if s.listeners[l.port] != nil {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Source: laddr, Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}
+	}
+	s.listeners[l.port] = l
+	return l, nil
+}
+
+// Listen is (&ListenConfig{Stack: s}).Listen(context.Background(), ...).
+func (s *Stack) Listen(network, address string) (net.Listener, error) {
+	lc := ListenConfig{Stack: s}
+	return lc.ListenTCP(context.Background(), network, address)
+}
+
+// ListenTCP is Listen returning the concrete *Listener.
+func (s *Stack) ListenTCP(network, address string) (*Listener, error) {
+	lc := ListenConfig{Stack: s}
+	return lc.ListenTCP(context.Background(), network, address)
+}
+
+// resolveLocal parses a local "host:port" for this stack.
+func (s *Stack) resolveLocal(network, address string) (*net.TCPAddr, error) {
+	if network != "tcp" && network != "tcp4" {
+		return nil, net.UnknownNetworkError(network)
+	}
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return nil, &net.AddrError{Err: "invalid port", Addr: address}
+	}
+	if host != "" {
+		a, err := netip.ParseAddr(host)
+		if err != nil || !(a == s.addr || a.IsUnspecified()) {
+			return nil, &net.AddrError{Err: "not this stack's address", Addr: address}
+		}
+	}
+	return &net.TCPAddr{IP: s.addr.AsSlice(), Port: int(p)}, nil
+}
+
+// Listener is a listening port of a Stack; it implements net.Listener.
+// Handshakes run in the progress engine as SYNs arrive; Accept hands out
+// the connections whose handshake is complete.
+type Listener struct {
+	s    *Stack
+	port uint16
+	addr *net.TCPAddr
+
+	mu       sync.Mutex // guards tl and every connection still in its backlog
+	tl       *tcp.Listener
+	pending  map[*tcp.Conn]*Conn
+	closed   bool
+	ready    chan struct{} // a handshake completed (or the listener closed)
+	closing  chan struct{}
+	deadline atomic.Int64 // unix nanoseconds, 0: none
+	accepted atomic.Uint64
+}
+
+// Addr returns the listener's address.
+func (l *Listener) Addr() net.Addr { return l.addr }
+
+// Accept waits for and returns the next connection.
+func (l *Listener) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// SetDeadline sets the deadline for Accept, as net.TCPListener's.
+func (l *Listener) SetDeadline(t time.Time) error {
+	l.deadline.Store(unixNano(t))
+	l.signal()
+	return nil
+}
+
+// AcceptTCP is Accept returning the concrete *Conn.
+func (l *Listener) AcceptTCP() (*Conn, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
+		}
+		tc := l.tl.Accept()
+		var c *Conn
+		if tc != nil {
+			c = l.pending[tc]
+			delete(l.pending, tc)
+		}
+		l.mu.Unlock()
+		if c != nil {
+			c.mu.Lock()
+			c.lst = nil
+			c.touchLocked(l.s.now())
+			c.mu.Unlock()
+			l.accepted.Add(1)
+			l.s.stats.accepted.Add(1)
+			return c, nil
+		}
+		var tc2 <-chan time.Time
+		if d := l.deadline.Load(); d != 0 {
+			left := time.Until(time.Unix(0, d))
+			if left <= 0 {
+				return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: os.ErrDeadlineExceeded}
+			}
+			if timer == nil {
+				timer = time.NewTimer(left)
+			} else {
+				timer.Reset(left)
+			}
+			tc2 = timer.C
+		}
+		select {
+		case <-l.ready:
+		case <-l.closing:
+		case <-tc2:
+		}
+	}
+}
+
+// signal wakes Accept.
+func (l *Listener) signal() {
+	select {
+	case l.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops listening: Accept returns net.ErrClosed, and connections not
+// yet accepted are reset.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return &net.OpError{Op: "close", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
+	}
+	l.closed = true
+	close(l.closing)
+	pend := make([]*Conn, 0, len(l.pending))
+	for _, c := range l.pending {
+		pend = append(pend, c)
+	}
+	clear(l.pending)
+	l.mu.Unlock()
+	s := l.s
+	s.mu.Lock()
+	if s.listeners[l.port] == l {
+		delete(s.listeners, l.port)
+	}
+	s.mu.Unlock()
+	for _, c := range pend {
+		c.abortClose()
+	}
+	return nil
+}
+
+// Stats returns the listener's engine counters.
+func (l *Listener) Stats() tcp.ListenerStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tl.Stats()
+}
+
+// embryo is a fabric connection a peer opened whose first record (the SYN)
+// has not yet found a listener. The progress engine drives it.
+type embryo struct {
+	s    *Stack
+	fc   *fabric.Conn
+	peer wire.IPv4Addr
+	seg  tcp.Segment
+	out  []tcp.Segment
+	hdr  [maxHdrLen]byte
+}
+
+// input processes the records that wait on an embryo's ring.
+func (e *embryo) input(now time.Duration) {
+	s := e.s
+	e.peer, _ = wire.AddrFromNetip(e.fc.RemoteAddr())
+	for {
+		r, err := e.fc.PeekNoWait()
+		if err == fabric.ErrWouldBlock {
+			return
+		}
+		if err != nil {
+			e.drop()
+			return
+		}
+		payload, perr := decodeRecord(r.Data, len(r.Data)+r.DMALen, e.peer, s.ip, &e.seg)
+		if perr != nil || r.DMA {
+			s.stats.badRecords.Add(1)
+			e.fc.Release()
+			e.drop()
+			return
+		}
+		e.seg.Payload = payload
+		s.stats.segsIn.Add(1)
+		if s.cfg.Capture != nil {
+			s.cfg.Capture(false, r.Data[:len(r.Data)-len(payload)], payload)
+		}
+		s.mu.Lock()
+		l := s.listeners[e.seg.Hdr.DstPort]
+		s.mu.Unlock()
+		if l == nil {
+			// RFC 9293 §3.10.7.1: a segment for no connection is
+			// answered with a reset (the dialer reports ECONNREFUSED).
+			s.stats.noListener.Add(1)
+			e.out = tcp.ResetFor(&e.seg, e.out[:0])
+			e.fc.Release()
+			e.send()
+			e.drop()
+			return
+		}
+		c := l.input(now, e)
+		e.fc.Release()
+		e.send()
+		if c != nil {
+			c.engineRun(now, false)
+			return
+		}
+	}
+}
+
+// send writes e.out to the ring; an embryo's ring is new and its records
+// tiny, so lack of room means a peer that does not read: drop it.
+func (e *embryo) send() {
+	for i := range e.out {
+		seg := &e.out[i]
+		n, err := encodeHeaders(e.hdr[:], e.s.ip, e.peer, &seg.Hdr, 0)
+		if err != nil || !fits(e.fc, n) {
+			return
+		}
+		buf, err := e.fc.Reserve(n)
+		if err != nil {
+			return
+		}
+		copy(buf, e.hdr[:n])
+		e.fc.Commit(n)
+		e.s.stats.segsOut.Add(1)
+		if seg.Hdr.Flags&wire.FlagRST != 0 {
+			e.s.stats.resetsOut.Add(1)
+		}
+		if e.s.cfg.Capture != nil {
+			e.s.cfg.Capture(true, e.hdr[:n], nil)
+		}
+	}
+	e.out = e.out[:0]
+}
+
+// drop forgets the embryo and closes its fabric conn.
+func (e *embryo) drop() {
+	s := e.s
+	s.mu.Lock()
+	if s.byFC[e.fc] == e {
+		delete(s.byFC, e.fc)
+	}
+	s.mu.Unlock()
+	e.fc.Close()
+}
+
+// input hands an embryo's segment to the listener (RFC 9293 §3.10.7.2).
+// A SYN admitted into the backlog becomes a Conn that takes over the
+// fabric conn.
+func (l *Listener) input(now time.Duration, e *embryo) *Conn {
+	s := l.s
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		e.out = tcp.ResetFor(&e.seg, e.out[:0])
+		return nil
+	}
+	local := netip.AddrPortFrom(s.addr, l.port)
+	remote := netip.AddrPortFrom(e.fc.RemoteAddr(), e.seg.Hdr.SrcPort)
+	var tc *tcp.Conn
+	tc, e.out = l.tl.Input(now, local, remote, &e.seg, e.out[:0])
+	if tc == nil {
+		return nil
+	}
+	c := newConn(s, e.fc, tc, l.addr, &net.TCPAddr{IP: remote.Addr().AsSlice(), Port: int(remote.Port())})
+	c.lst = l
+	l.pending[tc] = c
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.byFC[e.fc] = c
+	s.mu.Unlock()
+	return c
+}
