@@ -3,8 +3,8 @@ package ultcp
 import (
 	"errors"
 	"io"
-	"os"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
