@@ -141,65 +141,94 @@ func (f *floorCMA) Stream(block int, total int64) (floor.Stream, error) {
 func (f *floorCMA) Close() error { return f.c.Close() }
 
 // MeasureStream streams blocks of block bytes for about budget, reps
-// times, and returns the fastest run. A short probe first sizes the runs,
-// so a slow subject (process_vm_readv at 64 B) and a fast one (a 1 MiB ring
-// copy) both take about budget.
+// times, and returns the fastest run. A short probe first sizes the runs
+// (StreamTotal), so a slow subject (process_vm_readv at 64 B) and a fast
+// one (a 1 MiB ring copy) both take about budget.
 func MeasureStream(s Streamer, block int, budget time.Duration, reps int) (floor.Stream, error) {
+	total, err := StreamTotal(s, block, budget)
+	if err != nil {
+		return floor.Stream{}, err
+	}
+	var best floor.Stream
+	for range max(reps, 1) {
+		r, err := s.Stream(block, total)
+		if err != nil {
+			return floor.Stream{}, err
+		}
+		best = faster(best, r)
+	}
+	return best, nil
+}
+
+// StreamTotal probes s with a short run (16 blocks, at least 8 MiB) and
+// returns how many bytes, in whole blocks, take about budget at the rate
+// seen.
+func StreamTotal(s Streamer, block int, budget time.Duration) (int64, error) {
 	probe := int64(block) * 16
 	if probe < 8<<20 {
 		probe = (8 << 20) / int64(block) * int64(block)
 	}
 	p, err := s.Stream(block, probe)
 	if err != nil {
-		return floor.Stream{}, err
+		return 0, err
 	}
 	rate := float64(p.Bytes) / p.Elapsed.Seconds()
 	blocks := int64(rate*budget.Seconds()) / int64(block)
-	if blocks < 16 {
-		blocks = 16
-	}
-	var best floor.Stream
-	for range max(reps, 1) {
-		r, err := s.Stream(block, blocks*int64(block))
-		if err != nil {
-			return floor.Stream{}, err
-		}
-		if r.GBps() > best.GBps() {
-			best = r
-		}
-	}
-	return best, nil
+	return max(blocks, 16) * int64(block), nil
 }
 
-// latencyBatches is how many batches MeasureLatency splits its round
+// faster is the run with the higher bandwidth.
+func faster(a, b floor.Stream) floor.Stream {
+	if b.GBps() > a.GBps() {
+		return b
+	}
+	return a
+}
+
+// latencyBatches is how many batches a latency run splits its round
 // trips into; the median over 50 batches is stable, and the minimum shows
 // the undisturbed figure on a shared machine.
 const latencyBatches = 50
 
 // MeasureLatency does round trips for about budget, reps times, and
-// returns the run with the lowest median. A probe of 100 round trips sizes
-// the batches, so spinning (~100 ns) and sleeping (~50 µs) both take about
-// budget.
+// returns the run with the lowest median. A probe sizes the batches
+// (LatencyBatch), so spinning (~100 ns) and sleeping (~50 µs) both take
+// about budget.
 func MeasureLatency(p PingPonger, budget time.Duration, reps int) (floor.Latency, error) {
-	probe, err := p.PingPong(1, 100)
+	perBatch, err := LatencyBatch(p, budget)
 	if err != nil {
 		return floor.Latency{}, err
 	}
-	rtt := 2 * probe.MedianNs
-	if rtt <= 0 {
-		return floor.Latency{}, fmt.Errorf("fabricbench: probe measured a round trip of %.1f ns", rtt)
-	}
-	perBatch := int(float64(budget.Nanoseconds()) / latencyBatches / rtt)
-	perBatch = min(max(perBatch, 10), 1_000_000)
 	var best floor.Latency
-	for i := range max(reps, 1) {
+	for range max(reps, 1) {
 		l, err := p.PingPong(latencyBatches, perBatch)
 		if err != nil {
 			return floor.Latency{}, err
 		}
-		if i == 0 || l.MedianNs < best.MedianNs {
-			best = l
-		}
+		best = quicker(best, l)
 	}
 	return best, nil
+}
+
+// LatencyBatch probes p with 100 round trips and returns how many round
+// trips per batch make 50 batches take about budget.
+func LatencyBatch(p PingPonger, budget time.Duration) (int, error) {
+	probe, err := p.PingPong(1, 100)
+	if err != nil {
+		return 0, err
+	}
+	rtt := 2 * probe.MedianNs
+	if rtt <= 0 {
+		return 0, fmt.Errorf("fabricbench: probe measured a round trip of %.1f ns", rtt)
+	}
+	perBatch := int(float64(budget.Nanoseconds()) / latencyBatches / rtt)
+	return min(max(perBatch, 10), 1_000_000), nil
+}
+
+// quicker is the run with the lower median; a zero Latency loses.
+func quicker(a, b floor.Latency) floor.Latency {
+	if a.Batches == 0 || b.MedianNs < a.MedianNs {
+		return b
+	}
+	return a
 }
