@@ -132,6 +132,7 @@ func (c *Config) tcpConfig() tcp.Config {
 		DelayedAck: c.DelayedAck,
 		KeepAlive:  c.KeepAlive,
 		Custody:    true,
+		CC:         newFabricCC,
 	}
 }
 
