@@ -8,7 +8,7 @@ import (
 )
 
 // echoServer accepts connections on l and echoes each until EOF.
-func echoServer(t testing.TB, l net.Listener) {
+func echoServer(_ testing.TB, l net.Listener) {
 	go func() {
 		for {
 			c, err := l.Accept()

@@ -1,0 +1,5 @@
+//go:build !race
+
+package ultcp
+
+const raceEnabled = false
