@@ -53,7 +53,7 @@ func (lc *ListenConfig) ListenTCP(ctx context.Context, network, address string) 
 		return nil, &net.OpError{Op: "listen", Net: "tcp", Source: laddr, Err: err}
 	}
 	l := &Listener{s: s, port: uint16(laddr.Port), addr: laddr, tl: tl,
-		pending: map[*tcp.Conn]*Conn{}, ready: make(chan struct{}, 1), closing: make(chan struct{})}
+		pending: map[*tcp.Conn]*Conn{}, backlog: backlog, ready: make(chan struct{}, 1), closing: make(chan struct{})}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -120,6 +120,8 @@ type Listener struct {
 	mu       sync.Mutex // guards tl and every connection still in its backlog
 	tl       *tcp.Listener
 	pending  map[*tcp.Conn]*Conn
+	backlog  int
+	parked   []*embryo // cookie handshakes waiting for room in the backlog
 	closed   bool
 	ready    chan struct{} // a handshake completed (or the listener closed)
 	closing  chan struct{}
@@ -166,7 +168,15 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 			c = l.pending[tc]
 			delete(l.pending, tc)
 		}
+		var unpark *embryo
+		if c != nil && len(l.parked) > 0 {
+			unpark = l.parked[0]
+			l.parked = l.parked[1:]
+		}
 		l.mu.Unlock()
+		if unpark != nil {
+			unpark.input(l.s.now()) // room now: the parked handshake goes on
+		}
 		if c != nil {
 			c.mu.Lock()
 			c.lst = nil
@@ -220,7 +230,14 @@ func (l *Listener) Close() error {
 		pend = append(pend, c)
 	}
 	clear(l.pending)
+	parked := l.parked
+	l.parked = nil
 	l.mu.Unlock()
+	for _, e := range parked {
+		e.mu.Lock()
+		e.drop()
+		e.mu.Unlock()
+	}
 	s := l.s
 	s.mu.Lock()
 	if s.listeners[l.port] == l {
@@ -243,6 +260,7 @@ func (l *Listener) Stats() tcp.ListenerStats {
 // embryo is a fabric connection a peer opened whose first record (the SYN)
 // has not yet found a listener. The progress engine drives it.
 type embryo struct {
+	mu   sync.Mutex // the progress engine, or Accept when it made room
 	s    *Stack
 	fc   *fabric.Conn
 	peer wire.IPv4Addr
@@ -253,6 +271,8 @@ type embryo struct {
 
 // input processes the records that wait on an embryo's ring.
 func (e *embryo) input(now time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	s := e.s
 	e.peer, _ = wire.AddrFromNetip(e.fc.RemoteAddr())
 	for {
@@ -287,6 +307,13 @@ func (e *embryo) input(now time.Duration) {
 			e.fc.Release()
 			e.send()
 			e.drop()
+			return
+		}
+		if e.seg.Hdr.Flags&wire.FlagSYN == 0 && l.park(e) {
+			// The ACK completing a cookie handshake (or data after
+			// it) while the backlog is full: dropping it would lose
+			// it for good (nothing retransmits on the fabric), so it
+			// stays in the ring until Accept makes room.
 			return
 		}
 		c := l.input(now, e)
@@ -334,6 +361,23 @@ func (e *embryo) drop() {
 	}
 	s.mu.Unlock()
 	e.fc.Close()
+}
+
+// park keeps e waiting when the backlog is full and reports whether it
+// did.
+func (l *Listener) park(e *embryo) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.tl.Pending() < l.backlog {
+		return false
+	}
+	for _, p := range l.parked {
+		if p == e {
+			return true
+		}
+	}
+	l.parked = append(l.parked, e)
+	return true
 }
 
 // input hands an embryo's segment to the listener (RFC 9293 §3.10.7.2).
