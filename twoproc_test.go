@@ -281,5 +281,3 @@ func TestPeerKilledMidTransferResets(t *testing.T) {
 		t.Fatalf("echo after the reset: %q, %v", b, err)
 	}
 }
-
-func roleHTTP(args []string) error { return errors.New("not yet") }
