@@ -47,6 +47,9 @@ type Conn struct {
 	wout    []tcp.Segment // the writer's segments being sent outside mu
 	whdr    [maxHdrLen]byte
 
+	active             bool // this side dialled (it owns the ring pair in the fabric)
+	peerEOF            bool // the ring ended: the peer closed its fabric conn, or it failed
+	eofAt              time.Duration
 	polling, txBusy    bool
 	rxDone             bool  // the ring ended (EOF, error, garbage): no more input
 	linkErr            error // why the link failed, reported before the engine's error
@@ -57,6 +60,9 @@ type Conn struct {
 	graceArmed         bool
 	useGen, seenGen    uint32
 	maxDMA             int
+	lent               []byte // received bytes lent from the ring by Peek (lend.go)
+	lentBuf            []byte // lent bytes copied away by unlendLocked
+	lentRing           bool   // lent is a ring record's payload, not yet released
 	rw, ww             waiter
 
 	closed     atomic.Bool  // Close was called (spinners look at it)
@@ -119,6 +125,12 @@ func (c *Conn) readLocked(p []byte) (int, error) {
 		now := c.s.now()
 		if len(p) == 0 {
 			return 0, nil
+		}
+		if len(c.lent) > 0 {
+			n := copy(p, c.lent)
+			c.discardLentLocked(now, n)
+			c.touchLocked(now)
+			return n, nil
 		}
 		if c.tc.Readable() > 0 {
 			n, _ := c.tc.Read(p)
@@ -225,6 +237,11 @@ func (c *Conn) writeLocked(p []byte) (int, error) {
 			continue
 		}
 		c.sendLocked()
+		if c.lentRing {
+			// The ACK we wait for is behind the lent record (see Peek).
+			c.unlendLocked()
+			continue
+		}
 		c.wait(&c.ww, &c.wrDeadline, nil)
 	}
 }
@@ -422,7 +439,7 @@ func (c *Conn) txFailedLocked(err error) error {
 // dst is full and never arms.
 func (c *Conn) drainLocked(now time.Duration, dst []byte, arm bool) int {
 	delivered, processed := 0, 0
-	for !c.rxDone {
+	for !c.rxDone && !c.lentRing {
 		if !arm && !c.fc.Readable() {
 			break
 		}
@@ -435,7 +452,7 @@ func (c *Conn) drainLocked(now time.Duration, dst []byte, arm bool) int {
 			c.rxFailedLocked(now, err)
 			break
 		}
-		delivered += c.inputRecordLocked(now, &r, dst[delivered:])
+		delivered += c.inputRecordLocked(now, &r, dst[delivered:], false)
 		if !arm && len(dst) > 0 && delivered == len(dst) {
 			break
 		}
@@ -453,7 +470,7 @@ func (c *Conn) drainLocked(now time.Duration, dst []byte, arm bool) int {
 }
 
 // inputRecordLocked runs TCP input for one record and releases it.
-func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte) int {
+func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte, lend bool) int {
 	seg := &c.seg
 	inline, err := decodeRecord(r.Data, len(r.Data)+r.DMALen, c.rip, c.s.ip, seg)
 	if err == nil && r.DMA && len(inline) > 0 {
@@ -503,7 +520,9 @@ func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte
 		seg.Payload = buf
 	} else {
 		seg.Payload = inline
-		if len(inline) > 0 && len(dst) > 0 && c.tc.Readable() == 0 {
+		if lend && len(inline) > 0 && c.tc.Readable() == 0 {
+			placed = len(inline) // lent from the ring, not copied (see lendLocked)
+		} else if len(inline) > 0 && len(dst) > 0 && c.tc.Readable() == 0 {
 			placed = copy(dst, inline)
 		}
 	}
@@ -516,6 +535,10 @@ func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte
 	k, out := c.tc.InputDirect(now, seg, placed, c.out)
 	c.out = out
 	seg.Payload = nil
+	if lend && !r.DMA && k > 0 {
+		c.lent, c.lentRing = inline[:k], true // the record stays in the ring until Discard
+		return k
+	}
 	c.fc.Release()
 	return k
 }
@@ -537,6 +560,9 @@ func (c *Conn) garbageLocked(now time.Duration) {
 // fabric error (the peer died or broke the ring).
 func (c *Conn) rxFailedLocked(now time.Duration, err error) {
 	c.rxDone = true
+	if !c.peerEOF {
+		c.peerEOF, c.eofAt = true, now
+	}
 	if err == io.EOF {
 		switch c.tc.State() {
 		case tcp.Closed, tcp.TimeWait:
@@ -569,7 +595,10 @@ func (c *Conn) failLinkLocked(err error) {
 
 // ---- waiting ------------------------------------------------------------
 
-var errTimeout = os.ErrDeadlineExceeded
+var (
+	errTimeout    = os.ErrDeadlineExceeded
+	errWouldBlock = fabric.ErrWouldBlock
+)
 
 func expired(dl *atomic.Int64) bool {
 	d := dl.Load()
@@ -726,7 +755,7 @@ func (c *Conn) engineRun(now time.Duration, timer bool) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 	}
-	if !c.polling && !c.rxDone {
+	if !c.polling && !c.rxDone && !c.lentRing {
 		c.drainLocked(now, nil, true)
 	}
 	if d := c.tc.Deadline(); d != 0 && d <= now {
@@ -775,6 +804,9 @@ func (c *Conn) rearmLocked(now time.Duration) {
 		early(now + c.s.cfg.Grace)
 	}
 	early(c.orphanAt)
+	if c.appClosed && c.active && c.peerEOF {
+		early(c.eofAt + fabricReuseDelay)
+	}
 	if len(c.pending) > 0 {
 		early(now + timerwheel.DefaultTick)
 	}
@@ -798,6 +830,9 @@ func (c *Conn) maybeFinishLocked() {
 	if st != tcp.Closed && st != tcp.TimeWait && !c.rxDone {
 		return
 	}
+	if c.active && !c.fcReleasable() {
+		return // the engine closes it later (rearmLocked)
+	}
 	if st != tcp.Closed && st != tcp.TimeWait {
 		c.out = c.tc.Abort(c.s.now(), c.out[:0])
 		c.sendLocked()
@@ -805,6 +840,27 @@ func (c *Conn) maybeFinishLocked() {
 	c.finished = true
 	c.fc.Close()
 	c.s.retire(c)
+}
+
+// fabricReuseDelay is how long the dialling side keeps its fabric conn
+// after the accepting side closed its own; see fcReleasable.
+const fabricReuseDelay = 10 * time.Millisecond
+
+// fcReleasable reports, for the dialling side, whether its fabric conn may
+// be closed now. The dialler's fabric reuses a ring pair as soon as both
+// sides have closed it, and a CONNECT for the reused pair must not reach
+// the accepting node before that node has forgotten the pair; but
+// fabric.Conn.Close announces its CLOSE before it forgets the pair, so a
+// quick reuse can find the pair still open there, which fails the whole
+// peer (reported to the fabric's maintainers). So the dialler closes only
+// after the acceptor has closed (EOF on the ring) and a little later, or
+// when the orphan timeout gives up waiting.
+func (c *Conn) fcReleasable() bool {
+	now := c.s.now()
+	if c.orphanAt != 0 && now >= c.orphanAt {
+		return true
+	}
+	return c.peerEOF && now >= c.eofAt+fabricReuseDelay
 }
 
 // ---- closing --------------------------------------------------------------
@@ -823,6 +879,8 @@ func (c *Conn) Close() error {
 	c.appClosed = true
 	c.closed.Store(true)
 	now := c.s.now()
+	unread := c.tc.Readable() > 0 || len(c.lent) > 0
+	c.releaseLentLocked()
 	switch {
 	case c.txBusy:
 		// A writer is blocked in the fabric: closing the fabric conn
@@ -831,7 +889,7 @@ func (c *Conn) Close() error {
 		c.out = c.out[:0]
 		c.rxDone = true
 		c.fc.Close()
-	case c.linger == 0 || c.tc.Readable() > 0:
+	case c.linger == 0 || unread:
 		c.out = c.tc.Abort(now, c.out[:0])
 		c.sendLocked()
 	default:
@@ -861,6 +919,7 @@ func (c *Conn) abortClose() {
 	}
 	c.appClosed = true
 	c.closed.Store(true)
+	c.releaseLentLocked()
 	if !c.txBusy {
 		c.out = c.tc.Abort(c.s.now(), c.out[:0])
 		c.sendLocked()

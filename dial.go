@@ -104,6 +104,7 @@ func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort) (*Conn, error) {
 	iss := s.isn.ISN(now, netip.AddrPortFrom(s.addr, lport), raddr)
 	tc, out := tcp.Dial(now, &s.tcfg, lport, raddr.Port(), iss, nil)
 	c := newConn(s, fc, tc, la, ta)
+	c.active = true
 	if err := s.register(c); err != nil {
 		fc.Close()
 		return fail(la, err)
@@ -149,6 +150,10 @@ func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort) (*Conn, error) {
 func (c *Conn) releaseFailedDialLocked() {
 	c.appClosed = true
 	c.closed.Store(true)
-	c.rxDone = true
+	now := c.s.now()
+	c.orphanAt = now + c.s.cfg.OrphanTimeout
 	c.maybeFinishLocked()
+	if !c.finished {
+		c.rearmLocked(now) // the engine reads the ring to its EOF (fcReleasable)
+	}
 }

@@ -133,6 +133,7 @@ func (s *Stack) acceptFabric() {
 		if err != nil {
 			return
 		}
+		s.stats.fabricAccepts.Add(1)
 		e := &embryo{s: s, fc: fc}
 		s.mu.Lock()
 		if s.closed {

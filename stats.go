@@ -15,7 +15,8 @@ type StackStats struct {
 	ActiveOpens  uint64 // Dial attempts that sent a SYN
 	PassiveOpens uint64 // connections accepted by the application
 	AttemptFails uint64 // Dials that failed (refused, reset, timed out, cancelled)
-	Established  uint64 // connections currently open (a gauge)
+	Established  uint64 // connections the application holds open now (a gauge)
+	Closing      uint64 // connections the application closed that are still finishing (a gauge)
 
 	// Segments, as the engines counted them (tcp.Stats summed).
 	SegsIn, SegsOut   uint64
@@ -33,14 +34,15 @@ type StackStats struct {
 
 	// The progress engine.
 	EngineWakeups uint64 // times the engine woke up
+	FabricAccepts uint64 // fabric connections peers opened to this node
 	Sleeps        uint64 // application calls that slept after spinning
 }
 
 type stackCounters struct {
-	activeOpens, accepted, attemptFails  atomic.Uint64
-	segsIn, segsOut, resetsIn, resetsOut atomic.Uint64
-	badRecords, noListener, noConn       atomic.Uint64
-	engineWakeups, sleeps, dmaRecords    atomic.Uint64
+	activeOpens, accepted, attemptFails              atomic.Uint64
+	segsIn, segsOut, resetsIn, resetsOut             atomic.Uint64
+	badRecords, noListener, noConn                   atomic.Uint64
+	engineWakeups, sleeps, dmaRecords, fabricAccepts atomic.Uint64
 
 	retired tcp.Stats // under Stack.mu: the engine counters of finished connections
 }
@@ -92,23 +94,29 @@ func (s *Stack) Stats() StackStats {
 		live = append(live, c)
 	}
 	s.mu.Unlock()
+	var open, closing uint64
 	for _, c := range live {
 		c.mu.Lock()
 		if !c.finished && c.lst == nil {
 			st := c.tc.Stats()
 			addStats(&total, &st)
+			if c.appClosed {
+				closing++
+			} else {
+				open++
+			}
 		}
 		c.mu.Unlock()
 	}
 	k := &s.stats
 	return StackStats{
 		ActiveOpens: k.activeOpens.Load(), PassiveOpens: k.accepted.Load(), AttemptFails: k.attemptFails.Load(),
-		Established: uint64(len(live)),
-		SegsIn:      total.SegsIn + k.segsIn.Load(), SegsOut: total.SegsOut + k.segsOut.Load(),
+		Established: open, Closing: closing,
+		SegsIn: total.SegsIn + k.segsIn.Load(), SegsOut: total.SegsOut + k.segsOut.Load(),
 		BytesIn: total.BytesIn, BytesOut: total.BytesOut, Retransmits: total.Retransmits,
 		ResetsIn: k.resetsIn.Load(), ResetsOut: k.resetsOut.Load(), Drops: total,
 		BadRecords: k.badRecords.Load(), NoListener: k.noListener.Load(), NoConn: k.noConn.Load(),
-		DMARecords: k.dmaRecords.Load(), EngineWakeups: k.engineWakeups.Load(), Sleeps: k.sleeps.Load(),
+		DMARecords: k.dmaRecords.Load(), EngineWakeups: k.engineWakeups.Load(), FabricAccepts: k.fabricAccepts.Load(), Sleeps: k.sleeps.Load(),
 	}
 }
 

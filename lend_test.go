@@ -1,0 +1,90 @@
+package ultcp
+
+import (
+	"bytes"
+	"io"
+	"testing"
+	"time"
+)
+
+// Peek lends the payload of the ring record itself: nothing is copied into
+// the engine's buffer, and Discard walks through it. (The data arrives
+// while Peek polls the ring; data that arrives while nobody reads is taken
+// into the receive buffer by the progress engine, so that it is
+// acknowledged.)
+func TestPeekLendsTheRingRecordAndDiscardConsumesIt(t *testing.T) {
+	c, s := pair(t, func(cfg *Config) { cfg.SpinBudget = 5 * time.Second })
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		s.Write([]byte("hello world"))
+	}()
+	c.SetDeadline(deadline())
+	b, err := c.Peek()
+	if err != nil || string(b) != "hello world" {
+		t.Fatalf("Peek: %q, %v", b, err)
+	}
+	c.mu.Lock()
+	ring, buffered := c.lentRing, c.tc.Readable()
+	c.mu.Unlock()
+	if !ring || buffered != 0 {
+		t.Fatalf("view lent from the ring: %v, %d bytes copied into the receive buffer; want true, 0", ring, buffered)
+	}
+	if n, _ := c.Discard(6); n != 6 {
+		t.Fatalf("Discard(6) = %d", n)
+	}
+	if b, _ := c.Peek(); string(b) != "world" {
+		t.Fatalf("Peek after Discard(6): %q", b)
+	}
+	got := make([]byte, 10)
+	if n, err := c.Read(got); err != nil || string(got[:n]) != "world" {
+		t.Fatalf("Read after Peek: %q, %v", got[:n], err)
+	}
+}
+
+// A Write that must wait for the peer's window while a view is lent
+// would wait forever for ACKs queued behind the lent record; it copies
+// the view away instead, and the stream stays intact.
+func TestWriteWaitingForWindowEndsALoan(t *testing.T) {
+	c, s := pair(t, func(cfg *Config) { cfg.RecvBuf, cfg.MaxRecvBuf = 64<<10, 64<<10 })
+	s.Write([]byte("lent bytes"))
+	c.SetDeadline(deadline())
+	b, err := c.Peek()
+	if err != nil || string(b) != "lent bytes" {
+		t.Fatalf("Peek: %q, %v", b, err)
+	}
+	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB: 16 windows
+	done := make(chan error, 1)
+	go func() {
+		s.SetDeadline(deadline())
+		_, err := io.CopyN(io.Discard, s, int64(len(data)))
+		done <- err
+	}()
+	if _, err := c.Write(data); err != nil {
+		t.Fatalf("write with a view lent: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 20)
+	n, err := c.Read(got)
+	if err != nil || string(got[:n]) != "lent bytes" {
+		t.Fatalf("the lent bytes after the loan ended: %q, %v", got[:n], err)
+	}
+}
+
+// io.Copy from a Conn goes through WriteTo, which hands the destination
+// views of the ring.
+func TestIOCopyUsesWriteTo(t *testing.T) {
+	c, s := pair(t)
+	msg := bytes.Repeat([]byte("x"), 300000)
+	go func() {
+		s.Write(msg)
+		s.Close()
+	}()
+	var dst bytes.Buffer
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(&dst, c)
+	if err != nil || n != int64(len(msg)) || !bytes.Equal(dst.Bytes(), msg) {
+		t.Fatalf("io.Copy: %d bytes, %v", n, err)
+	}
+}
