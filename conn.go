@@ -62,7 +62,7 @@ type Conn struct {
 	maxDMA             int
 	lent               []byte // received bytes lent from the ring by Peek (lend.go)
 	lentBuf            []byte // lent bytes copied away by unlendLocked
-	lentRing           bool   // lent is a ring record's payload, not yet released
+	loan               loanKind
 	rw, ww             waiter
 
 	closed     atomic.Bool  // Close was called (spinners look at it)
@@ -142,8 +142,8 @@ func (c *Conn) readLocked(p []byte) (int, error) {
 				c.afterReadLocked(now)
 				return n, nil
 			}
-			if c.tc.Readable() > 0 {
-				continue
+			if len(c.lent) > 0 || c.tc.Readable() > 0 {
+				continue // a DMA record larger than p was lent from scratch
 			}
 		}
 		if err := c.readErrLocked(); err != nil {
@@ -237,7 +237,7 @@ func (c *Conn) writeLocked(p []byte) (int, error) {
 			continue
 		}
 		c.sendLocked()
-		if c.lentRing {
+		if c.loan.blocksInput() {
 			// The ACK we wait for is behind the lent record (see Peek).
 			c.unlendLocked()
 			continue
@@ -439,7 +439,7 @@ func (c *Conn) txFailedLocked(err error) error {
 // dst is full and never arms.
 func (c *Conn) drainLocked(now time.Duration, dst []byte, arm bool) int {
 	delivered, processed := 0, 0
-	for !c.rxDone && !c.lentRing {
+	for !c.rxDone && !c.loan.blocksInput() {
 		if !arm && !c.fc.Readable() {
 			break
 		}
@@ -497,12 +497,17 @@ func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte
 		n := r.DMALen
 		var buf []byte
 		if n <= len(dst) && c.tc.Readable() == 0 {
-			buf, placed = dst[:n], n
+			buf, placed = dst[:n], n // pulled straight into the reader's buffer
 		} else {
 			if cap(c.scratch) < n {
 				c.scratch = make([]byte, n)
 			}
 			buf = c.scratch[:n]
+			if (lend || len(dst) > 0) && c.tc.Readable() == 0 {
+				// Lent from the scratch buffer (one copy, the pull) rather
+				// than copied on into the receive buffer.
+				placed, lend = n, true
+			}
 		}
 		for got := 0; got < n; {
 			k, err := c.fc.Pull(buf[got:])
@@ -535,13 +540,21 @@ func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte
 	k, out := c.tc.InputDirect(now, seg, placed, c.out)
 	c.out = out
 	seg.Payload = nil
-	if lend && !r.DMA && k > 0 {
-		c.lent, c.lentRing = inline[:k], true // the record stays in the ring until Discard
-		return k
+	if lend && k > 0 {
+		if r.DMA {
+			c.lent, c.loan = seg0(c.scratch, k), loanScratch
+			c.fc.Release()
+			return 0 // nothing went to dst: the reader takes it from the loan
+		}
+		c.lent, c.loan = inline[:k], loanRing // the record stays in the ring until Discard
+		return 0
 	}
 	c.fc.Release()
 	return k
 }
+
+// seg0 is b[:k] (a helper that keeps the loan's origin obvious).
+func seg0(b []byte, k int) []byte { return b[:k] }
 
 // garbageLocked resets the connection after a record that is not a valid
 // packet for it: the peer broke the protocol, so nothing more is read from
@@ -755,7 +768,7 @@ func (c *Conn) engineRun(now time.Duration, timer bool) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 	}
-	if !c.polling && !c.rxDone && !c.lentRing {
+	if !c.polling && !c.rxDone && !c.loan.blocksInput() {
 		c.drainLocked(now, nil, true)
 	}
 	if d := c.tc.Deadline(); d != 0 && d <= now {

@@ -135,17 +135,29 @@ func (c *Conn) discardLentLocked(now time.Duration, k int) {
 func (c *Conn) unlendLocked() {
 	c.lentBuf = append(c.lentBuf[:0], c.lent...)
 	c.releaseLentLocked()
-	c.lent = c.lentBuf
+	c.lent, c.loan = c.lentBuf, loanCopy
 }
 
 // releaseLentLocked ends a loan.
 func (c *Conn) releaseLentLocked() {
-	if c.lentRing {
+	if c.loan == loanRing {
 		c.fc.Release()
-		c.lentRing = false
 	}
-	c.lent = nil
+	c.lent, c.loan = nil, loanNone
 }
+
+// loanKind says where the bytes lent by Peek live.
+type loanKind uint8
+
+const (
+	loanNone    loanKind = iota
+	loanRing             // a ring record's payload; the record is held until the loan ends
+	loanScratch          // the connection's DMA scratch buffer, which the next DMA record would overwrite
+	loanCopy             // lentBuf, after unlendLocked
+)
+
+// blocksInput reports whether the ring may not be read during the loan.
+func (k loanKind) blocksInput() bool { return k == loanRing || k == loanScratch }
 
 // WriteTo writes everything the connection receives to w until EOF,
 // handing w views of the received bytes (Peek/Discard) rather than

@@ -24,7 +24,7 @@ func TestPeekLendsTheRingRecordAndDiscardConsumesIt(t *testing.T) {
 		t.Fatalf("Peek: %q, %v", b, err)
 	}
 	c.mu.Lock()
-	ring, buffered := c.lentRing, c.tc.Readable()
+	ring, buffered := c.loan == loanRing, c.tc.Readable()
 	c.mu.Unlock()
 	if !ring || buffered != 0 {
 		t.Fatalf("view lent from the ring: %v, %d bytes copied into the receive buffer; want true, 0", ring, buffered)
@@ -86,5 +86,32 @@ func TestIOCopyUsesWriteTo(t *testing.T) {
 	n, err := io.Copy(&dst, c)
 	if err != nil || n != int64(len(msg)) || !bytes.Equal(dst.Bytes(), msg) {
 		t.Fatalf("io.Copy: %d bytes, %v", n, err)
+	}
+}
+
+// A DMA record larger than the reader's buffer is pulled once into the
+// connection's scratch buffer and read from there in order.
+func TestSmallReadsOfALargeDMAWrite(t *testing.T) {
+	c, s := pair(t, func(cfg *Config) { cfg.DMAThreshold = 64 << 10 })
+	msg := make([]byte, 1<<20)
+	for i := range msg {
+		msg[i] = byte(i * 31 / 7)
+	}
+	go s.Write(msg)
+	c.SetDeadline(deadline())
+	got := make([]byte, 0, len(msg))
+	buf := make([]byte, 1000)
+	for len(got) < len(msg) {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", len(got), err)
+		}
+		got = append(got, buf[:n]...)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatal("the stream read in 1000-byte pieces differs from the DMA write")
+	}
+	if st := s.s.Stats(); st.DMARecords == 0 {
+		t.Fatal("the write did not go by DMA")
 	}
 }
