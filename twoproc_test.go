@@ -124,7 +124,7 @@ func roleSource(args []string) error {
 }
 
 // startChild starts role on dir at addr:port and waits until it listens.
-func startChild(t *testing.T, role, dir string, addr netip.Addr, port int, more ...string) *proc.Child {
+func startChild(t testing.TB, role, dir string, addr netip.Addr, port int, more ...string) *proc.Child {
 	t.Helper()
 	ch, err := proc.Start(role, append([]string{dir, addr.String(), strconv.Itoa(port)}, more...)...)
 	if err != nil {

@@ -1,0 +1,246 @@
+package ultcp
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ultcp/ultcp/fabric"
+	"github.com/ultcp/ultcp/internal/proc"
+)
+
+// Benchmarks between two processes (the child runs the other end).
+//
+//	go test -run XXX -bench 'PingPong|Bulk' -benchtime 2s .
+//
+// BenchmarkPingPong1Byte measures, in one run, the half round trip of a
+// 1-byte message through Conn.Write/Conn.Read, through the raw fabric ring
+// (fabric.Conn.Send/Recv, the floor under the stack), and through kernel
+// TCP on loopback from the same Go program (net.Conn).
+
+func init() {
+	proc.Register("pong-ultcp", rolePongUltcp)
+	proc.Register("pong-fabric", rolePongFabric)
+	proc.Register("pong-kernel", rolePongKernel)
+	proc.Register("reader", roleReader)
+}
+
+func rolePongUltcp(args []string) error {
+	s, l, err := childStack(args)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 64)
+	for {
+		n, err := c.Read(b)
+		if err != nil {
+			return nil
+		}
+		if _, err := c.Write(b[:n]); err != nil {
+			return nil
+		}
+	}
+}
+
+func rolePongFabric(args []string) error {
+	f, err := fabric.Open(fabric.Config{Dir: args[0]})
+	if err != nil {
+		return err
+	}
+	n, err := f.Join(netip.MustParseAddr(args[1]))
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	proc.Send(ready{true})
+	c, err := n.Accept(context.Background())
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 64)
+	for {
+		k, err := c.Recv(b)
+		if err != nil {
+			return nil
+		}
+		if err := c.Send(b[:k]); err != nil {
+			return nil
+		}
+	}
+}
+
+type portMsg struct{ Port int }
+
+func rolePongKernel(args []string) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	proc.Send(portMsg{l.Addr().(*net.TCPAddr).Port})
+	c, err := l.Accept()
+	if err != nil {
+		return err
+	}
+	b := make([]byte, 64)
+	for {
+		n, err := c.Read(b)
+		if err != nil {
+			return nil
+		}
+		if _, err := c.Write(b[:n]); err != nil {
+			return nil
+		}
+	}
+}
+
+// roleReader reads everything into a 1 MiB buffer (one copy into the
+// application's memory) and reports the byte count at EOF.
+func roleReader(args []string) error {
+	s, l, err := childStack(args)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		n, err := c.Read(buf)
+		total += int64(n)
+		if err != nil {
+			break
+		}
+	}
+	c.Close()
+	proc.Send(sinkResult{Bytes: total})
+	untilStdinCloses()
+	return nil
+}
+
+func pingPong(b *testing.B, c io.ReadWriter) {
+	b.ReportAllocs()
+	msg := make([]byte, 1)
+	got := make([]byte, 1)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, got); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/2, "ns/half-rtt")
+}
+
+// fabricRW adapts a raw fabric connection to io.ReadWriter for pingPong.
+type fabricRW struct{ c *fabric.Conn }
+
+func (f fabricRW) Write(p []byte) (int, error) { return len(p), f.c.Send(p) }
+func (f fabricRW) Read(p []byte) (int, error)  { return f.c.Recv(p) }
+
+func BenchmarkPingPong1Byte(b *testing.B) {
+	b.Run("ultcp", func(b *testing.B) {
+		dir := testDir(b)
+		startChild(b, "pong-ultcp", dir, addrB, 7)
+		a := newStack(b, dir, addrA)
+		c, err := a.Dial("tcp", "10.77.0.2:7")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		pingPong(b, c)
+	})
+	b.Run("fabric", func(b *testing.B) {
+		dir := testDir(b)
+		startChild(b, "pong-fabric", dir, addrB, 0)
+		f, err := fabric.Open(fabric.Config{Dir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := f.Join(addrA)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer n.Close()
+		c, err := n.Dial(context.Background(), addrB, fabric.ConnConfig{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		pingPong(b, fabricRW{c})
+	})
+	b.Run("kernel", func(b *testing.B) {
+		ch, err := proc.Start("pong-kernel")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { ch.Kill(); ch.Wait(5 * time.Second) }()
+		var pm portMsg
+		if err := ch.Recv(&pm, 10*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(pm.Port))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		pingPong(b, c)
+	})
+}
+
+// BenchmarkBulk streams writes of one block size to a child that reads
+// into a 1 MiB buffer; MB/s counts payload.
+func BenchmarkBulk(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		dma  int
+	}{{"PIO", -1}, {"DMA", 64 << 10}} {
+		for _, block := range []int{4 << 10, 64 << 10, 1 << 20} {
+			if mode.dma > 0 && block < mode.dma {
+				continue
+			}
+			b.Run(mode.name+"/"+strconv.Itoa(block>>10)+"KiB", func(b *testing.B) {
+				dir := testDir(b)
+				ch := startChild(b, "reader", dir, addrB, 9)
+				a := newStack(b, dir, addrA, func(c *Config) { c.DMAThreshold = mode.dma })
+				d := Dialer{Stack: a}
+				c, err := d.DialTCP(context.Background(), "tcp", "10.77.0.2:9")
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				buf := make([]byte, block)
+				b.SetBytes(int64(block))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					if _, err := c.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				c.CloseWrite()
+				var res sinkResult
+				if err := ch.Recv(&res, 60*time.Second); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if res.Bytes != int64(b.N)*int64(block) {
+					b.Fatalf("reader got %d bytes, sent %d", res.Bytes, int64(b.N)*int64(block))
+				}
+			})
+		}
+	}
+}
