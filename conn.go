@@ -60,8 +60,9 @@ type Conn struct {
 	graceArmed         bool
 	useGen, seenGen    uint32
 	maxDMA             int
-	lent               []byte // received bytes lent from the ring by Peek (lend.go)
-	lentBuf            []byte // lent bytes copied away by unlendLocked
+	minTimer           time.Duration // the shortest timer the engine may set (see touchLocked)
+	lent               []byte        // received bytes lent from the ring by Peek (lend.go)
+	lentBuf            []byte        // lent bytes copied away by unlendLocked
 	loan               loanKind
 	rw, ww             waiter
 
@@ -83,7 +84,7 @@ type waiter struct {
 }
 
 func newConn(s *Stack, fc *fabric.Conn, tc *tcp.Conn, laddr, raddr *net.TCPAddr) *Conn {
-	c := &Conn{s: s, fc: fc, tc: tc, laddr: laddr, raddr: raddr, linger: -1, maxDMA: 4 << 20}
+	c := &Conn{s: s, fc: fc, tc: tc, laddr: laddr, raddr: raddr, linger: -1, maxDMA: 4 << 20, minTimer: s.minTimer(0)}
 	c.rip, _ = wire.AddrFromNetip(fc.RemoteAddr())
 	lp, rp := tc.Ports()
 	c.tuple = fourTuple{lport: lp, rip: c.rip, rport: rp}
@@ -234,6 +235,10 @@ func (c *Conn) writeLocked(p []byte) (int, error) {
 			}
 			p = p[n:]
 			total += n
+			if len(p) == 0 {
+				c.touchLocked(now)
+				return total, nil
+			}
 			continue
 		}
 		c.sendLocked()
@@ -741,6 +746,12 @@ func (c *Conn) touchLocked(now time.Duration) {
 		c.graceArmed = true
 		c.s.arm(c, now+c.s.cfg.Grace)
 	}
+	// A deadline the engine set during this call lies at least minTimer
+	// ahead, so an entry due before now+minTimer fires first anyway (and
+	// the engine then re-arms it at the true deadline): no need to ask.
+	if e := c.entryAt.Load(); e != 0 && time.Duration(e) <= now+c.minTimer {
+		return
+	}
 	if d := c.tc.Deadline(); d != 0 {
 		if e := c.entryAt.Load(); e == 0 || d < time.Duration(e) {
 			c.s.arm(c, d)
@@ -769,7 +780,13 @@ func (c *Conn) engineRun(now time.Duration, timer bool) {
 		defer l.mu.Unlock()
 	}
 	if !c.polling && !c.rxDone && !c.loan.blocksInput() {
-		c.drainLocked(now, nil, true)
+		// Arm the ring (drain until it reports empty) only for a
+		// connection no application goroutine is busy with: one whose
+		// goroutine sleeps, or that has been idle for a grace period.
+		// Re-arming a busy ring would make every record the peer sends
+		// ring the doorbell and wake the engine: a wake-up per message.
+		idle := !c.graceArmed || (timer && c.useGen == c.seenGen)
+		c.drainLocked(now, nil, idle || c.rw.asleep || c.ww.asleep)
 	}
 	if d := c.tc.Deadline(); d != 0 && d <= now {
 		c.out = c.tc.OnTimer(now, c.out[:0])
@@ -1042,6 +1059,7 @@ func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
 	c.mu.Lock()
 	now := c.s.now()
 	c.tc.SetKeepAlive(now, d)
+	c.minTimer = c.s.minTimer(d)
 	c.touchLocked(now)
 	c.mu.Unlock()
 	return nil

@@ -224,4 +224,24 @@ func (s *Stack) arm(c *Conn, when time.Duration) {
 	s.mu.Unlock()
 }
 
+// minTimer is a lower bound on how far ahead of now any timer the engine
+// sets lies: the delayed ACK, the keepalive period (keepAlive, 0: off,
+// or the stack's default), and RFC 6298's minimum RTO, which also bounds
+// the persist timer. touchLocked relies on it.
+func (s *Stack) minTimer(keepAlive time.Duration) time.Duration {
+	m := tcp.DefaultRTOMin
+	if d := s.cfg.DelayedAck; d >= 0 {
+		if d == 0 {
+			d = tcp.DefaultDelayedAck
+		}
+		m = min(m, d)
+	}
+	for _, ka := range [2]time.Duration{keepAlive, s.cfg.KeepAlive} {
+		if ka > 0 {
+			m = min(m, ka)
+		}
+	}
+	return m
+}
+
 var errNoStack = errors.New("ultcp: no Stack given")
