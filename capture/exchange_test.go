@@ -21,9 +21,10 @@ import (
 
 // captureExchange runs a short exchange between two stacks in this process,
 // capturing on the dialling one into a file, and returns the file's path
-// and the payload sent each way. The exchange: a handshake, "hello" and its
-// echo, 1 MiB (a DMA record, split when written) and its echo, a FIN each
-// way.
+// and the payload sent each way. The exchange: a handshake; "hello" and
+// 1 MiB from A; all of it back from B in one Write; a FIN each way. The
+// 1 MiB goes by DMA both ways, so the capture sees a BIG TCP record sent
+// and one pulled, each split when written.
 func captureExchange(t *testing.T) (path string, sent int) {
 	t.Helper()
 	var rnd [6]byte
@@ -56,7 +57,12 @@ func captureExchange(t *testing.T) (path string, sent int) {
 			return
 		}
 		defer c.Close()
-		io.Copy(c, c)
+		// Everything back in one Write once A has finished: 1 MiB goes
+		// by DMA, so A's capture sees a pulled DMA record come in too.
+		b, err := io.ReadAll(c)
+		if err == nil {
+			c.Write(b)
+		}
 	}()
 	c, err := a.Dial("tcp", "10.77.0.2:7")
 	if err != nil {
@@ -86,6 +92,9 @@ func captureExchange(t *testing.T) (path string, sent int) {
 		t.Fatalf("echo of %d bytes differs from the %d sent", len(echo), sent)
 	}
 	c.Close()
+	if a.Stats().DMARecords == 0 || b.Stats().DMARecords == 0 {
+		t.Fatalf("DMA records sent: A %d, B %d; the exchange should use DMA both ways", a.Stats().DMARecords, b.Stats().DMARecords)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
