@@ -208,7 +208,7 @@ func BenchmarkBulk(b *testing.B) {
 		name string
 		dma  int
 	}{{"PIO", -1}, {"DMA", 64 << 10}} {
-		for _, block := range []int{4 << 10, 64 << 10, 1 << 20} {
+		for _, block := range []int{4 << 10, 64 << 10, 256 << 10, 1 << 20} {
 			if mode.dma > 0 && block < mode.dma {
 				continue
 			}

@@ -547,7 +547,7 @@ func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte
 	seg.Payload = nil
 	if lend && k > 0 {
 		if r.DMA {
-			c.lent, c.loan = seg0(c.scratch, k), loanScratch
+			c.lent, c.loan = c.scratch[:k], loanScratch
 			c.fc.Release()
 			return 0 // nothing went to dst: the reader takes it from the loan
 		}
@@ -557,9 +557,6 @@ func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte
 	c.fc.Release()
 	return k
 }
-
-// seg0 is b[:k] (a helper that keeps the loan's origin obvious).
-func seg0(b []byte, k int) []byte { return b[:k] }
 
 // garbageLocked resets the connection after a record that is not a valid
 // packet for it: the peer broke the protocol, so nothing more is read from
