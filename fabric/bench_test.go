@@ -213,3 +213,41 @@ func BenchmarkStreamPIO64K(b *testing.B) { benchStream(b, 64<<10, false) }
 func BenchmarkStreamPIO1M(b *testing.B)  { benchStream(b, 1<<20, false) }
 func BenchmarkStreamDMA64K(b *testing.B) { benchStream(b, 64<<10, true) }
 func BenchmarkStreamDMA1M(b *testing.B)  { benchStream(b, 1<<20, true) }
+
+// BenchmarkSendRecvOneGoroutine is the fabric's own instruction cost per
+// record: send and receive in one goroutine, so no cache line ever moves
+// between cores.
+func BenchmarkSendRecvOneGoroutine8B(b *testing.B) {
+	f, err := Open(Config{Dir: testDir(b), SlabSize: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := f.Join(addrA)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	nb, err := f.Join(addrB)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nb.Close()
+	ca, err := a.Dial(context.Background(), addrB, ConnConfig{RingSize: 64 << 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cb, err := nb.Accept(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg, buf := []byte("pingpong"), make([]byte, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ca.Send(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := cb.Recv(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -91,8 +91,10 @@ type Conn struct {
 	rx    consumer
 	spin  time.Duration
 
-	cur    Record // the record Peek returned, until Release
-	curOK  bool
+	// The DMA descriptor of the current record (the one rx.peek returned,
+	// until Release), read once: dmaOK says it was.
+	dmaOK  bool
+	dmaLen int
 	dmaPid int
 	dmaAt  uint64
 	dmaOff int
@@ -478,11 +480,12 @@ func (n *Node) warnNoDMA(peer netip.Addr) {
 // tripwire and sleeps. After the peer closed and every record was read it
 // returns io.EOF.
 func (c *Conn) Peek() (Record, error) {
-	if c.curOK {
-		return c.cur, nil
-	}
 	if c.state.Load() == 0 {
+		// rx.peek returns the current record again until Release.
 		kind, body, err := c.rx.peek()
+		if kind == kindData {
+			return Record{Data: body}, nil
+		}
 		if kind != 0 {
 			return c.record(kind, body)
 		}
@@ -495,16 +498,13 @@ func (c *Conn) Peek() (Record, error) {
 
 // PeekNoWait is Peek that returns ErrWouldBlock instead of waiting.
 func (c *Conn) PeekNoWait() (Record, error) {
-	if c.curOK {
-		return c.cur, nil
-	}
 	return c.peekSlow(true)
 }
 
 // Readable reports whether Peek would return at once (a record, or an
 // error). Call it from the receiving goroutine.
 func (c *Conn) Readable() bool {
-	if c.curOK || c.state.Load() != 0 {
+	if c.rx.curRec != 0 || c.state.Load() != 0 {
 		return true
 	}
 	return atomic.LoadUint64(c.rx.u64(c.rx.tail&(c.rx.size-1))) != 0
@@ -544,6 +544,7 @@ func (c *Conn) peekSlow(noWait bool) (Record, error) {
 				}
 				return c.record(kind, body)
 			}
+			c.rx.idle(true) // the re-check may have stepped over a skip record
 			return Record{}, ErrWouldBlock
 		}
 		if s.more() {
@@ -557,6 +558,9 @@ func (c *Conn) peekSlow(noWait bool) (Record, error) {
 			}
 			return c.record(kind, body)
 		}
+		// The re-check may have stepped over a skip record: a producer
+		// waiting for that room must see it before we sleep.
+		c.rx.idle(true)
 		if c.state.Load() != st {
 			continue
 		}
@@ -570,11 +574,13 @@ func (c *Conn) peekSlow(noWait bool) (Record, error) {
 }
 
 // record turns a ring record into a Record, reading and checking a DMA
-// descriptor exactly once.
+// descriptor exactly once per record.
 func (c *Conn) record(kind uint64, body []byte) (Record, error) {
 	if kind == kindData {
-		c.cur, c.curOK = Record{Data: body}, true
-		return c.cur, nil
+		return Record{Data: body}, nil
+	}
+	if c.dmaOK {
+		return Record{Data: body[dmaDescLen:], DMALen: c.dmaLen, DMA: true}, nil
 	}
 	if len(body) < dmaDescLen {
 		return Record{}, c.failed(errf(ErrCorrupt, "DMA record of %d bytes", len(body)))
@@ -591,15 +597,15 @@ func (c *Conn) record(kind uint64, body []byte) (Record, error) {
 	}
 	c.dmaWakeAt = int(min(le.Uint64(d[24:]), n))
 	c.dmaPid, c.dmaAt, c.dmaOff = pid, at, 0
-	c.cur, c.curOK = Record{Data: body[dmaDescLen:], DMALen: int(n), DMA: true}, true
-	return c.cur, nil
+	c.dmaOK, c.dmaLen = true, int(n)
+	return Record{Data: body[dmaDescLen:], DMALen: int(n), DMA: true}, nil
 }
 
 // Pull copies the next bytes of the current DMA record from the sender's
 // buffer into dst and returns how many; successive calls continue where
 // the last stopped. It returns 0 once the record is fully pulled.
 func (c *Conn) Pull(dst []byte) (int, error) {
-	if !c.curOK || !c.cur.DMA {
+	if !c.dmaOK {
 		return 0, ErrNoRecord
 	}
 	if st := c.state.Load(); st != 0 {
@@ -607,12 +613,12 @@ func (c *Conn) Pull(dst []byte) (int, error) {
 			return 0, err
 		}
 	}
-	want := min(len(dst), c.cur.DMALen-c.dmaOff)
+	want := min(len(dst), c.dmaLen-c.dmaOff)
 	done := 0
 	for done < want {
 		k := min(want-done, pullChunk)
 		// Stop the chunk where the sender asked to be woken.
-		if left := c.cur.DMALen - c.dmaOff; left > c.dmaWakeAt && left-k < c.dmaWakeAt {
+		if left := c.dmaLen - c.dmaOff; left > c.dmaWakeAt && left-k < c.dmaWakeAt {
 			k = left - c.dmaWakeAt
 		}
 		c.iovL = unix.Iovec{Base: &dst[done], Len: uint64(k)}
@@ -629,7 +635,7 @@ func (c *Conn) Pull(dst []byte) (int, error) {
 		}
 		done += int(r)
 		c.dmaOff += int(r)
-		if c.cur.DMALen-c.dmaOff <= c.dmaWakeAt {
+		if c.dmaLen-c.dmaOff <= c.dmaWakeAt {
 			c.rx.earlyWake()
 		}
 	}
@@ -639,12 +645,13 @@ func (c *Conn) Pull(dst []byte) (int, error) {
 // Release consumes the record Peek returned. For a DMA record it posts the
 // completion the sender waits for, pulled fully or not.
 func (c *Conn) Release() error {
-	if !c.curOK {
+	if c.rx.curRec == 0 {
 		return ErrNoRecord
 	}
-	dma := c.cur.DMA
-	c.curOK, c.cur = false, Record{}
+	dma := c.rx.curKind == kindDMA
+	c.dmaOK = false
 	if c.state.Load()&(stClosed|stReset) != 0 {
+		c.rx.curRec = 0 // the ring is not ours to touch any more
 		return nil
 	}
 	if dma {
@@ -658,6 +665,18 @@ func (c *Conn) Release() error {
 // record's bytes, or a DMA record's prefix followed by the pulled bytes.
 // If dst is too small it returns ErrShortBuffer and leaves the record.
 func (c *Conn) Recv(dst []byte) (int, error) {
+	if c.state.Load() == 0 {
+		// The common case, a PIO record, without building a Record.
+		kind, body, _ := c.rx.peek()
+		if kind == kindData {
+			if len(dst) < len(body) {
+				return 0, ErrShortBuffer
+			}
+			n := copy(dst, body)
+			c.rx.release()
+			return n, nil
+		}
+	}
 	r, err := c.Peek()
 	if err != nil {
 		return 0, err
