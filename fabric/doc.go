@@ -26,7 +26,13 @@
 // ECONNRESET). It never panics or touches memory outside its mappings
 // because of what a peer wrote, and a peer cannot resize the memory under
 // it (the seals). It keeps no goroutine per connection and wakes no one
-// when nothing happens: per node one goroutine serves control messages and
-// per peer one goroutine sits in the netpoller on a pidfd to notice the
-// peer's death.
+// when nothing happens: per node one goroutine serves control messages
+// (asleep on the node's doorbell futex) and one accepts first contacts on
+// the socket, and per peer one goroutine sits in the netpoller on a pidfd
+// to notice the peer's death.
+//
+// A goroutine blocked in Peek, Recv, Reserve, Send or SendDMA spins for
+// Config.SpinBudget and then sleeps in FUTEX_WAIT, holding its OS thread;
+// a program with many connections serves them from one event loop
+// (Conn.SetWatch, Conn.PeekNoWait, Node.Wait) instead.
 package fabric
