@@ -26,6 +26,9 @@ import (
 // 1 MiB goes by DMA both ways, so the capture sees a BIG TCP record sent
 // and one pulled, each split when written.
 func captureExchange(t *testing.T) (path string, sent int) {
+	// A Write goes by DMA when the bytes the window lets go at once reach
+	// the threshold; a low one makes that certain whatever the window.
+	const dmaThreshold = 4 << 10
 	t.Helper()
 	var rnd [6]byte
 	rand.Read(rnd[:])
@@ -36,12 +39,12 @@ func captureExchange(t *testing.T) (path string, sent int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := ultcp.NewStack(ultcp.Config{Addr: netip.MustParseAddr("10.77.0.1"), FabricDir: dir, Capture: w.Capture})
+	a, err := ultcp.NewStack(ultcp.Config{Addr: netip.MustParseAddr("10.77.0.1"), FabricDir: dir, DMAThreshold: dmaThreshold, Capture: w.Capture})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := ultcp.NewStack(ultcp.Config{Addr: netip.MustParseAddr("10.77.0.2"), FabricDir: dir})
+	b, err := ultcp.NewStack(ultcp.Config{Addr: netip.MustParseAddr("10.77.0.2"), FabricDir: dir, DMAThreshold: dmaThreshold})
 	if err != nil {
 		t.Fatal(err)
 	}

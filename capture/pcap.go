@@ -59,6 +59,10 @@ const (
 	// also the file's snapshot length.
 	MaxPacket = 65535
 
+	// maxHeaders is the longest IPv4 header (60 bytes) plus the longest
+	// TCP header (60 bytes).
+	maxHeaders = 120
+
 	fileHeaderLen   = 24
 	recordHeaderLen = 16
 	ipProtoTCP      = 6
@@ -86,6 +90,7 @@ type Writer struct {
 	err     error
 	packets uint64
 	hdr     [recordHeaderLen + MaxPacket]byte // record header, then IPv4+TCP headers of one piece
+	tmpl    [maxHeaders]byte                  // the caller's headers, copied once
 }
 
 // ErrClosed is returned by Close and Err after Close.
@@ -202,8 +207,11 @@ func (w *Writer) Close() error {
 // packet writes headers+payload as one record, or as several when the
 // packet is longer than an IPv4 packet can be (see the package comment).
 func (w *Writer) packet(headers, payload []byte) error {
-	ihl, thl, ok := tcpHeaderLens(headers)
-	if !ok {
+	// Headers received may sit in a ring the peer can still write: take a
+	// copy first and validate and use only the copy.
+	tmpl := w.tmpl[:copy(w.tmpl[:], headers)]
+	ihl, thl, ok := tcpHeaderLens(tmpl)
+	if !ok || len(headers) != len(tmpl) {
 		// Not an IPv4 TCP header we can complete: record the bytes as
 		// they are (truncated to one packet), which is still the most
 		// useful thing to show.
@@ -214,8 +222,8 @@ func (w *Writer) packet(headers, payload []byte) error {
 	}
 	hl := ihl + thl
 	h := w.hdr[recordHeaderLen : recordHeaderLen+hl]
-	if len(headers)+len(payload) <= MaxPacket {
-		copy(h, headers[:hl])
+	copy(h, tmpl)
+	if hl+len(payload) <= MaxPacket {
 		fill(h, ihl, payload)
 		return w.record(h, payload, hl+len(payload))
 	}
@@ -223,12 +231,12 @@ func (w *Writer) packet(headers, payload []byte) error {
 	// 65535-byte packet allows).
 	per := MaxPacket - hl
 	be := binary.BigEndian
-	seq := be.Uint32(headers[ihl+4:])
-	id := be.Uint16(headers[4:])
-	flags := headers[ihl+13]
+	seq := be.Uint32(tmpl[ihl+4:])
+	id := be.Uint16(tmpl[4:])
+	flags := tmpl[ihl+13]
 	for off, i := 0, 0; off < len(payload); off, i = off+per, i+1 {
 		end := min(off+per, len(payload))
-		copy(h, headers[:hl])
+		copy(h, tmpl)
 		be.PutUint16(h[4:], id+uint16(i))
 		s := seq + uint32(off)
 		f := flags
