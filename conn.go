@@ -819,6 +819,23 @@ func (c *Conn) engineRun(now time.Duration, timer bool) {
 	}
 }
 
+// pollPending processes the records waiting on a connection still in a
+// listener's backlog, for a spinning Accept; it does nothing if someone
+// else holds the connection.
+func (c *Conn) pollPending(now time.Duration) {
+	if !c.mu.TryLock() {
+		return
+	}
+	defer c.mu.Unlock()
+	l := c.lst
+	if l == nil || c.finished || c.rxDone || !c.fc.Readable() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c.drainLocked(now, nil, false)
+}
+
 // rearmLocked asks the engine to run c at its next deadline.
 func (c *Conn) rearmLocked(now time.Duration) {
 	next := c.tc.Deadline()

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -186,6 +187,9 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 			l.s.stats.accepted.Add(1)
 			return c, nil
 		}
+		if spun := l.spin(); spun {
+			continue
+		}
 		var tc2 <-chan time.Time
 		if d := l.deadline.Load(); d != 0 {
 			left := time.Until(time.Unix(0, d))
@@ -203,6 +207,68 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 		case <-l.ready:
 		case <-l.closing:
 		case <-tc2:
+		}
+	}
+}
+
+// spin runs the accepting side's protocol work in the Accept goroutine
+// for up to the spin budget, as Read and Write do for a connection: it
+// takes new fabric connections, feeds SYNs to listeners and drives this
+// listener's handshakes, so that a connection arriving while Accept waits
+// is set up without waking the progress engine. It reports whether a
+// handshake completed or the listener closed.
+func (l *Listener) spin() bool {
+	s := l.s
+	budget := s.cfg.SpinBudget
+	if budget <= 0 {
+		return false
+	}
+	start := time.Now()
+	var pend []*Conn
+	var embs []*embryo
+	for i := 0; ; i++ {
+		s.acceptFabric()
+		s.mu.Lock()
+		embs = embs[:0]
+		for e := range s.embryos {
+			embs = append(embs, e)
+		}
+		s.mu.Unlock()
+		now := s.now()
+		for _, e := range embs {
+			if e.mu.TryLock() {
+				e.mu.Unlock()
+				e.input(now)
+			}
+		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return true
+		}
+		pend = pend[:0]
+		for _, c := range l.pending {
+			pend = append(pend, c)
+		}
+		ready := false
+		for _, c := range l.pending {
+			if st := c.tc.State(); st != tcp.SynReceived {
+				ready = true
+				break
+			}
+		}
+		l.mu.Unlock()
+		if ready {
+			return true
+		}
+		for _, c := range pend {
+			c.pollPending(now)
+		}
+		if i&15 == 15 {
+			if time.Since(start) > budget {
+				return false
+			}
+			runtime.Gosched()
 		}
 	}
 }
@@ -260,7 +326,8 @@ func (l *Listener) Stats() tcp.ListenerStats {
 // embryo is a fabric connection a peer opened whose first record (the SYN)
 // has not yet found a listener. The progress engine drives it.
 type embryo struct {
-	mu   sync.Mutex // the progress engine, or Accept when it made room
+	mu   sync.Mutex // the progress engine, or Accept when it made room or spins
+	done bool       // bound to a Conn or dropped: the fabric conn is no longer the embryo's
 	s    *Stack
 	fc   *fabric.Conn
 	peer wire.IPv4Addr
@@ -273,6 +340,9 @@ type embryo struct {
 func (e *embryo) input(now time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.done {
+		return
+	}
 	s := e.s
 	e.peer, _ = wire.AddrFromNetip(e.fc.RemoteAddr())
 	for {
@@ -320,6 +390,7 @@ func (e *embryo) input(now time.Duration) {
 		e.fc.Release()
 		e.send()
 		if c != nil {
+			e.done = true
 			c.engineRun(now, false)
 			return
 		}
@@ -354,11 +425,13 @@ func (e *embryo) send() {
 
 // drop forgets the embryo and closes its fabric conn.
 func (e *embryo) drop() {
+	e.done = true
 	s := e.s
 	s.mu.Lock()
 	if s.byFC[e.fc] == e {
 		delete(s.byFC, e.fc)
 	}
+	delete(s.embryos, e)
 	s.mu.Unlock()
 	e.fc.Close()
 }
@@ -404,6 +477,7 @@ func (l *Listener) input(now time.Duration, e *embryo) *Conn {
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.byFC[e.fc] = c
+	delete(s.embryos, e)
 	s.mu.Unlock()
 	return c
 }

@@ -142,6 +142,7 @@ func (s *Stack) acceptFabric() {
 			return
 		}
 		s.byFC[fc] = e
+		s.embryos[e] = struct{}{}
 		s.mu.Unlock()
 		fc.SetWatch(true)
 		e.input(s.now())

@@ -30,6 +30,22 @@
 //     nothing is queued (one copy), and Peek/Discard and WriteTo lend the
 //     application the received bytes without a copy.
 //
+// Choices worth knowing (each is explained where it is made):
+//
+//   - Handshakes on the accepting side run in the progress engine: a SYN
+//     arrives on a fresh ring that no application goroutine owns yet.
+//     Accept hands out what the engine completed; Dial runs its side of
+//     the handshake in the caller.
+//   - No congestion control inside the fabric (fabriccc.go) and no
+//     TIME-WAIT (a ring pair dies with its connection).
+//   - A connection that arrives while nobody reads is taken in and
+//     acknowledged by the engine after Config.Grace (progress.go); a busy
+//     connection costs the engine one wake-up per grace period.
+//   - Large writes travel as one DMA record carrying many segments' worth
+//     (BIG TCP, link.go); the receiver pulls them straight into the
+//     reader's buffer or, for a small reader, once into a scratch buffer
+//     it lends from.
+//
 // The package must never trust the fabric: a record that is not a valid
 // packet for its connection resets that connection only, never the
 // process; and it must never block the progress engine on an application
@@ -73,6 +89,7 @@ type Stack struct {
 	wheel     *timerwheel.Wheel
 	conns     map[*Conn]struct{}
 	byFC      map[*fabric.Conn]any // *Conn or *embryo: who owns a watched fabric conn
+	embryos   map[*embryo]struct{} // fabric conns whose SYN has not found a listener yet
 	inUse     map[fourTuple]struct{}
 	listeners map[uint16]*Listener
 	fired     []*Conn
@@ -119,7 +136,7 @@ func NewStack(cfg Config) (*Stack, error) {
 	s := &Stack{
 		cfg: cfg, tcfg: cfg.tcpConfig(), fab: f, node: n, addr: cfg.Addr, epoch: time.Now(),
 		isn: tcp.NewISNGenerator(keys[0]), cookies: tcp.NewSYNCookies(keys[1]), ports: ports,
-		conns: map[*Conn]struct{}{}, byFC: map[*fabric.Conn]any{},
+		conns: map[*Conn]struct{}{}, byFC: map[*fabric.Conn]any{}, embryos: map[*embryo]struct{}{},
 		inUse: map[fourTuple]struct{}{}, listeners: map[uint16]*Listener{},
 		done: make(chan struct{}),
 	}
