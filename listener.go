@@ -391,6 +391,7 @@ func (e *embryo) input(now time.Duration) {
 		e.send()
 		if c != nil {
 			e.done = true
+			c.mu.Unlock()
 			c.engineRun(now, false)
 			return
 		}
@@ -455,7 +456,8 @@ func (l *Listener) park(e *embryo) bool {
 
 // input hands an embryo's segment to the listener (RFC 9293 §3.10.7.2).
 // A SYN admitted into the backlog becomes a Conn that takes over the
-// fabric conn.
+// fabric conn; it is returned locked, and the embryo unlocks it once it
+// is done with the fabric conn.
 func (l *Listener) input(now time.Duration, e *embryo) *Conn {
 	s := l.s
 	l.mu.Lock()
@@ -472,6 +474,9 @@ func (l *Listener) input(now time.Duration, e *embryo) *Conn {
 		return nil
 	}
 	c := newConn(s, e.fc, tc, l.addr, &net.TCPAddr{IP: remote.Addr().AsSlice(), Port: int(remote.Port())})
+	// Locked before anyone can see it: the embryo still releases the
+	// record and sends the answer on the fabric conn (see embryo.input).
+	c.mu.Lock()
 	c.lst = l
 	l.pending[tc] = c
 	s.mu.Lock()
