@@ -5,9 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use; none yet beyond Go itself. Later issues add
-# iproute2, curl, socat, tshark, netpipe-tcp here.
-packages=()
+# Debian packages the tests use: tshark reads the pcap files ultcp writes.
+packages=(tshark)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -44,4 +43,8 @@ if ((${#race_pkgs[@]})); then
 	echo "== go test -race ${race_pkgs[*]}"
 	go test -count=1 -race -timeout 15m "${race_pkgs[@]}"
 fi
+# test/grpc is its own module so that grpc never becomes a dependency of
+# the core module.
+echo "== test/grpc (own module)"
+(cd test/grpc && go vet ./... && go test -count=1 ./... && go test -race -count=1 ./...)
 echo "== all tests passed"

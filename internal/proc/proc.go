@@ -89,6 +89,7 @@ type Child struct {
 	cmd   *exec.Cmd
 	out   *bufio.Reader
 	stdin io.WriteCloser
+	wait  sync.Once
 	done  chan struct{}
 	err   error
 }
@@ -163,12 +164,15 @@ func (c *Child) Signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }
 
 // Wait waits at most timeout for the child to exit and returns its error
 // (an *exec.ExitError for a non-zero status). A child still running at the
-// deadline is killed and ErrTimeout returned.
+// deadline is killed and ErrTimeout returned. Calling Wait again is safe and
+// returns the same exit error.
 func (c *Child) Wait(timeout time.Duration) error {
-	go func() {
-		c.err = c.cmd.Wait()
-		close(c.done)
-	}()
+	c.wait.Do(func() {
+		go func() {
+			c.err = c.cmd.Wait()
+			close(c.done)
+		}()
+	})
 	select {
 	case <-c.done:
 		return c.err

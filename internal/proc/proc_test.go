@@ -72,3 +72,15 @@ func TestWaitKillsChildAtDeadline(t *testing.T) {
 		t.Errorf("child still exists after timeout: kill(0) = %v", err)
 	}
 }
+
+func TestWaitTwiceReturnsSameResult(t *testing.T) {
+	c, err := Start("fail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := c.Wait(10 * time.Second)
+	second := c.Wait(10 * time.Second)
+	if first == nil || second == nil || first.Error() != second.Error() {
+		t.Fatalf("Wait twice = %v, %v; want the same exit error", first, second)
+	}
+}
