@@ -54,6 +54,7 @@ type Conn struct {
 	rxDone             bool  // the ring ended (EOF, error, garbage): no more input
 	linkErr            error // why the link failed, reported before the engine's error
 	appClosed, wClosed bool
+	rClosed            bool // CloseRead
 	finished           bool
 	linger             int
 	orphanAt           time.Duration
@@ -122,6 +123,9 @@ func (c *Conn) readLocked(p []byte) (int, error) {
 	for {
 		if c.appClosed {
 			return 0, net.ErrClosed
+		}
+		if c.rClosed {
+			return 0, io.EOF
 		}
 		now := c.s.now()
 		if len(p) == 0 {
@@ -431,6 +435,9 @@ func (c *Conn) txFailedLocked(err error) error {
 	c.failLinkLocked(err)
 	if c.linkErr != nil {
 		return c.linkErr
+	}
+	if e := c.tc.Err(); e != nil {
+		return e
 	}
 	return err
 }
@@ -997,18 +1004,16 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// CloseRead is accepted for compatibility with *net.TCPConn: reading ends
-// locally (later Reads return io.EOF); what the peer sends is still
-// acknowledged and dropped.
+// CloseRead shuts down the reading side locally, as *net.TCPConn's: later
+// Reads return io.EOF at once. TCP has no way to tell the peer, so what it
+// still sends is taken in until the window is full, and never delivered.
 func (c *Conn) CloseRead() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.appClosed {
 		return opError("close", c.laddr, c.raddr, net.ErrClosed)
 	}
-	if c.linkErr == nil {
-		c.linkErr = io.EOF
-	}
+	c.rClosed = true
 	c.wakeWaitersLocked()
 	return nil
 }

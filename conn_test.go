@@ -271,3 +271,22 @@ func TestBulkDMA(t *testing.T) {
 		t.Fatal("no DMA records sent for 1 MiB writes")
 	}
 }
+
+// CloseRead ends reading locally; writing goes on.
+func TestCloseReadEndsReadingOnly(t *testing.T) {
+	c, s := pair(t)
+	if err := c.CloseRead(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read after CloseRead: %v, want io.EOF", err)
+	}
+	if _, err := c.Write([]byte("still")); err != nil {
+		t.Fatalf("write after CloseRead: %v", err)
+	}
+	s.SetDeadline(deadline())
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(s, got); err != nil || string(got) != "still" {
+		t.Fatalf("peer read %q, %v", got, err)
+	}
+}

@@ -47,6 +47,9 @@ func (c *Conn) peekLocked(lend bool) ([]byte, error) {
 		if c.appClosed {
 			return nil, net.ErrClosed
 		}
+		if c.rClosed {
+			return nil, io.EOF
+		}
 		if len(c.lent) > 0 {
 			return c.lent, nil
 		}

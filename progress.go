@@ -135,6 +135,9 @@ func (s *Stack) acceptFabric() {
 		}
 		s.stats.fabricAccepts.Add(1)
 		e := &embryo{s: s, fc: fc}
+		// Watch before publishing: once published, a spinning Accept may
+		// read the ring too (under e.mu).
+		fc.SetWatch(true)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -144,7 +147,6 @@ func (s *Stack) acceptFabric() {
 		s.byFC[fc] = e
 		s.embryos[e] = struct{}{}
 		s.mu.Unlock()
-		fc.SetWatch(true)
 		e.input(s.now())
 	}
 }
