@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/ultcp/ultcp/internal/proc"
@@ -75,7 +76,9 @@ func lookup(name string) (subcommand, bool) {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: ultcp <command> [flags]")
 	fmt.Fprintln(w, "\ncommands:")
-	for _, c := range subcommands {
+	// Files register their subcommands in init order; list them by name.
+	sorted := slices.SortedFunc(slices.Values(subcommands), func(a, b subcommand) int { return strings.Compare(a.name, b.name) })
+	for _, c := range sorted {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 }
