@@ -410,6 +410,7 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 		spin = min(c.spin, dmaSpin)
 	}
 	s := spinner{budget: spin}
+	woken := false
 	for {
 		if int64(atomic.LoadUint64(d)-seq) >= 0 {
 			return nil
@@ -441,12 +442,20 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 			futexWait(w, old|armSleeper, t)
 		}
 		woke := time.Now()
+		first := !woken
+		woken = true
 		if int64(atomic.LoadUint64(d)-seq) >= 0 {
-			// The completion was there when we woke: the wake-up came
-			// too late, and the receiver may have waited for our next
-			// record. Ask for it earlier.
-			c.wakeAt = min(c.wakeAt+lateWakeStep, maxEarlyWake)
+			if first {
+				// The completion was there at the first wake-up: the
+				// early wake-up came too late, and the receiver may have
+				// waited for our next record. Ask for it earlier.
+				c.wakeAt = min(c.wakeAt+lateWakeStep, maxEarlyWake)
+			}
 			return nil
+		}
+		if !first {
+			s = spinner{}
+			continue // a second sleep ends with the completion
 		}
 		// Woken before the end (the early wake-up, or a nudge): spin a
 		// little for the rest of the copy, then sleep again (the

@@ -300,17 +300,21 @@ func (c *consumer) peek() (kind uint64, body []byte, err error) {
 func (c *consumer) release() {
 	c.tail += c.curRec
 	c.curRec, c.curBody = 0, nil
-	if c.tail-c.pubTail >= c.batch || atomic.LoadUint32(c.ctl32(offProdArmed))&(armSleeper|armWant) != 0 {
+	if c.tail-c.pubTail >= c.batch || atomic.LoadUint32(c.ctl32(offProdArmed))&armWant != 0 {
 		c.publish()
 	}
 }
 
-// publish makes the tail visible to the producer and wakes it if it asked.
+// publish makes the tail visible to the producer and wakes it if it is
+// waiting for room (armWant, which a producer short of room always sets
+// with armSleeper). A producer asleep for a DMA completion (armSleeper
+// alone) is left asleep: more room does not concern it, and waking it
+// would make it spin for nothing.
 func (c *consumer) publish() {
 	atomic.StoreUint64(c.ctl64(offTail), c.tail)
 	c.pubTail = c.tail
 	w := c.ctl32(offProdArmed)
-	if atomic.LoadUint32(w)&(armSleeper|armWant) != 0 {
+	if atomic.LoadUint32(w)&armWant != 0 {
 		c.wakeArmed(w)
 	}
 }
@@ -327,7 +331,7 @@ func (c *consumer) idle(sleeping bool) {
 	if c.tail == c.pubTail {
 		return
 	}
-	if sleeping || atomic.LoadUint32(c.ctl32(offProdArmed))&(armSleeper|armWant) != 0 {
+	if sleeping || atomic.LoadUint32(c.ctl32(offProdArmed))&armWant != 0 {
 		c.publish()
 	}
 }
