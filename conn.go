@@ -452,10 +452,18 @@ func (c *Conn) txFailedLocked(err error) error {
 func (c *Conn) drainLocked(now time.Duration, dst []byte, arm bool) int {
 	delivered, processed := 0, 0
 	for !c.rxDone && !c.loan.blocksInput() {
-		if !arm && !c.fc.Readable() {
-			break
+		var r fabric.Record
+		var err error
+		if arm {
+			r, err = c.fc.PeekNoWait()
+		} else {
+			if !c.fc.Readable() {
+				break
+			}
+			// Readable promised a record or an error, so Peek returns
+			// at once, by its fast path.
+			r, err = c.fc.Peek()
 		}
-		r, err := c.fc.PeekNoWait()
 		if err == fabric.ErrWouldBlock {
 			break
 		}
