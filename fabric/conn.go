@@ -302,6 +302,11 @@ func (c *Conn) waitSpace(n int) ([]byte, error) {
 			atomic.AndUint32(w, ^uint32(armWant))
 			return buf, nil
 		}
+		if atomic.LoadUint32(w)&armWant == 0 {
+			// The consumer answered with a tail that was not enough
+			// (and cleared the flag): ask again for the next one.
+			atomic.OrUint32(w, armWant)
+		}
 		if s.more() {
 			continue
 		}
