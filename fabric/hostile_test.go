@@ -18,7 +18,7 @@ import (
 
 // roleHostile dials args[2], streams records on one connection, and after
 // 100 ms writes random bytes over the segment's header, control rings,
-// connection table and the start of both slabs for 300 ms, ringing the
+// connection tables, ready hints and the start of both slabs for 300 ms, ringing the
 // victim's doorbell and tripwires as a producer would so that the victim
 // looks at the garbage at once. Then it waits to be killed.
 func roleHostile(args []string) error {
@@ -48,6 +48,7 @@ func roleHostile(args []string) error {
 		{p.l.ctl[0], p.l.conns[0] - p.l.ctl[0]},
 		{p.l.conns[0], 64 << 10},
 		{p.l.conns[1], 64 << 10},
+		{p.l.ready[0], p.l.slab[0] - p.l.ready[0]}, // both sides' ready hints
 		{p.l.slab[0], 1 << 20},
 		{p.l.slab[1], 1 << 20},
 	}
