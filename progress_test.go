@@ -37,7 +37,15 @@ func TestIdleConnectionsCauseNoEngineWakeups(t *testing.T) {
 		c.SetDeadline(deadline())
 		c.Read(make([]byte, 2))
 	}
-	time.Sleep(50 * time.Millisecond) // grace periods end, rings get armed
+	// Let the grace periods end and the rings get armed: wait for a quiet
+	// 100 ms (a loaded machine can stretch the first checks).
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+		wa, wb := a.Stats().EngineWakeups, b.Stats().EngineWakeups
+		time.Sleep(100 * time.Millisecond)
+		if a.Stats().EngineWakeups == wa && b.Stats().EngineWakeups == wb {
+			break
+		}
+	}
 	wa, wb := a.Stats().EngineWakeups, b.Stats().EngineWakeups
 	time.Sleep(500 * time.Millisecond)
 	da, db := a.Stats().EngineWakeups-wa, b.Stats().EngineWakeups-wb
