@@ -507,12 +507,20 @@ func (c *Conn) Peek() (Record, error) {
 			return Record{}, c.failed(err)
 		}
 	}
-	return c.peekSlow(false)
+	kind, body, err := c.waitRecord(false)
+	if err != nil {
+		return Record{}, err
+	}
+	return c.record(kind, body)
 }
 
 // PeekNoWait is Peek that returns ErrWouldBlock instead of waiting.
 func (c *Conn) PeekNoWait() (Record, error) {
-	return c.peekSlow(true)
+	kind, body, err := c.waitRecord(true)
+	if err != nil {
+		return Record{}, err
+	}
+	return c.record(kind, body)
 }
 
 // Readable reports whether Peek would return at once (a record, or an
@@ -524,42 +532,44 @@ func (c *Conn) Readable() bool {
 	return atomic.LoadUint64(c.rx.u64(c.rx.tail&(c.rx.size-1))) != 0
 }
 
-func (c *Conn) peekSlow(noWait bool) (Record, error) {
+// waitRecord waits for the next record (spin, arm, sleep) and returns it
+// raw; with noWait it returns ErrWouldBlock instead of waiting.
+func (c *Conn) waitRecord(noWait bool) (uint64, []byte, error) {
 	w := c.rx.ctl32(offConsArmed)
 	s := spinner{budget: c.spin}
 	for {
 		st := c.state.Load()
 		if err := c.recvErr(st); err != nil {
-			return Record{}, err
+			return 0, nil, err
 		}
 		kind, body, err := c.rx.peek()
 		if kind != 0 {
-			return c.record(kind, body)
+			return kind, body, nil
 		}
 		if err != nil {
-			return Record{}, c.failed(err)
+			return 0, nil, c.failed(err)
 		}
 		if st&stPeerClosed != 0 {
 			// The peer's CLOSE came after its last record, so the empty
 			// ring we just read is final.
-			return Record{}, io.EOF
+			return 0, nil, io.EOF
 		}
 		c.rx.idle(noWait)
 		if noWait {
 			if !c.watch.Load() {
-				return Record{}, ErrWouldBlock
+				return 0, nil, ErrWouldBlock
 			}
 			// Watched and empty: ask the producer for a hint and a
 			// doorbell with the next record (arm, then re-check).
 			atomic.OrUint32(w, armNode)
 			if kind, body, err := c.rx.peek(); kind != 0 || err != nil {
 				if err != nil {
-					return Record{}, c.failed(err)
+					return 0, nil, c.failed(err)
 				}
-				return c.record(kind, body)
+				return kind, body, nil
 			}
 			c.rx.idle(true) // the re-check may have stepped over a skip record
-			return Record{}, ErrWouldBlock
+			return 0, nil, ErrWouldBlock
 		}
 		if s.more() {
 			continue
@@ -568,9 +578,9 @@ func (c *Conn) peekSlow(noWait bool) (Record, error) {
 		old := atomic.OrUint32(w, armSleeper)
 		if kind, body, err := c.rx.peek(); kind != 0 || err != nil {
 			if err != nil {
-				return Record{}, c.failed(err)
+				return 0, nil, c.failed(err)
 			}
-			return c.record(kind, body)
+			return kind, body, nil
 		}
 		// The re-check may have stepped over a skip record: a producer
 		// waiting for that room must see it before we sleep.
@@ -580,7 +590,7 @@ func (c *Conn) peekSlow(noWait bool) (Record, error) {
 		}
 		d, expired := timeout(&c.rdDeadline)
 		if expired {
-			return Record{}, errDeadline
+			return 0, nil, errDeadline
 		}
 		futexWait(w, old|armSleeper, d)
 		s = spinner{budget: c.spin}
@@ -679,19 +689,27 @@ func (c *Conn) Release() error {
 // record's bytes, or a DMA record's prefix followed by the pulled bytes.
 // If dst is too small it returns ErrShortBuffer and leaves the record.
 func (c *Conn) Recv(dst []byte) (int, error) {
+	var kind uint64
+	var body []byte
 	if c.state.Load() == 0 {
-		// The common case, a PIO record, without building a Record.
-		kind, body, _ := c.rx.peek()
-		if kind == kindData {
-			if len(dst) < len(body) {
-				return 0, ErrShortBuffer
-			}
-			n := copy(dst, body)
-			c.rx.release()
-			return n, nil
+		kind, body, _ = c.rx.peek()
+	}
+	if kind == 0 {
+		var err error
+		if kind, body, err = c.waitRecord(false); err != nil {
+			return 0, err
 		}
 	}
-	r, err := c.Peek()
+	if kind == kindData {
+		// The common case, a PIO record, without building a Record.
+		if len(dst) < len(body) {
+			return 0, ErrShortBuffer
+		}
+		n := copy(dst, body)
+		c.rx.release()
+		return n, nil
+	}
+	r, err := c.record(kind, body)
 	if err != nil {
 		return 0, err
 	}
