@@ -117,8 +117,11 @@ type Conn struct {
 }
 
 func newConn(p *peer, key connKey, block uint64, tx, rx ringMem) *Conn {
+	// Both rings notify the peer's node: tx when it has a record for the
+	// peer, rx (through our consumer's tail) when the peer waits for room.
 	tx.bell = p.bell
 	tx.hint, tx.hintBit, tx.hintSum, tx.hintSumBit = p.l.readyHint(p.mem, 1-p.side, key)
+	rx.bell, rx.hint, rx.hintBit, rx.hintSum, rx.hintSumBit = tx.bell, tx.hint, tx.hintBit, tx.hintSum, tx.hintSumBit
 	c := &Conn{
 		tx: newProducer(tx), rx: newConsumer(rx), spin: p.n.f.cfg.SpinBudget,
 		peer: p, key: key, block: block, wakeAt: initialEarlyWake,
@@ -325,6 +328,29 @@ func (c *Conn) waitSpace(n int) ([]byte, error) {
 		futexWait(w, old|armSleeper|armWant, d)
 		s = spinner{budget: c.spin}
 	}
+}
+
+// Room reports whether a record body of n bytes can be reserved now
+// without waiting. For a watched connection (SetWatch) that has no room,
+// it also asks the consumer to report its progress: Node.Wait then returns
+// the connection when room was made, so an event loop can wait for room
+// and records alike. Call it from the sending goroutine; an error shows at
+// the next Reserve.
+func (c *Conn) Room(n int) bool {
+	if c.state.Load() != 0 {
+		return true
+	}
+	if _, ok, err := c.tx.tryReserve(n); ok || err != nil {
+		c.tx.resvLen = -1
+		return true
+	}
+	if !c.watch.Load() {
+		return false
+	}
+	atomic.OrUint32(c.tx.ctl32(offProdArmed), armWant|armNode)
+	_, ok, err := c.tx.tryReserve(n) // re-check after arming
+	c.tx.resvLen = -1
+	return ok || err != nil
 }
 
 // Commit publishes the reserved record with a body of n bytes (n at most

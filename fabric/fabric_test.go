@@ -402,3 +402,45 @@ func TestRingOccupancyCountsUnconsumedBytes(t *testing.T) {
 		t.Fatalf("occupancy after everything was consumed = %d, want 0", got)
 	}
 }
+
+func TestNodeWaitReportsWatchedConnectionWhenRoomIsMade(t *testing.T) {
+	f := openFabric(t, testDir(t))
+	a, b := join(t, f, addrA), join(t, f, addrB)
+	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.SetWatch(true)
+	rec := make([]byte, 1000)
+	sent := 0
+	for ca.Room(len(rec)) {
+		if err := ca.Send(rec); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+	}
+	if sent == 0 || sent > 4 {
+		t.Fatalf("%d records of 1000 bytes went into a 4 KiB ring before Room said no", sent)
+	}
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		for range sent {
+			cb.Recv(make([]byte, 1000))
+		}
+		cb.PeekNoWait() // empty: the consumer publishes its progress
+	}()
+	got, err := a.Wait(ctx10s(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 || got[0] != ca {
+		t.Fatalf("Wait returned %d conns, want the sender's", len(got))
+	}
+	if !ca.Room(len(rec)) {
+		t.Fatal("no room after the consumer emptied the ring")
+	}
+}
