@@ -412,11 +412,13 @@ func (e *embryo) send() {
 			return
 		}
 		copy(buf, e.hdr[:n])
-		e.fc.Commit(n)
+		// Counted before the peer can see it, so that a peer reacting to
+		// the segment finds the counters up to date.
 		e.s.stats.segsOut.Add(1)
 		if seg.Hdr.Flags&wire.FlagRST != 0 {
 			e.s.stats.resetsOut.Add(1)
 		}
+		e.fc.Commit(n)
 		if e.s.cfg.Capture != nil {
 			e.s.cfg.Capture(true, e.hdr[:n], nil)
 		}
