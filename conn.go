@@ -260,24 +260,27 @@ func (c *Conn) writeLocked(p []byte) (int, error) {
 // otherwise the writer takes the send side (txBusy), lets go of mu and
 // blocks in the fabric for room or for the DMA completion.
 func (c *Conn) emitLocked(data []byte, dma bool) error {
+	i := 0
 	if !dma && !c.txBusy && len(c.pending) == 0 {
-		i := 0
 		for ; i < len(c.out); i++ {
 			seg := &c.out[i]
 			if !fits(c.fc, ipHdrLen+seg.Hdr.EncodedLen()+len(seg.Payload)) {
 				break
 			}
 			if err := c.putSeg(seg); err != nil {
+				clear(c.out)
+				c.out = c.out[:0]
 				return c.txFailedLocked(err)
 			}
 		}
 		if i == len(c.out) {
+			clear(c.out)
 			c.out = c.out[:0]
 			return nil
 		}
-		c.out = c.out[i:]
 	}
-	c.wout = append(c.wout[:0], c.out...)
+	c.wout = append(c.wout[:0], c.out[i:]...)
+	clear(c.out)
 	c.out = c.out[:0]
 	c.txBusy = true
 	c.mu.Unlock()
@@ -307,10 +310,18 @@ func (c *Conn) sendOutside(data []byte, dma bool, maxDMA int) error {
 			continue
 		}
 		// Coalesce the run of contiguous data segments starting here,
-		// up to maxDMA bytes in one record (the length check above made sure
-		// that a receiver accepts it).
+		// up to maxDMA bytes in one record (never more than the peer's
+		// window, which its length check on DMA records accepts). The
+		// payloads are slices of data (WriteDirect in custody mode); one
+		// that is not goes by PIO.
 		start := cap(data) - cap(seg.Payload)
 		end := start + len(seg.Payload)
+		if start < 0 || end > len(data) || &data[start] != &seg.Payload[0] {
+			if err := c.putSeg(seg); err != nil {
+				return err
+			}
+			continue
+		}
 		hdr := seg.Hdr
 		j := i + 1
 		for ; j < len(segs); j++ {
