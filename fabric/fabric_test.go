@@ -444,3 +444,60 @@ func TestNodeWaitReportsWatchedConnectionWhenRoomIsMade(t *testing.T) {
 		t.Fatal("no room after the consumer emptied the ring")
 	}
 }
+
+// TestSleepingPeersLoseNoWakeUp runs both sides with no spinning at all, so
+// that every wait goes through arm, re-check and futex sleep, with record
+// sizes that keep the 4 KiB ring wrapping (skip records) and full.
+func TestSleepingPeersLoseNoWakeUp(t *testing.T) {
+	f, err := Open(Config{Dir: testDir(t), SlabSize: 1 << 30, SpinBudget: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := join(t, f, addrA), join(t, f, addrB)
+	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := 50000
+	if testing.Short() || raceEnabled {
+		records = 10000
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	ca.SetWriteDeadline(deadline)
+	cb.SetReadDeadline(deadline)
+	sizes := func(i int) int { return 1 + (i*2654435761)%MaxRecord(MinRingSize) }
+	sent := make(chan error, 1)
+	go func() {
+		buf := make([]byte, MinRingSize)
+		for i := range records {
+			fill(buf[:sizes(i)], i)
+			if err := ca.Send(buf[:sizes(i)]); err != nil {
+				sent <- fmt.Errorf("record %d: %w", i, err)
+				return
+			}
+		}
+		sent <- ca.Close()
+	}()
+	want := make([]byte, MinRingSize)
+	for i := range records {
+		r, err := cb.Peek()
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		fill(want[:sizes(i)], i)
+		if !bytes.Equal(r.Data, want[:sizes(i)]) {
+			t.Fatalf("record %d: %d bytes, want %d with its pattern", i, len(r.Data), sizes(i))
+		}
+		cb.Release()
+	}
+	if _, err := cb.Peek(); err != io.EOF {
+		t.Fatalf("after the last record: %v, want io.EOF", err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+}
