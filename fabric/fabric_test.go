@@ -501,3 +501,58 @@ func TestSleepingPeersLoseNoWakeUp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSleepingDMAPeersLoseNoWakeUp is the same for DMA records of up to
+// 1 MiB: the sender sleeps through every copy predicted long, the receiver
+// through every empty ring.
+func TestSleepingDMAPeersLoseNoWakeUp(t *testing.T) {
+	f, err := Open(Config{Dir: testDir(t), SlabSize: 1 << 30, SpinBudget: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := join(t, f, addrA), join(t, f, addrB)
+	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Accept(ctx10s(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ca.DMA() {
+		t.Skip("process_vm_readv refused here")
+	}
+	const records = 2000
+	deadline := time.Now().Add(20 * time.Second)
+	ca.SetWriteDeadline(deadline)
+	cb.SetReadDeadline(deadline)
+	sizes := func(i int) int { return (i * 2654435761) % (1 << 20) }
+	src := make([]byte, 1<<20)
+	fill(src, 3)
+	sent := make(chan error, 1)
+	go func() {
+		for i := range records {
+			if err := ca.SendDMA([]byte{byte(i)}, src[:sizes(i)]); err != nil {
+				sent <- fmt.Errorf("record %d: %w", i, err)
+				return
+			}
+		}
+		sent <- ca.Close()
+	}()
+	dst := make([]byte, 1+1<<20)
+	for i := range records {
+		n, err := cb.Recv(dst)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if n != 1+sizes(i) || dst[0] != byte(i) || !bytes.Equal(dst[1:n], src[:sizes(i)]) {
+			t.Fatalf("record %d: %d bytes, want %d with its prefix and contents", i, n, 1+sizes(i))
+		}
+	}
+	if _, err := cb.Recv(dst); err != io.EOF {
+		t.Fatalf("after the last record: %v, want io.EOF", err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+}
