@@ -1,6 +1,7 @@
 package fabric
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -792,7 +793,9 @@ func (c *Conn) Close() error {
 		// Close must not hang on a peer that stopped draining its
 		// control ring; it then never learns of the close, which only
 		// costs it (and us) this connection's slot.
-		p.sendCtl(msgClose, c.key.id, theirs, 0, time.Now().Add(time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		p.sendCtl(ctx, msgClose, c.key.id, theirs, 0)
+		cancel()
 	}
 	p.mu.Lock()
 	c.closeSent = true

@@ -548,8 +548,7 @@ func (n *Node) Dial(ctx context.Context, remote netip.Addr, cc ConnConfig) (*Con
 	c := newConn(p, connKey{uint8(p.side), id}, block, fwd, back)
 	p.conns[c.key] = c
 	p.mu.Unlock()
-	deadline, _ := ctx.Deadline()
-	if err := p.sendCtl(msgConnect, id, uint64(size), block, deadline); err != nil {
+	if err := p.sendCtl(ctx, msgConnect, id, uint64(size), block); err != nil {
 		c.fail(err)
 		c.Close()
 		return nil, err

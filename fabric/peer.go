@@ -1,6 +1,7 @@
 package fabric
 
 import (
+	"context"
 	"encoding/binary"
 	"math/bits"
 	"net"
@@ -171,12 +172,12 @@ func (p *peer) releaseLocked() {
 	unix.Close(p.memFd)
 }
 
-// errCtlFull: the peer left its control ring full past the deadline.
+// errCtlFull: the peer left its control ring full until the caller gave up.
 var errCtlFull = &Error{"fabric: peer does not read its control ring", syscall.ETIMEDOUT}
 
 // sendCtl posts one control message, waiting for room if the ring is full,
-// until deadline (zero: no limit).
-func (p *peer) sendCtl(typ, id uint32, a, b uint64, deadline time.Time) error {
+// until ctx is done.
+func (p *peer) sendCtl(ctx context.Context, typ, id uint32, a, b uint64) error {
 	p.ctlMu.Lock()
 	defer p.ctlMu.Unlock()
 	w := p.ctlTx.ctl32(offProdArmed)
@@ -209,7 +210,7 @@ func (p *peer) sendCtl(typ, id uint32, a, b uint64, deadline time.Time) error {
 		if p.dead.Load() {
 			return ErrPeerDead
 		}
-		if !deadline.IsZero() && time.Now().After(deadline) {
+		if ctx.Err() != nil {
 			return errCtlFull
 		}
 		futexWait(w, old|armSleeper|armWant, 100*time.Millisecond)
