@@ -35,9 +35,10 @@ const (
 	dmaDescLen = 32
 	// MaxDMA bounds the length a DMA descriptor may announce.
 	MaxDMA = 1 << 40
-	// pullChunk is how much one process_vm_readv call copies: small enough
-	// that the early wake-up can be placed, large enough that the per-call
-	// page pinning stays cheap.
+	// pullChunk is the most one process_vm_readv call copies (~0.1 ms
+	// here): short enough to run as a raw system call, long enough that
+	// the kernel's per-call page pinning stays cheap. A chunk also ends at
+	// the wake-at point, so that the early wake-up goes out there.
 	pullChunk = 1 << 20
 	// A receiver pulling a DMA record wakes a sleeping sender when
 	// wake-at bytes are left to copy, so that the sender's futex wake-up
