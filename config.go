@@ -71,11 +71,15 @@ type Config struct {
 // Defaults for Config fields left zero.
 //
 // DefaultDMAThreshold follows BenchmarkBulk (two processes, a reader
-// copying into a 1 MiB buffer; this 2-core machine, loaded): at 64 KiB
-// writes PIO moved 2.5 GB/s and DMA 1.5 GB/s (a DMA record costs a
-// process_vm_readv and a completion round trip); at 256 KiB DMA 3.1 GB/s
-// against PIO 2.6 GB/s, and at 1 MiB 3.1 against 1.2. DMA also spares the
-// writer's CPU and the ring's memory. DefaultSpinBudget matches the
+// copying into a 1 MiB buffer, this 2-core machine). Loaded by other
+// work: at 64 KiB writes PIO 2.5 GB/s, DMA 1.5 (a DMA record costs a
+// process_vm_readv and a completion round trip); at 256 KiB DMA 3.1
+// against PIO 2.6; at 1 MiB 3.1 against 1.2. Quiet: at 64 KiB PIO 12.7
+// GB/s, DMA 6.1; at 256 KiB PIO 12.9, DMA 11.2; at 1 MiB PIO 8.6, DMA
+// 7.0. From 256 KiB on DMA is within 15 % of PIO on a quiet machine and
+// ahead on a busy one, and it spends a fraction of the writer's CPU
+// (docs/fabric.md: about 0.3 of PIO's) and no ring memory: so 256 KiB.
+// DefaultSpinBudget matches the
 // fabric's own (fabric.DefaultSpinBudget): long enough to cover a peer's
 // answer without a futex round trip (25–40 µs here).
 const (
