@@ -79,9 +79,9 @@ type Config struct {
 // 7.0. From 256 KiB on DMA is within 15 % of PIO on a quiet machine and
 // ahead on a busy one, and it spends a fraction of the writer's CPU
 // (docs/fabric.md: about 0.3 of PIO's) and no ring memory: so 256 KiB.
-// DefaultSpinBudget matches the
-// fabric's own (fabric.DefaultSpinBudget): long enough to cover a peer's
-// answer without a futex round trip (25–40 µs here).
+// DefaultSpinBudget matches the fabric's own (fabric.DefaultSpinBudget):
+// long enough to cover a peer's answer without a futex round trip
+// (25–40 µs here).
 const (
 	DefaultSpinBudget    = 50 * time.Microsecond
 	DefaultRingSize      = 1 << 20
