@@ -556,3 +556,58 @@ func TestSleepingDMAPeersLoseNoWakeUp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRingPairsAreReusedAfterBothSidesClose(t *testing.T) {
+	f := openFabric(t, testDir(t))
+	a, b := join(t, f, addrA), join(t, f, addrB)
+	buf := make([]byte, 64)
+	for i := range 100 {
+		ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cb, err := b.Accept(ctx10s(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := fmt.Sprintf("connection %d", i)
+		if err := ca.Send([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := cb.Recv(buf); err != nil || string(buf[:n]) != msg {
+			t.Fatalf("connection %d carried %q, %v", i, buf[:n], err)
+		}
+		if err := cb.Send([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := ca.Recv(buf); err != nil || string(buf[:n]) != msg {
+			t.Fatalf("connection %d echoed %q, %v", i, buf[:n], err)
+		}
+		ca.Close()
+		if _, err := cb.Recv(buf); err != io.EOF {
+			t.Fatalf("connection %d: %v after the dialler closed, want io.EOF", i, err)
+		}
+		cb.Close()
+	}
+	// Wait until a has seen b's CLOSE for the last pair, then check that
+	// ids were reused: only the quarantine's worth of fresh ids was used.
+	a.mu.Lock()
+	p := a.peers[addrB]
+	a.mu.Unlock()
+	for end := time.Now().Add(5 * time.Second); ; {
+		p.mu.Lock()
+		open := len(p.conns)
+		next := p.alloc.nextID
+		p.mu.Unlock()
+		if open == 0 {
+			if next > quarantine+2 {
+				t.Fatalf("100 sequential connections used %d ids, want at most %d", next, quarantine+2)
+			}
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%d connections still open on the dialler's side", open)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

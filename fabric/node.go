@@ -530,21 +530,17 @@ func (n *Node) Dial(ctx context.Context, remote netip.Addr, cc ConnConfig) (*Con
 		p.mu.Unlock()
 		return nil, &Error{fmt.Sprintf("fabric: %d connections to %v already open", p.l.maxConns, remote), syscall.ENOBUFS}
 	}
-	block, reused, ok := p.alloc.allocBlock(uint64(2 * size))
+	block, ok := p.alloc.allocBlock(uint64(2 * size))
 	if !ok {
 		p.alloc.ids = append(p.alloc.ids, id)
 		p.mu.Unlock()
 		return nil, &Error{fmt.Sprintf("fabric: slab to %v is full", remote), syscall.ENOBUFS}
 	}
 	fwd, back := p.l.connRings(p.mem, p.side, id, block, uint64(size))
-	// The control blocks live outside the slab and are always cleared; the
-	// first header of a data area only when it was used before, so that a
-	// fresh ring's memory stays untouched until data flows.
+	// The control blocks live outside the slab and are cleared; the data
+	// areas are zero (fresh, or punched out at release), and stay
+	// untouched until data flows.
 	clear(unsafe.Slice((*byte)(fwd.ctl), 2*ctlBlockSize))
-	if reused {
-		*fwd.u64(0) = 0
-		*back.u64(0) = 0
-	}
 	c := newConn(p, connKey{uint8(p.side), id}, block, fwd, back)
 	p.conns[c.key] = c
 	p.mu.Unlock()

@@ -193,8 +193,11 @@ func (l *layout) checkHeader(base unsafe.Pointer) error {
 
 // slabAlloc hands out ring pair blocks and connection ids from this side's
 // half of a segment. It lives in private memory: nothing the peer writes
-// can confuse it. Blocks are powers of two aligned to their size; freed
-// blocks are kept per size for reuse.
+// can confuse it. Blocks are powers of two aligned to their size. Freed ids
+// and blocks are reused oldest first, and only once more than quarantine
+// of them wait (or nothing fresh is left), so that a call still running on
+// a connection that was just closed (a Peek racing its own Close) cannot
+// land in the rings of the next connection.
 type slabAlloc struct {
 	size    uint64
 	bump    uint64
@@ -204,10 +207,12 @@ type slabAlloc struct {
 	maxConn uint32
 }
 
+const quarantine = 16
+
 func (a *slabAlloc) allocID() (uint32, bool) {
-	if n := len(a.ids); n > 0 {
-		id := a.ids[n-1]
-		a.ids = a.ids[:n-1]
+	if len(a.ids) > quarantine || (a.nextID >= a.maxConn && len(a.ids) > 0) {
+		id := a.ids[0]
+		a.ids = a.ids[1:]
 		return id, true
 	}
 	if a.nextID >= a.maxConn {
@@ -218,22 +223,26 @@ func (a *slabAlloc) allocID() (uint32, bool) {
 }
 
 // allocBlock returns the offset of a free block of n bytes (a power of
-// two) and whether it was used before (then it must be reset).
-func (a *slabAlloc) allocBlock(n uint64) (off uint64, reused, ok bool) {
+// two). Freed blocks were given back to the kernel (release), so every
+// block reads as zeros.
+func (a *slabAlloc) allocBlock(n uint64) (off uint64, ok bool) {
 	c := bits.TrailingZeros64(n)
-	if k := len(a.free[c]); k > 0 {
-		off = a.free[c][k-1]
-		a.free[c] = a.free[c][:k-1]
-		return off, true, true
+	fresh := roundUp(a.bump, n)
+	exhausted := fresh > a.size || n > a.size-fresh
+	if len(a.free[c]) > quarantine || (exhausted && len(a.free[c]) > 0) {
+		off = a.free[c][0]
+		a.free[c] = a.free[c][1:]
+		return off, true
 	}
-	off = roundUp(a.bump, n)
-	if off > a.size || n > a.size-off {
-		return 0, false, false
+	if exhausted {
+		return 0, false
 	}
-	a.bump = off + n
-	return off, false, true
+	a.bump = fresh + n
+	return fresh, true
 }
 
+// release queues an id and its block for reuse; the caller has punched the
+// block's pages out of the memory file.
 func (a *slabAlloc) release(id uint32, off, n uint64) {
 	a.ids = append(a.ids, id)
 	c := bits.TrailingZeros64(n)
