@@ -740,9 +740,14 @@ func (c *Conn) spin(dl *atomic.Int64, done <-chan struct{}) bool {
 		if now.Sub(start) > budget {
 			return false
 		}
-		if i&16383 == 0 {
-			// On a small machine the peer may be waiting for this CPU.
+		if i&1023 == 0 {
+			// Let this process's other goroutines have the P (an HTTP
+			// handler, say) and, now and then, another process the CPU:
+			// on a small machine the peer may be waiting for it.
 			runtime.Gosched()
+			if i&4095 == 0 {
+				syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
+			}
 		}
 	}
 }
