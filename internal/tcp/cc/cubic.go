@@ -376,7 +376,11 @@ func (c *Cubic) congestionAvoidance(ev *AckEvent) {
 		c.startEpoch(ev.Now)
 	}
 	cwnd := c.segs(c.cwnd)
-	acked := c.segs(ev.Acked) // segments_acked, fractional for short ACKs
+	// segments_acked, fractional for short ACKs, and at most L = 2 (RFC
+	// 3465 §2.2's limit): an ACK that covers many segments at once (a
+	// hole filled after loss recovery, a lost ACK) must not make the
+	// window jump by half of itself.
+	acked := min(c.segs(ev.Acked), abcLimit)
 	t := (ev.Now - c.tEpoch).Seconds()
 
 	// §4.3: the Reno-friendly estimate grows by α_cubic per window.
@@ -394,9 +398,10 @@ func (c *Cubic) congestionAvoidance(ev *AckEvent) {
 	}
 	// §4.4 and §4.5: concave and convex regions alike aim at
 	// W_cubic(t+RTT), bounded to [cwnd, 1.5*cwnd] (§4.2), and grow by
-	// (target-cwnd)/cwnd per segment acknowledged. The RFC counts per
-	// ACK; counting acknowledged segments (RFC 3465's byte counting)
-	// keeps a delayed-ACK receiver from halving the growth.
+	// (target-cwnd)/cwnd per segment acknowledged, at most two per ACK.
+	// The RFC counts per ACK; counting acknowledged segments (RFC
+	// 3465's byte counting) keeps a delayed-ACK receiver, which ACKs
+	// every second segment, from halving the growth.
 	rtt := c.srtt
 	if rtt == 0 {
 		rtt = ev.MinRTT
@@ -508,17 +513,19 @@ func (c *Cubic) Undo(now time.Duration) {
 }
 
 // PacingRate implements Controller. With Config.Pacing the controller
-// asks for segments spread over the RTT: twice cwnd per SRTT in slow
-// start, 1.2 times in congestion avoidance (the factors Linux's fq pacing
-// uses), so the window's growth still has room; 0 otherwise or before an
-// RTT is known.
+// asks for slow start to be paced at twice cwnd per SRTT (Linux's factor,
+// which leaves room for the window to double each round trip). Slow start
+// is where pacing matters: each ACK releases two or three segments at
+// once, so bursts of up to half the window reach the bottleneck at the
+// sender's line rate and overflow its queue before HyStart++ (which needs
+// the queue to persist into the next round) can see the delay grow. In
+// congestion avoidance the ACK clock already spaces segments at the
+// bottleneck's rate; pacing there measured worse in the simulator (it
+// delays retransmissions and slows the regrowth after a loss), so the
+// rate is 0 then, as before an RTT is known and without Config.Pacing.
 func (c *Cubic) PacingRate() int64 {
-	if !c.cfg.Pacing || c.srtt <= 0 {
+	if !c.cfg.Pacing || c.srtt <= 0 || c.cwnd >= c.ssthresh {
 		return 0
 	}
-	f := 1.2
-	if c.cwnd < c.ssthresh {
-		f = 2
-	}
-	return int64(f * float64(c.cwnd) / c.srtt.Seconds())
+	return int64(2 * float64(c.cwnd) / c.srtt.Seconds())
 }

@@ -469,8 +469,12 @@ func TestCubicPacingRate(t *testing.T) {
 		t.Fatalf("slow start, cwnd 10000, SRTT 100 ms: rate %d B/s, want 2×cwnd/SRTT = 200000", r)
 	}
 	c.OnCongestion(0, 10000, false)
-	if r := c.PacingRate(); r != 84000 {
-		t.Fatalf("congestion avoidance, cwnd 7000: rate %d B/s, want 1.2×cwnd/SRTT = 84000", r)
+	if r := c.PacingRate(); r != 0 {
+		t.Fatalf("congestion avoidance: rate %d B/s, want 0 (only slow start is paced)", r)
+	}
+	c.OnRTO(0, 10000)
+	if r := c.PacingRate(); r != 20000 {
+		t.Fatalf("slow start after a timeout, cwnd 1000: rate %d B/s, want 2×cwnd/SRTT = 20000", r)
 	}
 	if r := newCubic(t, Config{}).PacingRate(); r != 0 {
 		t.Fatalf("pacing rate %d without Config.Pacing, want 0", r)

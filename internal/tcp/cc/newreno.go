@@ -37,7 +37,7 @@ type Config struct {
 	// conservative window on constrained paths, or higher inside a
 	// lossless fabric where the window only guards the peer's ring.
 	InitialWindow int
-	// Pacing asks the engine to space segments at PacingRate (CUBIC
+	// Pacing asks the engine to pace slow start at PacingRate (CUBIC
 	// only; NewReno never paces). It also lifts HyStart++'s limit on
 	// the growth per ACK (RFC 9406 §4.3: L = infinity when paced).
 	Pacing bool
