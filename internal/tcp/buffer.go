@@ -73,8 +73,12 @@ func (b *sendBuf) release(upTo uint32) {
 
 // maxOOO bounds the reassembly table: a peer that scatters data into more
 // holes than this gets its further out-of-order segments dropped (and
-// counted), never more memory.
-const maxOOO = 16
+// counted), never more memory. The table starts empty and grows as holes
+// appear; 1024 ranges (8 KiB) cover a window of thousands of segments
+// with a loss burst in every other one, as a slow start overshooting a
+// long path produces: every segment dropped for want of a range must
+// be sent again although it arrived.
+const maxOOO = 1024
 
 // seqRange is the half-open sequence range [start, end).
 type seqRange struct{ start, end uint32 }
@@ -86,10 +90,10 @@ type seqRange struct{ start, end uint32 }
 // Peek lends the reader the first contiguous readable span.
 type recvBuf struct {
 	buf  []byte
-	head int // index of the first readable byte
-	n    int // readable bytes
-	size int // capacity (the allocated size, once allocated)
-	ooo  [maxOOO]seqRange
+	head int        // index of the first readable byte
+	n    int        // readable bytes
+	size int        // capacity (the allocated size, once allocated)
+	ooo  []seqRange // nooo ranges in use; grown on demand up to maxOOO
 	nooo int
 }
 
@@ -189,8 +193,13 @@ func (b *recvBuf) addOOO(s, e uint32) bool {
 		}
 	}
 	b.nooo = j
-	if b.nooo == maxOOO {
-		return false
+	if b.nooo == len(b.ooo) {
+		if b.nooo >= maxOOO {
+			return false
+		}
+		// Grow the table on demand: most connections never hold more
+		// than a few holes, a lossy long path holds hundreds.
+		b.ooo = append(b.ooo, make([]seqRange, min(max(len(b.ooo), 4), maxOOO-len(b.ooo)))...)
 	}
 	// Insert sorted by start.
 	i := b.nooo

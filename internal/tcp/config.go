@@ -79,6 +79,15 @@ type Config struct {
 	// NoWindowScale and NoTimestamps turn off the RFC 7323 options.
 	NoWindowScale, NoTimestamps bool
 
+	// NoSACK turns off selective acknowledgments (RFC 2018): neither
+	// offered nor accepted, so losses are recovered the NewReno way
+	// (RFC 6582), one per round trip.
+	NoSACK bool
+	// NoRACK makes a connection with SACK and timestamps detect losses
+	// by RFC 6675's DupThresh rule instead of RACK-TLP (RFC 8985), and
+	// send no tail loss probes.
+	NoRACK bool
+
 	// ChallengeACKLimit is the most challenge ACKs (and ACKs answering
 	// unacceptable segments) one connection sends per second (RFC 5961
 	// §7). The limit is per connection so that it leaks nothing across
@@ -88,7 +97,8 @@ type Config struct {
 	// Custody starts the connection in custody mode (see Conn.SetCustody).
 	Custody bool
 
-	// CC builds the congestion controller; nil means NewReno.
+	// CC builds the congestion controller; nil means cc.DefaultName
+	// (CUBIC with HyStart++, unpaced).
 	CC func() cc.Controller
 }
 

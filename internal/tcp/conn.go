@@ -111,7 +111,31 @@ type Conn struct {
 	recover    uint32
 	cc         cc.Controller
 	ackEv      cc.AckEvent
-	appLimited bool // the last send ran out of data, not window
+	appLimited bool // the last send was limited by the application or the peer's window, not cwnd (RFC 7661)
+
+	// SACK, RACK-TLP and undo (scoreboard.go, sack.go, rack.go).
+	board        scoreboard
+	sackIn       [wire.MaxSACKBlocks]wire.SACKBlock // the checked blocks of the ACK being processed
+	sackRecent   [maxRecentSACK]seqRange            // recent out-of-order arrivals, newest first
+	nSackRecent  int
+	dsack        seqRange // duplicate arrival to report in a D-SACK block
+	dsackPending bool
+	rack         rackState
+	tlp          tlpState
+	rackAt       time.Duration           // RACK's reordering timer (0: not armed)
+	tlpAt        time.Duration           // the tail-loss-probe timer (0: not armed)
+	rtoRecovery  bool                    // retransmitting after a timeout, until SND.UNA passes recover
+	forceRetx    bool                    // retransmit the first lost segment regardless of pipe
+	rescueDone   bool                    // this recovery's rescue retransmission went out
+	undoEpisode  bool                    // a congestion response that D-SACKs may prove spurious
+	undoRetx     int                     // its retransmissions not yet reported as duplicates
+	undoMarker   uint32                  // SND.UNA when it began
+	undoRanges   [maxUndoRanges]seqRange // its retransmissions
+	nUndoRanges  int
+	// Pacing (when the controller asks for it): the earliest time the
+	// next data segment may leave, and the timer that waits for it.
+	nextSendAt time.Duration
+	paceAt     time.Duration
 
 	challenge rateLimit
 

@@ -305,10 +305,15 @@ func TestInFlightAndUnsentFollowTheStream(t *testing.T) {
 // holds gets the excess dropped and counted, and the stream is still
 // delivered whole once the holes are filled and the dropped part resent.
 func TestReassemblyTableFullDropsExcessButStreamCompletes(t *testing.T) {
-	h := established(t)
+	// A window wide enough for maxOOO+1 scattered segments.
+	cfg := testConfig()
+	cfg.RecvBuf, cfg.MaxRecvBuf = 32000, 32000
+	h := dialed(t, cfg)
+	h.now = 10 * time.Millisecond
+	h.in("<SEQ=300><ACK=101><CTL=SYN,ACK><WND=10000><MSS=1000>", "<SEQ=101><ACK=301><CTL=ACK><WND=32000>")
 	for k := 1; k <= maxOOO+1; k++ {
 		h.in("<SEQ="+u(301+uint32(20*k))+"><ACK=101><CTL=ACK><WND=10000><DATA=10>",
-			"<SEQ=101><ACK=301><CTL=ACK><WND=8000>")
+			"<SEQ=101><ACK=301><CTL=ACK><WND=32000>")
 	}
 	if s := h.c.Stats(); s.DropOOOFull != 1 || s.OutOfOrder != maxOOO {
 		t.Fatalf("DropOOOFull %d, OutOfOrder %d; want 1, %d", s.DropOOOFull, s.OutOfOrder, maxOOO)
@@ -321,7 +326,7 @@ func TestReassemblyTableFullDropsExcessButStreamCompletes(t *testing.T) {
 		}
 		h.c.Input(h.now, &s, nil)
 	}
-	want := uint32(301 + 20*(maxOOO+1)) // the 17th range was dropped
+	want := uint32(301 + 20*(maxOOO+1)) // the range past maxOOO was dropped
 	if h.c.rcvNxt != want {
 		t.Fatalf("RCV.NXT = %d, want %d", h.c.rcvNxt, want)
 	}

@@ -27,9 +27,10 @@ const (
 )
 
 // testConfig is small and option-free so that literal segments stay short:
-// MSS 1000, an 8000-octet receive buffer, no RFC 7323 options.
+// MSS 1000, an 8000-octet receive buffer, no RFC 7323 options and no SACK
+// (sack_test.go turns it on).
 func testConfig() Config {
-	return Config{MSS: 1000, RecvBuf: 8000, MaxRecvBuf: 8000, NoTimestamps: true, NoWindowScale: true}
+	return Config{MSS: 1000, RecvBuf: 8000, MaxRecvBuf: 8000, NoTimestamps: true, NoWindowScale: true, NoSACK: true}
 }
 
 type harness struct {

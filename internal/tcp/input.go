@@ -88,6 +88,8 @@ func (c *Conn) negotiate(now time.Duration, o *wire.TCPOptions) {
 	} else {
 		c.tsOK = false
 	}
+	// RFC 2018 §2: SACK only if both SYNs carried SACK-permitted.
+	c.sackOK = o.SACKPermitted && !c.cfg.NoSACK
 	c.sndMSS = mss
 	c.rcvMSS = min(c.cfg.MSS, DefaultMinMSS)
 }
@@ -278,6 +280,10 @@ func (c *Conn) inputSynchronized(now time.Duration, seg *Segment, out []Segment)
 			if len(seg.Payload) > 0 && f&wire.FlagSYN == 0 {
 				// Old duplicate data: the peer lost our ACK. Data
 				// segments are not part of ACK loops, so no limit.
+				// RFC 2883 §4: report the duplicate in a D-SACK.
+				if end := seq + uint32(len(seg.Payload)); seqLEQ(end, c.rcvNxt) {
+					c.noteDSACK(seq, end)
+				}
 				return c.emitACK(now, out)
 			}
 			return c.challengeACK(now, out)
@@ -371,9 +377,22 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 	h := &seg.Hdr
 	ack := h.Ack
 	wnd := uint32(h.Window) << c.sndShift
-	if seqGT(ack, c.sndUna) {
+	blocks := c.sackBlocksOf(&h.Options)
+	if isDSACK(blocks, ack) {
+		// RFC 2883: the first block reports a duplicate, not new data.
+		c.onDSACK(now, blocks[0])
+		blocks = blocks[1:]
+	}
+	c.rack.haveSample, c.rack.advanced = false, false
+	delivered := 0 // octets newly acknowledged, cumulatively or by SACK
+	advanced := seqGT(ack, c.sndUna)
+	if advanced {
 		acked := int(ack - c.sndUna)
 		c.ackSinceTimeout = true
+		sackedBefore := c.board.sacked
+		c.board.ackTo(ack, c, now)
+		// Octets SACKed earlier were counted as delivered then.
+		delivered += acked - (sackedBefore - c.board.sacked)
 		c.sndUna = ack
 		if seqLT(c.sndNxt, ack) {
 			c.sndNxt = ack
@@ -388,10 +407,8 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 		if !c.custody || seqGT(rel, c.sb.seq) {
 			c.sb.release(rel)
 		}
-		var sample time.Duration
 		if c.rttTiming && seqGT(ack, c.rttSeq) {
-			sample = now - c.rttAt
-			c.rttSample(sample)
+			c.rttSample(now - c.rttAt)
 			c.rttTiming = false
 		} else if !c.rttTiming && c.tsOK && h.Options.TSEcr != 0 {
 			// No segment is being timed (Karn's rule discarded it after a
@@ -400,33 +417,26 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 			// this ACK. Its millisecond tick is coarse, so it is used
 			// only here, where it ends the backed-off RTO.
 			if d := c.tsNow(now) - h.Options.TSEcr; d < 1<<31 {
-				sample = max(time.Duration(d)*time.Millisecond, 1)
-				c.rttSample(sample)
+				c.rttSample(max(time.Duration(d)*time.Millisecond, 1))
 			}
 		}
 		c.retries = 0
 		c.dupAcks = 0
+		c.tlpAcked(now, ack)
 		if c.inRecovery {
 			if seqGEQ(ack, c.recover) {
 				c.inRecovery = false
 				c.cc.OnRecoveryEnd(now)
-			} else {
-				out = c.retransmitOne(now, out) // RFC 6582 partial ACK
+			} else if !c.sackOK && c.board.n() > 0 {
+				// RFC 6582 §3.2: a partial ACK means the next segment
+				// was lost too; resend it at once.
+				if c.board.markLost(c.board.at(0)) {
+					c.forceRetx = true
+				}
 			}
 		}
-		// The event lives in the Conn: a local would escape through the
-		// interface call and cost an allocation per ACK.
-		c.ackEv = cc.AckEvent{Now: now, Acked: acked, RTT: sample, MinRTT: c.minRTT,
-			InFlight: int(c.sndMax - c.sndUna), InRecovery: c.inRecovery, AppLimited: c.appLimited}
-		c.cc.OnAck(&c.ackEv)
-		// RFC 6298 §5.2–5.3.
-		if c.retainedInFlight() {
-			c.rtoAt = now + c.rto
-		} else {
-			c.rtoAt = 0
-			if c.custodyWanted {
-				c.custody, c.custodyWanted = true, false
-			}
+		if c.rtoRecovery && seqGEQ(ack, c.recover) {
+			c.rtoRecovery = false
 		}
 	} else if ack == c.sndUna && len(seg.Payload) == 0 && h.Flags&wire.FlagFIN == 0 &&
 		wnd == c.sndWnd && wnd != 0 && seqLT(c.sndUna, c.sndMax) {
@@ -434,12 +444,50 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 		// repeat the ACK too, but say nothing about loss.
 		c.stats.DupAcks++
 		c.dupAcks++
-		if c.dupAcks == 3 && !c.inRecovery && seqGEQ(c.sndUna, c.recover) && !seqLT(c.sndUna, c.custodyEnd) {
-			c.cc.OnCongestion(now, int(c.sndMax-c.sndUna), false)
-			c.inRecovery, c.recover = true, c.sndMax
-			c.stats.FastRetransmits++
-			out = c.retransmitOne(now, out)
+		if !c.sackOK && c.dupAcks == 3 && !c.inRecovery && !c.rtoRecovery && seqGEQ(c.sndUna, c.recover) &&
+			!seqLT(c.sndUna, c.custodyEnd) && c.board.n() > 0 {
+			// RFC 5681 §3.2 without SACK: the segment at SND.UNA is lost.
+			c.board.markLost(c.board.at(0))
+			c.enterRecovery(now)
 		}
+	}
+	for _, blk := range blocks {
+		delivered += c.board.sack(blk.Left, blk.Right, c, now)
+	}
+	if c.sackOK && c.board.n() > 0 {
+		out = c.detectLoss(now, out)
+	}
+	if delivered > 0 {
+		var sample time.Duration
+		if c.rack.haveSample {
+			// Every ACK that delivers a segment sent once gives an RTT
+			// sample, timed by the records (RFC 8985 §6.2, RFC 9406's
+			// per-ACK samples); the RFC 6298 estimator above keeps its
+			// one-per-round-trip timing.
+			sample = max(now-c.rack.sampleAt, 1)
+			if c.minRTT == 0 || sample < c.minRTT {
+				c.minRTT = sample
+			}
+		}
+		// The event lives in the Conn: a local would escape through the
+		// interface call and cost an allocation per ACK.
+		c.ackEv = cc.AckEvent{Now: now, Acked: delivered, RTT: sample, MinRTT: c.minRTT,
+			InFlight: int(c.sndMax-c.sndUna) - c.board.sacked, InRecovery: c.inRecovery,
+			AppLimited: c.appLimited}
+		c.cc.OnAck(&c.ackEv)
+	}
+	if advanced {
+		// RFC 6298 §5.2–5.3.
+		if c.retainedInFlight() {
+			c.rtoAt = now + c.rto
+		} else {
+			c.rtoAt = 0
+			c.tlpAt, c.rackAt = 0, 0
+			if c.custodyWanted {
+				c.custody, c.custodyWanted = true, false
+			}
+		}
+		c.armTLP(now)
 	}
 	// Window update (RFC 9293 §3.10.7.4, SND.WL1/SND.WL2 rule).
 	if seqLT(c.sndWl1, h.Seq) || (c.sndWl1 == h.Seq && seqLEQ(c.sndWl2, ack)) {
@@ -482,6 +530,7 @@ func (c *Conn) inputText(now time.Duration, seq uint32, p []byte, fin bool) {
 	}
 	finAt := seq + uint32(len(p))
 	if seqLT(seq, c.rcvNxt) { // the front was received already
+		c.noteDSACK(seq, min(finAt-seq, c.rcvNxt-seq)+seq) // RFC 2883 §4
 		d := c.rcvNxt - seq
 		if int(d) >= len(p) {
 			p = nil
@@ -530,8 +579,12 @@ func (c *Conn) inputText(now time.Duration, seq uint32, p []byte, fin bool) {
 			}
 			c.autotune(now)
 		} else {
-			if c.rb.addOOO(seq, seq+uint32(len(p))) {
+			e := seq + uint32(len(p))
+			if c.rb.coversOOO(seq, e) {
+				c.noteDSACK(seq, e) // RFC 2883 §4: a duplicate of data held out of order
+			} else if c.rb.addOOO(seq, e) {
 				c.stats.OutOfOrder++
+				c.noteSACKArrival(seq, e)
 			} else {
 				c.stats.DropOOOFull++
 			}

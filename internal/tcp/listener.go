@@ -215,6 +215,10 @@ func (l *Listener) cookieSYNACK(now time.Duration, local, remote netip.AddrPort,
 			o.WScale = int8(min(h.Options.WScale, 14))
 			r.Options.HasWScale, r.Options.WScale = true, cfg.rcvShift()
 		}
+		if h.Options.SACKPermitted && !cfg.NoSACK {
+			o.SACKPermitted = true
+			r.Options.SACKPermitted = true
+		}
 		tsNow := uint32(int64(now/time.Millisecond)) + tsOffsetFor(iss)
 		r.Options.HasTimestamp = true
 		r.Options.TSVal, r.Options.TSEcr = EncodeSYNOptionsTS(tsNow, o), h.Options.TSVal
@@ -258,6 +262,7 @@ func (l *Listener) cookieACK(now time.Duration, local, remote netip.AddrPort, se
 		if o.WScale >= 0 && !cfg.NoWindowScale {
 			c.wsOK, c.sndShift, c.rcvShift = true, uint8(o.WScale), cfg.rcvShift()
 		}
+		c.sackOK = o.SACKPermitted && !cfg.NoSACK
 	}
 	if !c.wsOK {
 		c.cfg.MaxRecvBuf = min(c.cfg.MaxRecvBuf, 65535)

@@ -1,6 +1,7 @@
 package tcp
 
 import (
+	"math"
 	"time"
 
 	"github.com/ultcp/ultcp/internal/tcp/cc"
@@ -12,10 +13,12 @@ import (
 // says to subtract from the MSS when sizing segments.
 const tsOptLen = 12
 
+// defaultCC is the controller of a Config without CC: cc.DefaultName
+// (CUBIC, RFC 9438, with HyStart++), unpaced.
 func defaultCC() cc.Controller {
-	r, err := cc.NewNewReno(cc.Config{})
+	r, err := cc.New(cc.DefaultName, cc.Config{})
 	if err != nil {
-		panic("tcp: the default NewReno configuration is invalid: " + err.Error())
+		panic("tcp: the default controller's configuration is invalid: " + err.Error())
 	}
 	return r
 }
@@ -61,6 +64,9 @@ func (c *Conn) emit(now time.Duration, out []Segment, seq uint32, flags wire.TCP
 		if (offer && !c.cfg.NoTimestamps) || c.tsOK {
 			o.HasTimestamp, o.TSVal, o.TSEcr = true, c.tsNow(now), c.tsRecent
 		}
+		if (offer && !c.cfg.NoSACK) || c.sackOK {
+			o.SACKPermitted = true // RFC 2018 §2
+		}
 	} else if flags&wire.FlagRST == 0 {
 		if c.sndUpValid && seqGT(c.sndUp, seq) {
 			h.Flags |= wire.FlagURG
@@ -70,6 +76,9 @@ func (c *Conn) emit(now time.Duration, out []Segment, seq uint32, flags wire.TCP
 		if c.tsOK {
 			h.Options.HasTimestamp = true
 			h.Options.TSVal, h.Options.TSEcr = c.tsNow(now), c.tsRecent
+		}
+		if flags&wire.FlagACK != 0 && c.sackOK && (c.rb.nooo > 0 || c.dsackPending) {
+			c.fillSACK(&h.Options) // RFC 2018 §4: every ACK while data is held out of order
 		}
 	}
 	c.stats.SegsOut++
@@ -172,17 +181,19 @@ func (c *Conn) retainedInFlight() bool {
 	return seqLT(seqMax(c.sndUna, c.custodyEnd), c.sndMax)
 }
 
-// usableWindow is min(SND.WND, cwnd) less what is in flight.
+// usableWindow is how much new data may go out now: the room in the
+// peer's window (SND.UNA + SND.WND - SND.NXT) and in the congestion
+// window (cwnd - pipe, RFC 6675 §4: SACKed and lost octets are not in
+// the network), whichever is smaller.
 func (c *Conn) usableWindow() int {
-	w := c.sndWnd
-	if cw := c.cc.CWnd(); cw >= 0 && uint32(cw) < w {
-		w = uint32(cw)
+	room := 0
+	if inflight := c.sndNxt - c.sndUna; c.sndWnd > inflight {
+		room = int(c.sndWnd - inflight)
 	}
-	inflight := c.sndNxt - c.sndUna
-	if w <= inflight {
-		return 0
+	if cw := c.cwndRoom(); cw < room {
+		room = cw
 	}
-	return int(w - inflight)
+	return max(room, 0)
 }
 
 // sendable decides how many of avail unsent octets at SND.NXT go into the
@@ -233,6 +244,14 @@ func (c *Conn) emitData(now time.Duration, out []Segment, seq uint32, flags wire
 		c.rttTiming, c.rttSeq, c.rttAt = true, seq, now
 	}
 	out = c.emit(now, out, seq, flags, payload)
+	if seq == c.sndMax && !c.custody && end != seq {
+		c.board.add(seq, end, now, flags&wire.FlagFIN != 0) // a new record (scoreboard.go)
+	}
+	if rate := c.cc.PacingRate(); rate > 0 && end != seq {
+		// Space the next data segment by this one's transmission time
+		// at the controller's rate.
+		c.nextSendAt = max(now, c.nextSendAt) + time.Duration(int64(len(payload))*int64(time.Second)/rate)
+	}
 	if seq == c.sndNxt {
 		c.sndNxt = end
 	}
@@ -257,12 +276,131 @@ func (c *Conn) dataEnd() uint32 { return c.sb.end() }
 func (c *Conn) finSent() bool  { return c.finQueued && seqGT(c.sndMax, c.dataEnd()) }
 func (c *Conn) finAcked() bool { return c.finQueued && seqGT(c.sndUna, c.dataEnd()) }
 
-// sendData emits as much queued data (and the FIN) as the windows and the
-// SWS/Nagle rules allow.
+// cwndRoom is how many octets the congestion window lets into the
+// network now: cwnd - pipe (RFC 6675 §5). A controller whose window is
+// negative imposes no limit (a lossless fabric's).
+func (c *Conn) cwndRoom() int {
+	cw := c.cc.CWnd()
+	if cw < 0 {
+		return math.MaxInt32
+	}
+	return cw - c.pipe()
+}
+
+// paced reports whether pacing holds data back at now, arming the pacing
+// timer if so.
+func (c *Conn) paced(now time.Duration) bool {
+	if c.nextSendAt <= now || c.cc.PacingRate() <= 0 {
+		return false
+	}
+	c.paceAt = c.nextSendAt
+	return true
+}
+
+// sendData emits what the windows allow, in RFC 6675 NextSeg's order:
+// lost segments first, then new data (and the FIN), then, in recovery
+// with nothing else to send, one rescue retransmission.
 func (c *Conn) sendData(now time.Duration, out []Segment) []Segment {
 	if seqLT(c.sndNxt, c.sb.seq) {
 		c.sndNxt = c.sb.seq // custody released these; never resend them
 	}
+	n := len(out)
+	out = c.sendLost(now, out)
+	out = c.sendNew(now, out, false)
+	if c.inRecovery && len(out) == n {
+		out = c.rescue(now, out)
+	}
+	return out
+}
+
+// sendLost retransmits lost segments while pipe < cwnd (RFC 6675 §5,
+// NextSeg rule 1). The first retransmission of a recovery goes out
+// whatever pipe says (RFC 5681 §3.2 step 4's fast retransmit).
+func (c *Conn) sendLost(now time.Duration, out []Segment) []Segment {
+	b := &c.board
+	if b.lost == 0 {
+		c.forceRetx = false
+		return out
+	}
+	for i := b.firstLost(); i >= 0 && i < b.n() && b.lost > 0; i++ {
+		s := b.at(i)
+		if s.flags&segLost == 0 {
+			continue
+		}
+		if !c.forceRetx && (c.cwndRoom() < min(s.len(), c.sndMSS) || c.paced(now)) {
+			break
+		}
+		c.forceRetx = false
+		out = c.retransmit(now, out, s)
+	}
+	return out
+}
+
+// retransmit sends the record s again, whole (two segments if its octets
+// wrap around the send ring), and notes it in the scoreboard. Octets in
+// a custodian's care are never resent.
+func (c *Conn) retransmit(now time.Duration, out []Segment, s *txSeg) []Segment {
+	if seqLT(s.start, c.custodyEnd) {
+		return out
+	}
+	fin := s.flags&segFIN != 0
+	last := s.end // one past the last data octet
+	if fin {
+		last--
+	}
+	dataEnd := c.dataEnd()
+	for pos := s.start; seqLT(pos, last); {
+		p := c.sb.slice(pos, int(last-pos))
+		if len(p) == 0 {
+			break // not retained: cannot happen outside custody
+		}
+		flags := wire.FlagACK
+		if e := pos + uint32(len(p)); e == last {
+			if e == dataEnd {
+				flags |= wire.FlagPSH
+			}
+			if fin {
+				flags |= wire.FlagFIN
+			}
+		}
+		out = c.emitData(now, out, pos, flags, p)
+		pos += uint32(len(p))
+	}
+	if fin && s.start == last {
+		out = c.emitData(now, out, s.start, wire.FlagFIN|wire.FlagACK, nil)
+	}
+	c.board.retransmitted(s, now)
+	c.noteUndoRetx(s)
+	return out
+}
+
+// rescue is RFC 6675's rescue retransmission (NextSeg rule 4): once per
+// recovery, when there is neither lost nor new data to send but room in
+// cwnd, resend the highest unSACKed segment, so that a lost tail is
+// repaired without waiting for the RTO.
+func (c *Conn) rescue(now time.Duration, out []Segment) []Segment {
+	if c.rescueDone || !c.sackOK || c.board.n() == 0 || c.cwndRoom() < c.sndMSS {
+		return out
+	}
+	for i := c.board.n() - 1; i >= 0; i-- {
+		s := c.board.at(i)
+		if s.flags&segSACKed != 0 {
+			continue
+		}
+		if s.flags&segRetx != 0 || c.paced(now) {
+			return out // already resent this recovery: nothing to rescue
+		}
+		c.rescueDone = true
+		c.stats.Rescues++
+		return c.retransmit(now, out, s)
+	}
+	return out
+}
+
+// sendNew emits as much new data (and the FIN) as the windows and the
+// SWS/Nagle rules allow. A tail loss probe (probe) sends at most one
+// segment and is limited by the peer's window only (RFC 8985 §7.3).
+func (c *Conn) sendNew(now time.Duration, out []Segment, probe bool) []Segment {
 	for {
 		end := c.dataEnd()
 		avail := 0
@@ -280,8 +418,30 @@ func (c *Conn) sendData(now time.Duration, out []Segment) []Segment {
 			return out
 		}
 		c.appLimited = false
-		k, ok := c.sendable(avail)
+		var k int
+		var ok bool
+		if probe {
+			k = min(avail, c.sndMSS)
+			if inflight := c.sndNxt - c.sndUna; c.sndWnd > inflight {
+				k = min(k, int(c.sndWnd-inflight))
+			} else {
+				k = 0
+			}
+			ok = k > 0
+		} else if c.paced(now) {
+			return out
+		} else {
+			k, ok = c.sendable(avail)
+		}
 		if !ok {
+			// The peer's window (or Nagle) stops us while cwnd has
+			// room: RFC 7661's reasoning holds as for an application
+			// out of data (the unused cwnd was never validated by the
+			// network), so cwnd must not grow meanwhile; otherwise a
+			// slow start held back by a receive window that autotuning
+			// opens round by round would inflate cwnd far past the path
+			// and release it in one burst once the window opens.
+			c.appLimited = c.cwndRoom() >= c.sndMSS
 			c.armPersist(now)
 			return out
 		}
@@ -301,29 +461,10 @@ func (c *Conn) sendData(now time.Duration, out []Segment) []Segment {
 			}
 			c.sb.release(rel)
 		}
-	}
-}
-
-// retransmitOne resends one segment at SND.UNA (fast retransmit, RFC 5681
-// §3.2, and the partial-ACK retransmission of RFC 6582 §3.2) unless those
-// octets are in a custodian's care.
-func (c *Conn) retransmitOne(now time.Duration, out []Segment) []Segment {
-	if seqLT(c.sndUna, c.custodyEnd) || !seqLT(c.sndUna, c.sndMax) {
-		return out
-	}
-	end := c.dataEnd()
-	if c.sndUna == end {
-		if c.finQueued {
-			return c.emitData(now, out, c.sndUna, wire.FlagFIN|wire.FlagACK, nil)
+		if probe {
+			return out
 		}
-		return out
 	}
-	p := c.sb.slice(c.sndUna, c.sndMSS)
-	flags := wire.FlagACK
-	if c.sndUna+uint32(len(p)) == end && c.finSent() {
-		flags |= wire.FlagFIN
-	}
-	return c.emitData(now, out, c.sndUna, flags, p)
 }
 
 // Output emits what the connection can send now: queued data and FIN as

@@ -54,8 +54,8 @@ func ResetFor(seg *Segment, out []Segment) []Segment {
 
 // String formats the segment in RFC 9293's notation, for logs and tests:
 // <SEQ=100><ACK=301><CTL=SYN,ACK><WND=65535><MSS=1460><DATA=5>. The ACK
-// field appears only when the ACK bit is set; options and the urgent
-// pointer only when present.
+// field appears only when the ACK bit is set; options (SACK blocks as
+// <SACK=left-right,...>) and the urgent pointer only when present.
 func (s *Segment) String() string {
 	h := &s.Hdr
 	b := make([]byte, 0, 96)
@@ -100,6 +100,18 @@ func (s *Segment) String() string {
 		b = strconv.AppendUint(b, uint64(o.TSVal), 10)
 		b = append(b, ',')
 		b = strconv.AppendUint(b, uint64(o.TSEcr), 10)
+		b = append(b, '>')
+	}
+	if o.NumSACK > 0 {
+		b = append(b, "<SACK="...)
+		for i := 0; i < int(min(o.NumSACK, wire.MaxSACKBlocks)); i++ {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(o.SACK[i].Left), 10)
+			b = append(b, '-')
+			b = strconv.AppendUint(b, uint64(o.SACK[i].Right), 10)
+		}
 		b = append(b, '>')
 	}
 	if h.Flags&wire.FlagURG != 0 || h.Urgent != 0 {

@@ -29,4 +29,14 @@ type Stats struct {
 	DropClosed      uint64 // segments arriving after the connection closed
 	DropOOOFull     uint64 // out-of-order segments dropped because the reassembly table was full
 	DropAfterFIN    uint64 // data beyond the peer's FIN, or in states where no more data may arrive
+	DropBadSACK     uint64 // SACK blocks ignored: empty, or outside what we sent (not a drop of the segment)
+
+	// Loss recovery (RFC 2018, 2883, 6675, 8985).
+	DSACKsSent    uint64 // D-SACK blocks reported for duplicate arrivals
+	DSACKsRcvd    uint64 // D-SACK blocks received
+	SpuriousUndos uint64 // congestion responses undone because D-SACKs showed every retransmission unnecessary
+	RACKLosses    uint64 // segments RACK marked lost
+	TLPProbes     uint64 // tail loss probes sent
+	TLPRecoveries uint64 // probes that repaired a loss (the controller was told)
+	Rescues       uint64 // RFC 6675 rescue retransmissions
 }

@@ -9,11 +9,12 @@ import (
 
 // Deadline returns the earliest instant at which the connection needs
 // OnTimer, or 0 when no timer is armed. It is the minimum over the
-// retransmission, delayed-ACK, persist, keepalive and TIME-WAIT timers, so
-// a stack keeps one timing-wheel entry per connection.
+// retransmission, delayed-ACK, persist, keepalive and TIME-WAIT timers,
+// RACK's reordering timer, the tail-loss-probe timer and the pacing
+// timer, so a stack keeps one timing-wheel entry per connection.
 func (c *Conn) Deadline() time.Duration {
 	d := c.rtoAt
-	for _, t := range [...]time.Duration{c.delackAt, c.persistAt, c.kaAt, c.twAt} {
+	for _, t := range [...]time.Duration{c.delackAt, c.persistAt, c.kaAt, c.twAt, c.rackAt, c.tlpAt, c.paceAt} {
 		if t != 0 && (d == 0 || t < d) {
 			d = t
 		}
@@ -37,6 +38,18 @@ func (c *Conn) OnTimer(now time.Duration, out []Segment) []Segment {
 		if c.state == Closed {
 			return out
 		}
+	}
+	if c.rackAt != 0 && now >= c.rackAt {
+		// RFC 8985 §6.3: the reordering window of a segment ran out.
+		if c.rackDetect(now) > 0 && !c.inRecovery && !c.rtoRecovery && seqGEQ(c.sndUna, c.recover) {
+			c.enterRecovery(now)
+		}
+	}
+	if c.tlpAt != 0 && now >= c.tlpAt {
+		out = c.onTLP(now, out)
+	}
+	if c.paceAt != 0 && now >= c.paceAt {
+		c.paceAt = 0 // output below sends what pacing held back
 	}
 	if c.persistAt != 0 && now >= c.persistAt {
 		out = c.onPersist(now, out)
@@ -129,8 +142,23 @@ func (c *Conn) onRTO(now time.Duration, out []Segment) []Segment {
 	// After a timeout, duplicate ACKs for data sent before it must not
 	// start a fast retransmit (RFC 6582 §3.2 step 1).
 	c.inRecovery, c.recover, c.dupAcks = false, c.sndMax, 0
-	// Go back N: resend from the first octet the engine retains.
-	c.sndNxt = seqMax(c.sndUna, c.custodyEnd)
+	c.tlp, c.tlpAt, c.rackAt = tlpState{}, 0, 0
+	c.startEpisode()
+	if b := &c.board; b.n() > 0 {
+		// RFC 8985 §6.3 (and RFC 6675 §5.1): every segment not SACKed
+		// is deemed lost; they are resent in order as the collapsed
+		// window reopens, skipping what the receiver holds.
+		for i := 0; i < b.n(); i++ {
+			b.markLost(b.at(i))
+		}
+		c.rtoRecovery = true
+		c.forceRetx = true
+	} else {
+		// Nothing recorded (the octets were emitted in custody mode
+		// before it was switched off): go back N from the first octet
+		// the engine retains.
+		c.sndNxt = seqMax(c.sndUna, c.custodyEnd)
+	}
 	out = c.sendData(now, out)
 	if c.rtoAt == 0 {
 		c.rtoAt = now + c.rto
