@@ -44,6 +44,10 @@ type Config struct {
 	// cc.DefaultName) and CCConfig configures it.
 	CC       string
 	CCConfig cc.Config
+	// NoPacing leaves CCConfig.Pacing as given; by default the
+	// simulator turns it on, so CUBIC paces its slow start (see
+	// cc.Cubic.PacingRate for why that matters on a path like this).
+	NoPacing bool
 	// Seed selects the run: the link's random draws, the initial
 	// sequence numbers and the data sent all derive from it.
 	Seed uint64
@@ -53,9 +57,13 @@ type Config struct {
 	// MSS is both engines' MSS (default 1460, a 1500-byte IPv4 MTU).
 	MSS int
 	// SendBuf and RecvBuf size the sender's send buffer and the
-	// receiver's largest receive buffer; 0 sizes them from the path, at
-	// least twice the bandwidth-delay product plus the queues, so that
-	// neither limits the window.
+	// receiver's receive buffer; 0 sizes them from the path, at least
+	// twice the bandwidth-delay product plus the queues, so that neither
+	// limits the window. The receive buffer is fixed at that size
+	// (auto-tuning off, as with a configured SO_RCVBUF): auto-tuning
+	// doubles the window at most once per round trip, one step behind
+	// slow start, which would then spend half its rounds waiting for
+	// the window instead of probing the path.
 	SendBuf, RecvBuf int
 	// Tune, if set, adjusts both engines' configuration last.
 	Tune func(*tcp.Config)
@@ -271,6 +279,9 @@ func newSim(cfg Config) *sim {
 	if cfg.SampleEvery == 0 {
 		cfg.SampleEvery = time.Millisecond
 	}
+	if !cfg.NoPacing {
+		cfg.CCConfig.Pacing = true
+	}
 	rtt := cfg.Forward.Delay + cfg.Reverse.Delay
 	rate := cfg.Forward.Rate
 	if cfg.TimeLimit == 0 {
@@ -318,6 +329,7 @@ func (s *sim) engineConfig() *tcp.Config {
 	c := &tcp.Config{
 		MSS:        s.cfg.MSS,
 		SendBuf:    s.cfg.SendBuf,
+		RecvBuf:    s.cfg.RecvBuf,
 		MaxRecvBuf: s.cfg.RecvBuf,
 		CC: func() cc.Controller {
 			ctl, err := cc.New(name, ccCfg)
