@@ -16,9 +16,9 @@ import "time"
 type AckEvent struct {
 	Now      time.Duration // current time
 	Acked    int           // bytes newly acknowledged (cumulatively or by SACK)
-	RTT      time.Duration // RTT sample taken from this ACK; 0 when none (Karn's rule)
+	RTT      time.Duration // RTT sample taken from this ACK (every ACK delivering a segment sent once); 0 when none (Karn's rule)
 	MinRTT   time.Duration // smallest RTT seen on the connection; 0 when unknown
-	InFlight int           // bytes outstanding after this ACK was processed
+	InFlight int           // bytes outstanding and not SACKed after this ACK was processed
 	// InRecovery is true while the engine is in loss recovery (RFC 6675,
 	// RFC 6582): controllers must not grow the window then.
 	InRecovery bool
@@ -46,7 +46,10 @@ type Controller interface {
 	OnAck(ev *AckEvent)
 	// OnCongestion is called once per congestion event (the start of fast
 	// recovery, or an ECN echo at most once per window, RFC 3168 §6.1.2);
-	// inFlight is the bytes outstanding when the event was detected.
+	// inFlight is the bytes outstanding when the event was detected
+	// (RFC 5681's FlightSize), less those the receiver has SACKed: they
+	// left the network, and counting them would let the reduced window
+	// exceed the one that caused the loss.
 	OnCongestion(now time.Duration, inFlight int, ecn bool)
 	// OnRecoveryEnd is called when loss recovery ends (the recovery point
 	// has been acknowledged).
