@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"math/bits"
-	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -392,5 +391,3 @@ func (p *peer) hints(buf []*Conn) []*Conn {
 	}
 	return buf
 }
-
-var _ = net.ErrClosed

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"testing"
 	"time"
 
 	"github.com/ultcp/ultcp/internal/proc"
@@ -263,8 +262,6 @@ func roleSource(args []string) error {
 	c.Close()
 	return proc.Send(sinkResult{SHA: sum, Bytes: sent})
 }
-
-var _ = testing.Short
 
 func init() { proc.Register("send-close-exit", roleSendCloseExit) }
 

@@ -2,7 +2,6 @@ package fabric
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -344,8 +343,6 @@ func TestPeerCannotResizeSharedMemoryUnderTransfer(t *testing.T) {
 		}
 	}
 }
-
-var _ = context.Background
 
 func TestRecordsSentBeforeCloseSurviveThePeersExit(t *testing.T) {
 	dir := testDir(t)
