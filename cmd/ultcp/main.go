@@ -1,6 +1,7 @@
 // Command ultcp is the command line of ultcp, the user-level TCP/IP stack.
 //
-//	ultcp bench [flags]   measure; today the fabric against its bare floors
+//	ultcp bench [flags]   the NetPIPE comparison of ultcp with the alternatives
+//	ultcp bench fabric    the fabric against its bare floors
 //	ultcp help [command]  list the commands, or a command's flags
 //
 // The benchmarks run parts of themselves in child processes of this same
@@ -36,7 +37,7 @@ var subcommands []subcommand
 
 func init() {
 	subcommands = append(subcommands,
-		subcommand{name: "bench", summary: "run benchmarks: the fabric against bare floors (--quick: under a minute)", run: runBench, usage: benchUsage},
+		subcommand{name: "bench", summary: "the NetPIPE comparison: ultcp against kernel TCP, Unix sockets, gVisor, NPtcp (bench fabric: the fabric against bare floors)", run: runBench, usage: benchUsage},
 		subcommand{name: "help", summary: "list the commands, or describe one: ultcp help bench", run: runHelp},
 	)
 }

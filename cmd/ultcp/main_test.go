@@ -33,9 +33,9 @@ func TestHelpListsEverySubcommand(t *testing.T) {
 	}
 }
 
-func TestHelpBenchListsFlagsAndSections(t *testing.T) {
+func TestHelpBenchListsFlagsAndTransports(t *testing.T) {
 	_, out, _ := runCLI("help", "bench")
-	for _, want := range []string{"-quick", "-json FILE", "-sections LIST", "-update-doc FILE", "  fabric "} {
+	for _, want := range []string{"-quick", "-json FILE", "-plot FILE", "-transports LIST", "-pin", "-update-doc FILE", "  ultcp-zc ", "  kernel-tcp ", "ultcp bench fabric"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ultcp help bench does not mention %q:\n%s", want, out)
 		}
@@ -54,9 +54,21 @@ func TestUnknownCommandIsUsageError(t *testing.T) {
 	}
 }
 
-func TestBenchRejectsUnknownSection(t *testing.T) {
-	if code, _, errOut := runCLI("bench", "--sections", "fabric,nosuch"); code != 2 || !strings.Contains(errOut, `unknown section "nosuch"`) {
+func TestBenchFabricRejectsUnknownSection(t *testing.T) {
+	if code, _, errOut := runCLI("bench", "fabric", "--sections", "fabric,nosuch"); code != 2 || !strings.Contains(errOut, `unknown section "nosuch"`) {
 		t.Errorf("exit %d, stderr %q; want 2 and the section named", code, errOut)
+	}
+}
+
+func TestBenchRejectsUnknownTransport(t *testing.T) {
+	if code, _, errOut := runCLI("bench", "--transports", "unix,nosuch"); code != 2 || !strings.Contains(errOut, `unknown transport "nosuch"`) {
+		t.Errorf("exit %d, stderr %q; want 2 and the transport named", code, errOut)
+	}
+}
+
+func TestBenchRejectsPNGPlot(t *testing.T) {
+	if code, _, errOut := runCLI("bench", "--plot", "x.png"); code != 2 || !strings.Contains(errOut, "only SVG") {
+		t.Errorf("exit %d, stderr %q; want 2 and the reason", code, errOut)
 	}
 }
 
