@@ -54,7 +54,7 @@ const (
 	// targetWakeSpin is how long a woken sender aims to spin before the
 	// completion: a little margin against a slow wake-up is cheaper than
 	// a receiver idling for the next record.
-	targetWakeSpin = 4 * time.Microsecond
+	targetWakeSpin = 2 * time.Microsecond
 	// A DMA sender predicts how long the receiver's copy takes from the
 	// length (dmaNsPerKiB, measured: process_vm_readv moves ~12 GB/s
 	// here). A copy predicted shorter than dmaSleepAbove is cheaper to spin
@@ -64,7 +64,7 @@ const (
 	// maxWakeSpin for the completion before it sleeps again.
 	dmaNsPerKiB   = 85
 	dmaSleepAbove = 30 * time.Microsecond
-	dmaSpin       = time.Microsecond
+	dmaSpin       = 500 * time.Nanosecond
 	maxWakeSpin   = 4 * targetWakeSpin
 )
 
