@@ -15,7 +15,7 @@ import (
 // literal segments the RFC prescribes.
 //
 // Input notation: <SEQ=n><ACK=n><CTL=SYN,ACK,...><WND=n> and optionally
-// <MSS=n><WS=n><TS=val,ecr><UP=n>, <DATA=n> for n payload octets and
+// <MSS=n><WS=n><SACKOK><TS=val,ecr><SACK=left-right,...><UP=n>, <DATA=n> for n payload octets and
 // <TEXT=abc> for literal payload. Unless TEXT is given, the payload octet
 // numbered s is byte(s) (a SYN's data starts at SEG.SEQ+1), so what the
 // reader gets can be checked by its sequence numbers. Output is printed by Segment.String in the same
@@ -82,6 +82,17 @@ func parseSeg(t testing.TB, spec string) Segment {
 			h.Options.HasTimestamp, h.Options.TSVal, h.Options.TSEcr = true, num(a), num(b)
 		case "UP":
 			h.Urgent = uint16(num(v))
+		case "SACKOK":
+			h.Options.SACKPermitted = true
+		case "SACK":
+			for _, blk := range strings.Split(v, ",") {
+				l, r, _ := strings.Cut(blk, "-")
+				if int(h.Options.NumSACK) == len(h.Options.SACK) {
+					t.Fatalf("too many SACK blocks in %q", spec)
+				}
+				h.Options.SACK[h.Options.NumSACK] = wire.SACKBlock{Left: num(l), Right: num(r)}
+				h.Options.NumSACK++
+			}
 		case "DATA":
 			s.Payload = make([]byte, num(v))
 		case "TEXT":
