@@ -394,6 +394,12 @@ func (c *Conn) Send(p []byte) error {
 // SendDMA on the heap; the pin and a KeepAlive keep it alive until the
 // completion.
 //
+// If SendDMA fails before the completion (a write deadline), the record
+// stays in the ring and the receiver may still pull p later: overwriting p
+// then changes what it receives. (Unsafe memory it cannot be: a peer
+// allowed to use process_vm_readv on us could read any of our memory
+// anyway.)
+//
 // If the peer cannot read our memory (process_vm_readv refused at first
 // contact), SendDMA copies prefix and p through the ring instead; it logs
 // that once per node.
