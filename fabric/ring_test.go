@@ -162,3 +162,42 @@ func TestRingRejectsTailOutsideProducedRange(t *testing.T) {
 		t.Fatalf("refreshTail = %v, want ErrCorrupt", err)
 	}
 }
+
+// FuzzConsumerOnGarbage fills a ring with whatever the fuzzer gives (as a
+// hostile producer could) and consumes it: every record returned must lie
+// inside the ring, and the consumer must stop with a record, an empty ring
+// or ErrCorrupt, never panic or loop.
+func FuzzConsumerOnGarbage(f *testing.F) {
+	f.Add([]byte{8, 0, 0, 0, 1, 0, 0, 0, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}, uint16(0))
+	f.Add([]byte{0xf0, 0x0f, 0, 0, 2, 0, 0, 0}, uint16(8))
+	f.Fuzz(func(t *testing.T, garbage []byte, start uint16) {
+		const size = MinRingSize
+		m := testRing(t, size)
+		data := m.bytes(0, size)
+		for i := range data {
+			if len(garbage) > 0 {
+				data[i] = garbage[i%len(garbage)]
+			}
+		}
+		c := newConsumer(m)
+		c.tail = uint64(start) &^ 7 % size
+		c.pubTail = c.tail
+		for range 2 * size / recHdr {
+			kind, body, err := c.peek()
+			if err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("peek error %v, want ErrCorrupt", err)
+				}
+				return
+			}
+			if kind == 0 {
+				return
+			}
+			lo := uintptr(unsafe.Pointer(unsafe.SliceData(body))) - uintptr(m.data)
+			if len(body) > 0 && (lo >= size || lo+uintptr(len(body)) > size) {
+				t.Fatalf("record [%d, +%d) outside the %d-byte ring", lo, len(body), size)
+			}
+			c.release()
+		}
+	})
+}
