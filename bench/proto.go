@@ -99,7 +99,17 @@ func Serve(l Listener, addr, link string) error {
 				errc <- err
 				return
 			}
-			go serveConn(c)
+			// Like netperf's server, answer a connection-rate connection
+			// in the accepting goroutine: no hand-off to another one.
+			// The client sends its first byte as soon as it is connected.
+			if pp := serveFirst(c); pp {
+				go func() {
+					defer c.Close()
+					if err := servePingPong(c); err != nil && !errors.Is(err, io.EOF) {
+						fmt.Fprintf(os.Stderr, "bench server: %v\n", err)
+					}
+				}()
+			}
 		}
 	}()
 	stop := make(chan struct{})
@@ -113,20 +123,23 @@ func Serve(l Listener, addr, link string) error {
 	}
 }
 
-func serveConn(c Conn) {
-	defer c.Close()
+// serveFirst reads the byte saying what a connection is for. It answers
+// and closes a connection-rate connection and reports whether c is a
+// ping-pong connection for the caller to serve.
+func serveFirst(c Conn) bool {
 	var kind [1]byte
 	if err := c.Recv(kind[:]); err != nil {
-		return
+		c.Close()
+		return false
 	}
-	switch kind[0] {
-	case kindCRR:
+	if kind[0] == kindPingPong {
+		return true
+	}
+	if kind[0] == kindCRR {
 		_ = c.Send(kind[:])
-	case kindPingPong:
-		if err := servePingPong(c); err != nil && !errors.Is(err, io.EOF) {
-			fmt.Fprintf(os.Stderr, "bench server: %v\n", err)
-		}
 	}
+	c.Close()
+	return false
 }
 
 // servePingPong runs batches: a 16-byte header (size, round trips), then

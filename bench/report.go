@@ -18,17 +18,20 @@ type Report struct {
 
 // Machine says where, when and how the numbers were taken.
 type Machine struct {
-	Date       string   `json:"date"`
-	Command    string   `json:"command,omitempty"`
-	CPU        string   `json:"cpu"`
-	CPUs       int      `json:"cpus"`
-	Kernel     string   `json:"kernel"`
-	Go         string   `json:"go"`
-	Pin        string   `json:"pin"`
-	Quick      bool     `json:"quick"`
-	LoadBefore string   `json:"load_before"`
-	LoadAfter  string   `json:"load_after"`
-	Seconds    float64  `json:"seconds"`
+	Date       string  `json:"date"`
+	Command    string  `json:"command,omitempty"`
+	CPU        string  `json:"cpu"`
+	CPUs       int     `json:"cpus"`
+	Kernel     string  `json:"kernel"`
+	Go         string  `json:"go"`
+	Pin        string  `json:"pin"`
+	Quick      bool    `json:"quick"`
+	LoadBefore string  `json:"load_before"`
+	LoadAfter  string  `json:"load_after"`
+	Seconds    float64 `json:"seconds"`
+	// OthersBusy is the share of all CPUs that other processes used
+	// during the run (/proc/stat less this process tree): the noise.
+	OthersBusy float64  `json:"others_busy"`
 	GVisorLink string   `json:"gvisor_link,omitempty"`
 	Notes      []string `json:"notes,omitempty"`
 }
@@ -270,8 +273,8 @@ func describe(t string) string {
 func (r *Report) WriteHeader(w io.Writer) {
 	m := r.Machine
 	fmt.Fprintf(w, "%s  %s\n", m.Command, m.Date)
-	fmt.Fprintf(w, "machine: %s, %d CPUs, Linux %s, %s; pin: %s; load before %s, after %s; %.0f s\n",
-		m.CPU, m.CPUs, m.Kernel, m.Go, m.Pin, m.LoadBefore, m.LoadAfter, m.Seconds)
+	fmt.Fprintf(w, "machine: %s, %d CPUs, Linux %s, %s\npin: %s; load before %s, after %s; other processes used %.0f%% of the CPUs during the %.0f s run\n",
+		m.CPU, m.CPUs, m.Kernel, m.Go, m.Pin, m.LoadBefore, m.LoadAfter, 100*m.OthersBusy, m.Seconds)
 	if m.GVisorLink != "" {
 		fmt.Fprintf(w, "gvisor link: %s\n", m.GVisorLink)
 	}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ultcp/ultcp/internal/proc"
 )
 
@@ -75,6 +77,9 @@ func (o Options) budgets() (minPoint, point, crr time.Duration) {
 	}
 	return minPoint, point, crr
 }
+
+// warmUp is how long each pair ping-pongs before the sweep.
+const warmUp = 200 * time.Millisecond
 
 // pair is one transport's two running processes.
 type pair struct {
@@ -181,6 +186,7 @@ func Run(o Options) (*Report, error) {
 		}
 	}
 	start := time.Now()
+	all0, own0, busyOK := busyNow()
 	rep := &Report{Machine: machine(o.Pin, o.Quick)}
 	progress := o.Progress
 	if progress == nil {
@@ -211,6 +217,16 @@ func Run(o Options) (*Report, error) {
 			rep.Machine.GVisorLink = p.link
 		}
 		pairs = append(pairs, p)
+	}
+	// Warm up every pair before measuring: a new process starts on its
+	// parent's CPU, and until the scheduler's load balancer moves one of
+	// two spinning partners away (up to a second here) they share one CPU
+	// and a 1-byte round trip costs tens of microseconds instead of a
+	// fraction of one. The same warm-up faults in the transports' memory.
+	for _, p := range pairs {
+		progress(0, 1, "warming up "+p.name)
+		var pt Point
+		_ = p.command(Command{Op: "pp", Size: 1, MinTime: warmUp, Budget: warmUp}, &pt)
 	}
 	total := len(sizes)*len(pairs) + len(pairs)
 	done := 0
@@ -275,6 +291,11 @@ func Run(o Options) (*Report, error) {
 	sortRuns(rep, names)
 	rep.Machine.LoadAfter = loadavg()
 	rep.Machine.Seconds = time.Since(start).Seconds()
+	if all1, own1, ok := busyNow(); ok && busyOK {
+		others := (all1 - all0) - (own1 - own0)
+		capacity := time.Since(start) * time.Duration(runtime.NumCPU())
+		rep.Machine.OthersBusy = max(0, float64(others)/float64(capacity))
+	}
 	return rep, nil
 }
 
@@ -420,4 +441,37 @@ func loadavg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// busyNow returns the CPU time all CPUs have spent not idle since boot
+// (/proc/stat, USER_HZ ticks of 10 ms) and the CPU time of this process
+// and its waited-for children, so that a run can say how much of the
+// machine others took while it measured.
+func busyNow() (all, own time.Duration, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	var ticks int64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		ticks += n
+	}
+	var self, kids unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &self) != nil || unix.Getrusage(unix.RUSAGE_CHILDREN, &kids) != nil {
+		return 0, 0, false
+	}
+	own = time.Duration(self.Utime.Nano() + self.Stime.Nano() + kids.Utime.Nano() + kids.Stime.Nano())
+	return time.Duration(ticks) * 10 * time.Millisecond, own, true
 }

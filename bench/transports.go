@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -84,6 +85,17 @@ func runRole(args []string, server bool) error {
 		return err
 	}
 	args = append(args[:2:2], args[3:]...)
+	if prefix := os.Getenv(profileEnv); prefix != "" {
+		side := "client"
+		if server {
+			side = "server"
+		}
+		stop, err := startProfile(fmt.Sprintf("%s-%s-%s.pprof", prefix, t, side))
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	switch t {
 	case UlTCP, UlTCPZC:
 		cfg := ultcp.Config{Addr: serverAddr, FabricDir: dir}
@@ -214,6 +226,23 @@ func (f fabricListener) Accept() (Conn, error) {
 }
 
 func (f fabricListener) Close() error { return f.n.Close() }
+
+// profileEnv, when set, makes every child write a CPU profile to
+// $ULTCP_BENCH_CPUPROFILE-<transport>-<client|server>.pprof, for
+// `go tool pprof` of the hot path.
+const profileEnv = "ULTCP_BENCH_CPUPROFILE"
+
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
 
 // scratchDir makes the per-pair directory: a fabric directory on tmpfs for
 // fabric transports, a socket directory otherwise.
