@@ -2,7 +2,9 @@
 // extensions (RFC 7323 window scaling, timestamps and PAWS; RFC 6298
 // retransmission timer; RFC 5961 blind-attack mitigations; RFC 1122 delayed
 // ACK, Nagle and keepalive; RFC 6093 safe urgent-pointer handling; RFC 6191
-// TIME-WAIT reuse; RFC 4987 SYN cookies).
+// TIME-WAIT reuse; RFC 4987 SYN cookies; RFC 2018 SACK and RFC 2883 D-SACK;
+// RFC 6675 loss recovery; RFC 8985 RACK-TLP; congestion control behind
+// cc.Controller, CUBIC by default).
 //
 // A Conn is a plain value. It is driven by three calls that each take the
 // current time and append the segments to send to a caller's slice:
@@ -46,8 +48,18 @@
 //   - The receive buffer is a ring holding the window: out-of-order bytes
 //     are written at their final place and only their ranges are kept,
 //     so filling a hole copies nothing and Peek can lend the readable
-//     span. The same ranges will feed SACK generation.
-//   - Loss recovery is in two places a SACK scoreboard (RFC 6675) and RACK
-//     (RFC 8985) will replace: the duplicate-ACK branch of processAck
-//     and retransmitOne. Congestion control is behind cc.Controller.
+//     span. The same ranges feed SACK generation (sack.go).
+//   - The sender keeps one record per segment sent and not yet
+//     acknowledged (scoreboard.go): its range, when it was last sent, and
+//     whether it is SACKed or lost. Records make every loss detector
+//     cheap: RACK (rack.go) compares send times, RFC 6675's DupThresh
+//     counts SACKed records above a hole, a timeout marks the unSACKed
+//     ones lost; the output path resends lost records first, whole, then
+//     new data, while pipe < cwnd. They also time every ACK for the
+//     controller (nanosecond RTT samples HyStart++ needs), while the RFC
+//     6298 estimator keeps timing one segment per round trip.
+//   - RACK-TLP needs timestamps to tell an ACK of a retransmission from
+//     one of its original (RFC 8985 §6.2); without them the engine falls
+//     back to RFC 6675's DupThresh rule, and without SACK to NewReno's
+//     three duplicate ACKs and partial ACKs (RFC 6582).
 package tcp
