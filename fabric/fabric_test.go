@@ -617,3 +617,31 @@ func TestRingPairsAreReusedAfterBothSidesClose(t *testing.T) {
 		t.Fatalf("100 sequential connections used %d fresh ids, want %d (the quarantine, then reuse)", used, quarantine+1)
 	}
 }
+
+func TestWakeEndsWaitWithNothingReady(t *testing.T) {
+	f := openFabric(t, testDir(t))
+	a := join(t, f, addrA)
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		a.Wake()
+	}()
+	start := time.Now()
+	got, err := a.Wait(context.Background(), nil)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Wait after Wake = %d conns, %v; want none, nil", len(got), err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("Wait took %v to see Wake", el)
+	}
+}
+
+func BenchmarkWakeAndWait(b *testing.B) {
+	f := openFabric(b, testDir(b))
+	a := join(b, f, addrA)
+	b.ReportAllocs()
+	var buf []*Conn
+	for b.Loop() {
+		a.Wake()
+		buf, _ = a.Wait(context.Background(), buf[:0])
+	}
+}

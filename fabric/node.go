@@ -48,6 +48,7 @@ type Node struct {
 	events   []*Conn // watched connections whose state changed, for Wait
 
 	dmaWarn   sync.Once
+	woken     atomic.Bool // Wake was called: the next Wait returns at once
 	closed    atomic.Bool
 	done      chan struct{}
 	serveDone chan struct{}
@@ -589,13 +590,22 @@ func (n *Node) Accept(ctx context.Context) (*Conn, error) {
 	}
 }
 
+// Wake makes the Wait in progress, or else the next one, return at once
+// (with whatever is ready, possibly nothing). It is safe from any goroutine
+// and allocates nothing: the way for a program to kick its own event loop.
+func (n *Node) Wake() {
+	n.woken.Store(true)
+	ringBell(n.bell)
+}
+
 // Wait blocks until a watched connection (Conn.SetWatch) may have a
 // record or changed state, or a connection waits in Accept, or ctx is
 // done. It appends the connections concerned to buf and returns it; a
 // connection may appear more than once or turn out to have nothing (the
 // peer sets the hints; they are never trusted, only checked). An empty
-// result with a nil error means: call Accept. Wait does not spin: it is
-// meant for an event loop that sleeps when there is nothing to do.
+// result with a nil error means: call Accept, or Wake was called. Wait
+// does not spin: it is meant for an event loop that sleeps when there is
+// nothing to do.
 func (n *Node) Wait(ctx context.Context, buf []*Conn) ([]*Conn, error) {
 	var stop func() bool
 	defer func() {
@@ -617,7 +627,7 @@ func (n *Node) Wait(ctx context.Context, buf []*Conn) ([]*Conn, error) {
 				buf = p.hints(buf)
 			}
 		}
-		if len(buf) > 0 || accept {
+		if len(buf) > 0 || accept || n.woken.Swap(false) {
 			return buf, nil
 		}
 		if n.closed.Load() {
@@ -633,7 +643,10 @@ func (n *Node) Wait(ctx context.Context, buf []*Conn) ([]*Conn, error) {
 				return buf, context.DeadlineExceeded
 			}
 		}
-		if stop == nil {
+		if stop == nil && ctx.Done() != nil {
+			// Only a cancellable context costs this registration; an
+			// event loop that wants no allocation per sleep passes a
+			// context without Done (deadline-free) and uses Wake.
 			stop = context.AfterFunc(ctx, func() { ringBell(n.bell) })
 		}
 		futexWait(n.bell, seq, timeout)
