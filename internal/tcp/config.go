@@ -83,6 +83,12 @@ type Config struct {
 	// offered nor accepted, so losses are recovered the NewReno way
 	// (RFC 6582), one per round trip.
 	NoSACK bool
+	// ECN asks for Explicit Congestion Notification (RFC 3168) in our
+	// SYN and accepts it in the peer's: when both agree, new data is
+	// sent ECT(0), a CE mark the network sets is echoed with ECE, and
+	// an echo reduces cwnd once per window as a loss would. The link
+	// must carry Segment.ECN to and from the IP header.
+	ECN bool
 	// NoRACK makes a connection with SACK and timestamps detect losses
 	// by RFC 6675's DupThresh rule instead of RACK-TLP (RFC 8985), and
 	// send no tail loss probes.

@@ -132,6 +132,11 @@ type Conn struct {
 	undoMarker   uint32                  // SND.UNA when it began
 	undoRanges   [maxUndoRanges]seqRange // its retransmissions
 	nUndoRanges  int
+	// ECN (RFC 3168, ecn.go).
+	ecnOK      bool   // both SYNs agreed
+	ecnEcho    bool   // receiver: a CE arrived; set ECE until the peer's CWR
+	cwrPending bool   // sender: set CWR on the next new data segment
+	ecnRecover uint32 // sender: no second response before SND.UNA passes this
 	// Pacing (when the controller asks for it): the earliest time the
 	// next data segment may leave, and the timer that waits for it.
 	nextSendAt time.Duration

@@ -115,6 +115,7 @@ func (c *Conn) inputListen(now time.Duration, seg *Segment, out []Segment) []Seg
 	c.remotePort = h.SrcPort
 	c.irs, c.rcvNxt = h.Seq, h.Seq+1
 	c.negotiate(now, &h.Options)
+	c.ecnOK = c.cfg.ECN && ecnSYN(h.Flags, false)
 	c.sndWnd, c.maxSndWnd = uint32(h.Window), uint32(h.Window)
 	c.sndWl1, c.sndWl2 = h.Seq, c.iss
 	c.lastRecvAt = now
@@ -159,6 +160,7 @@ func (c *Conn) inputSynSent(now time.Duration, seg *Segment, out []Segment) []Se
 	}
 	c.irs, c.rcvNxt = h.Seq, h.Seq+1
 	c.negotiate(now, &h.Options)
+	c.ecnOK = c.cfg.ECN && ecnSYN(h.Flags, ackOK)
 	c.rcvAdvEdge = c.rcvNxt + uint32(min(c.rb.free(), 65535)) // what our SYN offered
 	c.lastRecvAt = now
 	// RFC 7323 §2.2: the window of a SYN segment is never scaled.
@@ -368,6 +370,7 @@ func (c *Conn) inputSynchronized(now time.Duration, seg *Segment, out []Segment)
 	}
 
 	// Seventh and eighth: text and FIN.
+	c.ecnInput(seg)
 	c.inputText(now, seq, seg.Payload, f&wire.FlagFIN != 0)
 	return c.flush(now, out)
 }
@@ -476,6 +479,7 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 			AppLimited: c.appLimited}
 		c.cc.OnAck(&c.ackEv)
 	}
+	c.ecnAck(now, seg)
 	if advanced {
 		// RFC 6298 §5.2–5.3.
 		if c.retainedInFlight() {

@@ -219,6 +219,10 @@ func (l *Listener) cookieSYNACK(now time.Duration, local, remote netip.AddrPort,
 			o.SACKPermitted = true
 			r.Options.SACKPermitted = true
 		}
+		if cfg.ECN && ecnSYN(h.Flags, false) {
+			o.ECN = true
+			r.Flags |= wire.FlagECE
+		}
 		tsNow := uint32(int64(now/time.Millisecond)) + tsOffsetFor(iss)
 		r.Options.HasTimestamp = true
 		r.Options.TSVal, r.Options.TSEcr = EncodeSYNOptionsTS(tsNow, o), h.Options.TSVal
@@ -263,6 +267,7 @@ func (l *Listener) cookieACK(now time.Duration, local, remote netip.AddrPort, se
 			c.wsOK, c.sndShift, c.rcvShift = true, uint8(o.WScale), cfg.rcvShift()
 		}
 		c.sackOK = o.SACKPermitted && !cfg.NoSACK
+		c.ecnOK = o.ECN && cfg.ECN
 	}
 	if !c.wsOK {
 		c.cfg.MaxRecvBuf = min(c.cfg.MaxRecvBuf, 65535)

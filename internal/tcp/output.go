@@ -73,6 +73,9 @@ func (c *Conn) emit(now time.Duration, out []Segment, seq uint32, flags wire.TCP
 			h.Urgent = uint16(min(c.sndUp-seq, 65535))
 		}
 		h.Window = c.advertise()
+		if c.ecnEcho && flags&wire.FlagACK != 0 {
+			h.Flags |= wire.FlagECE // RFC 3168 §6.1.3: until the peer's CWR
+		}
 		if c.tsOK {
 			h.Options.HasTimestamp = true
 			h.Options.TSVal, h.Options.TSEcr = c.tsNow(now), c.tsRecent
@@ -159,6 +162,11 @@ func (c *Conn) sendSYN(now time.Duration, out []Segment) []Segment {
 	flags := wire.FlagSYN
 	if c.state == SynReceived {
 		flags |= wire.FlagACK
+		if c.ecnOK {
+			flags |= wire.FlagECE // RFC 3168 §6.1.1: ECN-setup SYN-ACK
+		}
+	} else if c.cfg.ECN {
+		flags |= wire.FlagECE | wire.FlagCWR // ECN-setup SYN
 	}
 	if c.sndMax != c.iss {
 		c.stats.Retransmits++
@@ -244,6 +252,17 @@ func (c *Conn) emitData(now time.Duration, out []Segment, seq uint32, flags wire
 		c.rttTiming, c.rttSeq, c.rttAt = true, seq, now
 	}
 	out = c.emit(now, out, seq, flags, payload)
+	if c.ecnOK && seq == c.sndMax && len(payload) > 0 {
+		// RFC 3168 §6.1.5: new data only is ECN-capable (not
+		// retransmissions, not pure ACKs); CWR rides on the first new
+		// data after a response to ECE (§6.1.2).
+		s := &out[len(out)-1]
+		s.ECN = ECNECT0
+		if c.cwrPending {
+			s.Hdr.Flags |= wire.FlagCWR
+			c.cwrPending = false
+		}
+	}
 	if seq == c.sndMax && !c.custody && end != seq {
 		c.board.add(seq, end, now, flags&wire.FlagFIN != 0) // a new record (scoreboard.go)
 	}

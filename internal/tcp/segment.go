@@ -14,7 +14,19 @@ import (
 type Segment struct {
 	Hdr     wire.TCPHeader
 	Payload []byte
+	// ECN is the IP header's ECN field (RFC 3168 §5): the link sets it
+	// from an arriving packet and copies it into an outgoing one. The
+	// engine marks new data ECT(0) when ECN was agreed.
+	ECN uint8
 }
+
+// The ECN codepoints of RFC 3168 §5.
+const (
+	ECNNotECT uint8 = 0
+	ECNECT1   uint8 = 1
+	ECNECT0   uint8 = 2
+	ECNCE     uint8 = 3
+)
 
 // seqLen is SEG.LEN of RFC 9293 §3.4: payload octets plus one for SYN and
 // one for FIN.
@@ -118,6 +130,9 @@ func (s *Segment) String() string {
 		b = append(b, "<UP="...)
 		b = strconv.AppendUint(b, uint64(h.Urgent), 10)
 		b = append(b, '>')
+	}
+	if s.ECN != 0 {
+		b = append(b, [4]string{"", "<ECN=ECT1>", "<ECN=ECT0>", "<ECN=CE>"}[s.ECN&3]...)
 	}
 	if len(s.Payload) > 0 {
 		b = append(b, "<DATA="...)

@@ -39,4 +39,6 @@ type Stats struct {
 	TLPProbes     uint64 // tail loss probes sent
 	TLPRecoveries uint64 // probes that repaired a loss (the controller was told)
 	Rescues       uint64 // RFC 6675 rescue retransmissions
+	ECNCE         uint64 // data segments that arrived marked CE (RFC 3168)
+	ECNResponses  uint64 // congestion responses to ECN echoes (at most one per window)
 }
