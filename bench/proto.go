@@ -220,9 +220,12 @@ type CRRResult struct {
 
 // Client runs the client child: it dials the ping-pong connection, says it
 // is ready, then obeys commands from stdin until stdin closes, answering
-// each with one JSON line (Point or CRRResult).
-func Client(dial func() (Conn, error), link string) error {
-	c, err := dial()
+// each with one JSON line (Point or CRRResult). dial's argument says
+// whether the connection is for ping-pong (large messages) or for the
+// connection-rate test (one byte each way), for transports that size
+// their buffers per connection.
+func Client(dial func(pingPong bool) (Conn, error), link string) error {
+	c, err := dial(true)
 	if err != nil {
 		_ = proc.Send(Ready{Error: err.Error()})
 		return err
@@ -389,13 +392,13 @@ func absRel(a, b time.Duration) float64 {
 
 // crr opens, uses and closes connections for budget: connect, one byte
 // each way, close (netperf's TCP_CRR).
-func crr(dial func() (Conn, error), budget time.Duration) CRRResult {
+func crr(dial func(pingPong bool) (Conn, error), budget time.Duration) CRRResult {
 	var r CRRResult
 	start := time.Now()
 	deadline := start.Add(budget)
 	b := []byte{kindCRR}
 	for time.Now().Before(deadline) {
-		c, err := dial()
+		c, err := dial(false)
 		if err == nil {
 			err = c.Send(b)
 			if err == nil {

@@ -67,8 +67,12 @@ var (
 const (
 	fabricRing   = 4 << 20
 	fabricRecord = 1 << 20
-	dmaFrom      = 256 << 10 // same as ultcp's default DMA threshold
-	ultcpPort    = 5001
+	// crrRing is the ring of a connection-rate connection: one byte each
+	// way needs the smallest ring the fabric makes, and 4 MiB rings would
+	// fill the peer slab faster than closed ones are reclaimed.
+	crrRing   = 4 << 10
+	dmaFrom   = 256 << 10 // same as ultcp's default DMA threshold
+	ultcpPort = 5001
 )
 
 // runRole is a child: args are the transport, a scratch directory (fabric
@@ -117,7 +121,7 @@ func runRole(args []string, server bool) error {
 			}
 			return Serve(NetListener(l), l.Addr().String(), "fabric "+dir)
 		}
-		return Client(func() (Conn, error) {
+		return Client(func(bool) (Conn, error) {
 			c, err := s.Dial("tcp", args[2])
 			if err != nil {
 				return nil, err
@@ -141,10 +145,14 @@ func runRole(args []string, server bool) error {
 		if server {
 			return Serve(fabricListener{n}, serverAddr.String(), "fabric "+dir)
 		}
-		return Client(func() (Conn, error) {
+		return Client(func(pingPong bool) (Conn, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			c, err := n.Dial(ctx, serverAddr, fabric.ConnConfig{RingSize: fabricRing})
+			ring := fabricRing
+			if !pingPong {
+				ring = crrRing
+			}
+			c, err := n.Dial(ctx, serverAddr, fabric.ConnConfig{RingSize: ring})
 			if err != nil {
 				return nil, err
 			}
@@ -162,7 +170,7 @@ func runRole(args []string, server bool) error {
 			}
 			return Serve(NetListener(l), l.Addr().String(), "")
 		}
-		return Client(func() (Conn, error) {
+		return Client(func(bool) (Conn, error) {
 			c, err := net.DialTimeout(network, args[2], 5*time.Second)
 			if err != nil {
 				return nil, err

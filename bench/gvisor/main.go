@@ -86,7 +86,7 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		return bench.Client(func() (bench.Conn, error) {
+		return bench.Client(func(bool) (bench.Conn, error) {
 			c, err := gonet.DialTCP(s, fullAddr(ap.Addr()), ipv4.ProtocolNumber)
 			if err != nil {
 				return nil, err
