@@ -36,7 +36,7 @@ go test -count=1 -timeout 15m ./...
 # The race detector on the packages whose code runs on several goroutines or
 # processes at once.
 race_pkgs=()
-for d in ./fabric/... ./internal/timerwheel/... .; do
+for d in ./fabric/... ./internal/timerwheel/... ./internal/proc/... ./capture/... ./internal/tcp .; do
 	if compgen -G "${d%/...}/*.go" >/dev/null; then race_pkgs+=("$d"); fi
 done
 if ((${#race_pkgs[@]})); then
