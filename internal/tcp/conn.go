@@ -173,6 +173,7 @@ func (r *rateLimit) allow(now time.Duration, limit int) bool {
 func newConn(cfg *Config, localPort, remotePort uint16, iss uint32) *Conn {
 	c := &Conn{cfg: cfg.withDefaults(), localPort: localPort, remotePort: remotePort}
 	c.iss, c.sndUna, c.sndNxt, c.sndMax = iss, iss, iss, iss
+	c.ecnRecover = iss // no ECN response yet: any echo after the handshake counts
 	c.sb = sendBuf{seq: iss + 1, size: c.cfg.SendBuf}
 	c.rb = recvBuf{size: c.cfg.RecvBuf}
 	c.custody = c.cfg.Custody

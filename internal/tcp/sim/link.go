@@ -22,6 +22,11 @@ type Link struct {
 	// the bottleneck (the packet being serialised counts); a packet that
 	// would exceed either limit is dropped. Zero means no limit.
 	QueueBytes, QueuePackets int
+	// ECNMark, when positive, marks an ECN-capable packet CE (RFC 3168)
+	// if the queue it joins already holds more than ECNMark bytes: a
+	// step-marking AQM (DCTCP's K). Packets that are not ECN-capable are
+	// only subject to drop-tail.
+	ECNMark int
 
 	// Loss is the probability that a packet is lost on the wire,
 	// independently of every other.
@@ -74,7 +79,7 @@ func (l *Link) Validate() error {
 	if l.Delay < 0 || l.ReorderDelay < 0 {
 		return errors.New("sim: negative delay")
 	}
-	if l.QueueBytes < 0 || l.QueuePackets < 0 {
+	if l.QueueBytes < 0 || l.QueuePackets < 0 || l.ECNMark < 0 {
 		return errors.New("sim: negative queue limit")
 	}
 	for _, p := range []struct {
@@ -103,6 +108,7 @@ type LinkStats struct {
 	Lost       int64 `json:"lost"`        // lost on the wire (random or burst)
 	BurstLost  int64 `json:"burst_lost"`  // of Lost, those the burst model lost
 	Corrupted  int64 `json:"corrupted"`   // delivered with a byte changed
+	ECNMarked  int64 `json:"ecn_marked"`  // ECN-capable packets marked CE by the queue
 	Duplicated int64 `json:"duplicated"`  // delivered twice
 	Reordered  int64 `json:"reordered"`   // held back so that later packets overtook them
 	MaxQueue   int   `json:"max_queue"`   // the most bytes ever queued
@@ -116,6 +122,7 @@ type Fate struct {
 	XOR     byte          // the nonzero value XORed into it
 	Dup     bool          // a second, intact copy arrives too
 	DupAt   time.Duration
+	CE      bool // the queue marked it Congestion Experienced
 }
 
 // Intact reports whether the packet, or a copy of it, arrives unchanged.
@@ -171,7 +178,7 @@ func (l *linkState) drain(now time.Duration) {
 // send offers a packet of size bytes at now and returns its fate. The
 // random draws happen in a fixed order for every packet, so a run is a
 // function of the seed alone.
-func (l *linkState) send(now time.Duration, size int) Fate {
+func (l *linkState) send(now time.Duration, size int, ect bool) Fate {
 	l.stats.Packets++
 	l.stats.Bytes += int64(size)
 	f := Fate{Corrupt: -1}
@@ -181,6 +188,10 @@ func (l *linkState) send(now time.Duration, size int) Fate {
 		l.stats.QueueDrops++
 		f.Dropped = true
 		return f
+	}
+	if ect && l.cfg.ECNMark > 0 && l.qB > l.cfg.ECNMark {
+		f.CE = true
+		l.stats.ECNMarked++
 	}
 	start := max(now, l.free)
 	l.free = start + l.serialisation(size)

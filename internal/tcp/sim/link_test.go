@@ -19,12 +19,12 @@ func testLink(cfg Link) *linkState {
 func TestLinkSerialisationAndDelay(t *testing.T) {
 	l := testLink(Link{Rate: 12e6, Delay: 10 * time.Millisecond})
 	for i, want := range []time.Duration{11 * time.Millisecond, 12 * time.Millisecond, 13 * time.Millisecond} {
-		if f := l.send(0, 1500); f.Dropped || f.Arrive != want {
+		if f := l.send(0, 1500, false); f.Dropped || f.Arrive != want {
 			t.Fatalf("packet %d offered at 0: %+v, want arrival at %v", i, f, want)
 		}
 	}
 	// Offered after the bottleneck went idle: no queueing.
-	if f := l.send(50*time.Millisecond, 1500); f.Arrive != 61*time.Millisecond {
+	if f := l.send(50*time.Millisecond, 1500, false); f.Arrive != 61*time.Millisecond {
 		t.Fatalf("packet on an idle link at 50 ms arrives %v, want 61ms", f.Arrive)
 	}
 }
@@ -32,7 +32,7 @@ func TestLinkSerialisationAndDelay(t *testing.T) {
 func TestLinkInfinitelyFast(t *testing.T) {
 	l := testLink(Link{Delay: time.Millisecond})
 	for range 3 {
-		if f := l.send(5*time.Millisecond, 65535); f.Dropped || f.Arrive != 6*time.Millisecond {
+		if f := l.send(5*time.Millisecond, 65535, false); f.Dropped || f.Arrive != 6*time.Millisecond {
 			t.Fatalf("ideal link: %+v, want arrival at 6ms", f)
 		}
 	}
@@ -43,11 +43,11 @@ func TestLinkInfinitelyFast(t *testing.T) {
 // has left there is room again.
 func TestLinkDropTailBytes(t *testing.T) {
 	l := testLink(Link{Rate: 12e6, QueueBytes: 3000})
-	got := []bool{l.send(0, 1500).Dropped, l.send(0, 1500).Dropped, l.send(0, 1500).Dropped}
+	got := []bool{l.send(0, 1500, false).Dropped, l.send(0, 1500, false).Dropped, l.send(0, 1500, false).Dropped}
 	if got[0] || got[1] || !got[2] {
 		t.Fatalf("three packets into a 3000-byte queue: dropped %v, want [false false true]", got)
 	}
-	if f := l.send(time.Millisecond, 1500); f.Dropped || f.Arrive != 3*time.Millisecond {
+	if f := l.send(time.Millisecond, 1500, false); f.Dropped || f.Arrive != 3*time.Millisecond {
 		t.Fatalf("at 1 ms the first packet has left: %+v, want queued, arriving at 3ms", f)
 	}
 	if l.stats.QueueDrops != 1 || l.stats.MaxQueue != 3000 || l.stats.Packets != 4 {
@@ -57,7 +57,7 @@ func TestLinkDropTailBytes(t *testing.T) {
 
 func TestLinkDropTailPackets(t *testing.T) {
 	l := testLink(Link{Rate: 12e6, QueuePackets: 2})
-	got := []bool{l.send(0, 40).Dropped, l.send(0, 1500).Dropped, l.send(0, 40).Dropped}
+	got := []bool{l.send(0, 40, false).Dropped, l.send(0, 1500, false).Dropped, l.send(0, 40, false).Dropped}
 	if got[0] || got[1] || !got[2] {
 		t.Fatalf("three packets into a 2-packet queue: dropped %v, want [false false true]", got)
 	}
@@ -70,7 +70,7 @@ func TestLinkRandomLossRate(t *testing.T) {
 	for _, p := range []float64{0.001, 0.01, 0.2} {
 		l := testLink(Link{Loss: p})
 		for range n {
-			l.send(0, 100)
+			l.send(0, 100, false)
 		}
 		mean, sd := p*n, math.Sqrt(n*p*(1-p))
 		if got := float64(l.stats.Lost); math.Abs(got-mean) > 5*sd {
@@ -87,7 +87,7 @@ func TestLinkGilbertElliottBursts(t *testing.T) {
 	const n = 200000
 	bursts, prev := 0, false
 	for range n {
-		lost := l.send(0, 100).Dropped
+		lost := l.send(0, 100, false).Dropped
 		if lost && !prev {
 			bursts++
 		}
@@ -110,7 +110,7 @@ func TestLinkGilbertElliottBursts(t *testing.T) {
 func TestLinkReorderHoldsPacketsBack(t *testing.T) {
 	l := testLink(Link{Delay: time.Millisecond, Reorder: 1, ReorderDelay: 5 * time.Millisecond})
 	for range 1000 {
-		f := l.send(0, 100)
+		f := l.send(0, 100, false)
 		if f.Arrive <= time.Millisecond || f.Arrive > 6*time.Millisecond {
 			t.Fatalf("reordered packet arrives at %v, want in (1ms, 6ms]", f.Arrive)
 		}
@@ -122,7 +122,7 @@ func TestLinkReorderHoldsPacketsBack(t *testing.T) {
 
 func TestLinkDuplicates(t *testing.T) {
 	l := testLink(Link{Dup: 1, Delay: time.Millisecond})
-	if f := l.send(0, 100); !f.Dup || f.DupAt != time.Millisecond || !f.Intact() {
+	if f := l.send(0, 100, false); !f.Dup || f.DupAt != time.Millisecond || !f.Intact() {
 		t.Fatalf("fate %+v, want a duplicate arriving at 1ms", f)
 	}
 }

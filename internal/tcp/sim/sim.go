@@ -44,6 +44,9 @@ type Config struct {
 	// cc.DefaultName) and CCConfig configures it.
 	CC       string
 	CCConfig cc.Config
+	// ECN turns on ECN (RFC 3168) in both engines; give the links an
+	// ECNMark so that the queue marks instead of only dropping.
+	ECN bool
 	// NoPacing leaves CCConfig.Pacing as given; by default the
 	// simulator turns it on, so CUBIC paces its slow start (see
 	// cc.Cubic.PacingRate for why that matters on a path like this).
@@ -331,6 +334,7 @@ func (s *sim) engineConfig() *tcp.Config {
 		SendBuf:    s.cfg.SendBuf,
 		RecvBuf:    s.cfg.RecvBuf,
 		MaxRecvBuf: s.cfg.RecvBuf,
+		ECN:        s.cfg.ECN,
 		CC: func() cc.Controller {
 			ctl, err := cc.New(name, ccCfg)
 			if err != nil {
@@ -420,7 +424,12 @@ func (s *sim) transmit(from int) {
 		hl := seg.Hdr.EncodedLen()
 		n := wire.IPv4HeaderLen + hl + len(seg.Payload)
 		buf := s.sched.buffer(n)
-		ip := wire.IPv4Header{TTL: 64, Protocol: wire.ProtoTCP, DontFrag: true,
+		f := s.links[from].send(s.now, n, seg.ECN != tcp.ECNNotECT)
+		tos := seg.ECN
+		if f.CE {
+			tos = tcp.ECNCE
+		}
+		ip := wire.IPv4Header{TOS: tos, TTL: 64, Protocol: wire.ProtoTCP, DontFrag: true,
 			Src: addrs[from], Dst: addrs[to], PayloadLen: uint16(hl + len(seg.Payload))}
 		if _, err := ip.Encode(buf); err != nil {
 			s.fail(fmt.Errorf("sim: encoding IPv4: %w", err))
@@ -437,7 +446,6 @@ func (s *sim) transmit(from int) {
 			s.fail(err)
 			return
 		}
-		f := s.links[from].send(s.now, n)
 		if from == sender && len(seg.Payload) > 0 && f.Intact() {
 			off := s.offset(seg.Hdr.Seq)
 			s.delivered.add(off, off+int64(len(seg.Payload)))
@@ -545,6 +553,7 @@ func (s *sim) deliver(e event) {
 		return
 	}
 	seg.Payload = payload
+	seg.ECN = ip.TOS & 3 // the IP header's ECN field (RFC 3168 §5)
 	if e.to == sender {
 		s.ackArrived(&seg.Hdr)
 	}

@@ -294,3 +294,28 @@ func BenchmarkTransfer1MiB(b *testing.B) {
 	}
 	b.SetBytes(mib)
 }
+
+// ECN (RFC 3168) end to end: the queue marks instead of dropping once it
+// holds a quarter of a BDP, the receiver echoes, the sender reduces; the
+// transfer completes with the congestion signalled by marks.
+func TestECNMarksReplaceQueueDrops(t *testing.T) {
+	fwd, rev := Path(100e6, 20*time.Millisecond, 0)
+	fwd.ECNMark = BDP(100e6, 20*time.Millisecond) / 4
+	r, err := Run(Config{Bytes: 16 * mib, Forward: fwd, Reverse: rev, Seed: 1, ECN: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, r, 16*mib, time.Minute)
+	plain, err := Run(Config{Bytes: 16 * mib, Forward: fwd, Reverse: rev, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ECN: %d marked, %d responses, %d queue drops, %.1f Mbit/s; without: %d queue drops, %.1f Mbit/s",
+		r.Forward.ECNMarked, r.Sender.ECNResponses, r.Forward.QueueDrops, r.GoodputBps/1e6, plain.Forward.QueueDrops, plain.GoodputBps/1e6)
+	if r.Forward.ECNMarked == 0 || r.Sender.ECNResponses == 0 || r.Receiver.ECNCE == 0 {
+		t.Fatalf("marked %d, echoed responses %d, CE received %d; want all nonzero", r.Forward.ECNMarked, r.Sender.ECNResponses, r.Receiver.ECNCE)
+	}
+	if r.Forward.QueueDrops >= plain.Forward.QueueDrops {
+		t.Fatalf("%d queue drops with ECN, %d without; want fewer", r.Forward.QueueDrops, plain.Forward.QueueDrops)
+	}
+}
