@@ -107,15 +107,20 @@ type Conn struct {
 	rdDeadline atomic.Int64 // unix nanoseconds, 0: none
 	wrDeadline atomic.Int64
 
-	peer       *peer
-	key        connKey
-	block      uint64
-	closeSent  bool // under peer.mu
-	peerClosed bool // under peer.mu
-	err        atomic.Pointer[error]
-	watch      atomic.Bool
-	wakeAt     int // sender: the wake-at it asks for
-	dmaWakeAt  int // receiver: the current record's wake-at
+	peer  *peer
+	key   connKey
+	block uint64
+	// Under peer.mu: Close began (closeSent), its CLOSE is in the control
+	// ring (closePosted), the peer's CLOSE came (peerClosed), the pair was
+	// removed from the peer's table (forgotten).
+	closeSent   bool
+	closePosted bool
+	peerClosed  bool
+	forgotten   bool
+	err         atomic.Pointer[error]
+	watch       atomic.Bool
+	wakeAt      int // sender: the wake-at it asks for
+	dmaWakeAt   int // receiver: the current record's wake-at
 }
 
 func newConn(p *peer, key connKey, block uint64, tx, rx ringMem) *Conn {
@@ -792,6 +797,19 @@ func (c *Conn) Close() error {
 		c.breakLocal()
 	}
 	p := c.peer
+	// The pair's state changes before the peer can see the CLOSE: once it
+	// has both CLOSEs, its side may hand the pair to a new connection at
+	// once, and its CONNECT must find the pair forgotten here. So the pair
+	// is marked closed (and forgotten, if the peer's CLOSE came already)
+	// under p.mu first, and only then is the CLOSE posted. The pair's
+	// memory and id return to our allocator only after the CLOSE is in the
+	// ring (closePosted), so that a CONNECT reusing them always follows it.
+	p.mu.Lock()
+	c.closeSent = true
+	if c.peerClosed || p.dead.Load() {
+		p.forgetLocked(c)
+	}
+	p.mu.Unlock()
 	if !p.dead.Load() {
 		var theirs uint64
 		if int(c.key.side) != p.side {
@@ -805,9 +823,9 @@ func (c *Conn) Close() error {
 		cancel()
 	}
 	p.mu.Lock()
-	c.closeSent = true
-	if c.peerClosed || p.dead.Load() {
-		p.finishLocked(c)
+	c.closePosted = true
+	if c.forgotten {
+		p.freeLocked(c)
 	}
 	p.mu.Unlock()
 	c.SetWatch(false)

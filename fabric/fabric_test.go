@@ -645,3 +645,33 @@ func BenchmarkWakeAndWait(b *testing.B) {
 		buf, _ = a.Wait(context.Background(), buf[:0])
 	}
 }
+
+func TestConnectForOpenPairFailsOnlyThatPair(t *testing.T) {
+	f := openFabric(t, testDir(t))
+	a, b := join(t, f, addrA), join(t, f, addrB)
+	var ca, cb [2]*Conn
+	for i := range ca {
+		var err error
+		if ca[i], err = a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize}); err != nil {
+			t.Fatal(err)
+		}
+		if cb[i], err = b.Accept(ctx10s(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A broken dialler announces connection 0's pair again while it is open.
+	p := ca[0].peer
+	if err := p.sendCtl(ctx10s(t), msgConnect, ca[0].key.id, uint64(MinRingSize), ca[0].block); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb[0].Recv(make([]byte, 8)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Recv on the contradicted pair: %v, want ErrCorrupt", err)
+	}
+	if err := ca[1].Send([]byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	if n, err := cb[1].Recv(buf); err != nil || string(buf[:n]) != "still here" {
+		t.Fatalf("the other connection carried %q, %v", buf[:n], err)
+	}
+}

@@ -546,8 +546,15 @@ func (n *Node) Dial(ctx context.Context, remote netip.Addr, cc ConnConfig) (*Con
 	p.conns[c.key] = c
 	p.mu.Unlock()
 	if err := p.sendCtl(ctx, msgConnect, id, uint64(size), block); err != nil {
+		// The CONNECT was not posted: the peer never heard of the pair,
+		// so it goes straight back to the allocator.
 		c.fail(err)
-		c.Close()
+		c.state.Or(stClosed)
+		p.mu.Lock()
+		c.closeSent, c.closePosted = true, true
+		p.forgetLocked(c)
+		p.freeLocked(c)
+		p.mu.Unlock()
 		return nil, err
 	}
 	return c, nil

@@ -137,6 +137,13 @@ func (p *peer) fail(err error, force bool) {
 	p.n.localEvent()
 	p.pidfd.Close()
 	p.mu.Lock()
+	for _, c := range p.conns {
+		if c.closePosted {
+			// Closed here, and the peer will never answer: nothing
+			// refers to the pair any more.
+			p.forgetLocked(c)
+		}
+	}
 	if force || len(p.conns) == 0 {
 		p.releaseLocked()
 	}
@@ -301,9 +308,14 @@ func (p *peer) onConnect(id uint32, size, block uint64) {
 	}
 	key := connKey{uint8(1 - p.side), id}
 	p.mu.Lock()
-	if p.conns[key] != nil {
+	if old := p.conns[key]; old != nil {
+		// An honest peer never does this: it reuses a pair only after it
+		// has our CLOSE, and we forget the pair before we post that
+		// (Conn.Close). The message contradicts that one connection, so
+		// it alone fails; the CONNECT is ignored and the peer's other
+		// connections carry on.
 		p.mu.Unlock()
-		p.fail(errf(ErrCorrupt, "CONNECT for open connection %d", id), false)
+		old.fail(errf(ErrCorrupt, "CONNECT for connection %d, which is open here", id))
 		return
 	}
 	fwd, back := p.l.connRings(p.mem, 1-p.side, id, block, size)
@@ -331,17 +343,35 @@ func (p *peer) onClose(key connKey) {
 	c.peerClosed = true
 	c.state.Or(stPeerClosed)
 	if c.closeSent {
-		p.finishLocked(c)
+		// Close is running or done: forget the pair now (the peer may
+		// reuse it as soon as it has our CLOSE), free it if our CLOSE is
+		// posted already (otherwise Close frees it after posting).
+		p.forgetLocked(c)
+		if c.closePosted {
+			p.freeLocked(c)
+		}
 	}
 	p.mu.Unlock()
 	c.breakLocal()
 	c.notifyWatcher()
 }
 
-// finishLocked forgets a connection both sides have closed; the side that
-// allocated its rings may now reuse them.
-func (p *peer) finishLocked(c *Conn) {
-	delete(p.conns, c.key)
+// forgetLocked removes a connection both sides have closed from the
+// table, so that a CONNECT reusing its pair is accepted.
+func (p *peer) forgetLocked(c *Conn) {
+	if p.conns[c.key] == c {
+		delete(p.conns, c.key)
+	}
+	c.forgotten = true
+	c.watch.Store(false)
+}
+
+// freeLocked hands a forgotten connection's pair back: the side that
+// allocated its rings may now reuse them, and the segment of a dead peer
+// goes when its last connection does. It must run after every control
+// message about the connection was posted: a CONNECT reusing the pair
+// must come after them in the control ring.
+func (p *peer) freeLocked(c *Conn) {
 	if p.dead.Load() && len(p.conns) == 0 {
 		p.releaseLocked()
 	}
@@ -352,7 +382,6 @@ func (p *peer) finishLocked(c *Conn) {
 		unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(p.mem, p.l.slab[p.side]+c.block)), n), unix.MADV_REMOVE)
 		p.alloc.release(c.key.id, c.block, n)
 	}
-	c.watch.Store(false)
 }
 
 // hints collects the watched connections the peer flagged in our ready

@@ -320,3 +320,43 @@ func roleEverySize(args []string) error {
 	c.Close()
 	return proc.Send(map[string]int{"refused": refused})
 }
+
+func init() { proc.Register("accept-close", roleAcceptClose) }
+
+// acceptCloseResult is what roleAcceptClose reports.
+type acceptCloseResult struct {
+	Accepted int
+	Err      string // the first failure it saw, "" if none
+}
+
+// roleAcceptClose accepts connections and closes each one at once, from a
+// goroutine of its own (so that closes overlap and one may be preempted
+// between its CLOSE message and its bookkeeping), until args[2] were
+// accepted or none came for 2 s. A connection that failed, or a peer that
+// stopped delivering connections, is reported.
+func roleAcceptClose(args []string) error {
+	n, err := childNode(args)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	want, _ := strconv.Atoi(args[2])
+	proc.Send(ready{true})
+	var res acceptCloseResult
+	for res.Accepted < want {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err := n.Accept(ctx)
+		cancel()
+		if err != nil {
+			res.Err = fmt.Sprintf("accept after %d: %v", res.Accepted, err)
+			break
+		}
+		res.Accepted++
+		if err := c.Err(); err != nil {
+			res.Err = fmt.Sprintf("connection %d failed: %v", res.Accepted, err)
+			break
+		}
+		go c.Close()
+	}
+	return proc.Send(res)
+}

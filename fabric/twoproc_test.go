@@ -101,6 +101,50 @@ func TestTransferDMABetweenProcessesIsOrderedAndLossless(t *testing.T) {
 	t.Logf("%d MiB in %d records, %v (%.2f GB/s including SHA-256 on both sides)", total>>20, res.Records, el, float64(total)/el.Seconds()/1e9)
 }
 
+// TestDialCloseAsFastAsPossibleNeverFailsThePeer opens and closes fresh
+// connections back to back while the acceptor closes each one from its own
+// goroutine. Ring pairs are reused as soon as both sides closed, so a side
+// that told the peer "closed" before forgetting the pair would receive the
+// CONNECT of the pair's next connection while it still holds the old one
+// (this failed the whole peer within about 3000 dials before the fix).
+func TestDialCloseAsFastAsPossibleNeverFailsThePeer(t *testing.T) {
+	conns := 20000
+	if testing.Short() || raceEnabled {
+		conns = 5000
+	}
+	dir := testDir(t)
+	ch := startChild(t, "accept-close", dir, addrB, strconv.Itoa(conns))
+	a := join(t, openFabric(t, dir), addrA)
+	ctx := ctx10s(t)
+	end := time.Now().Add(20 * time.Second)
+	dialled := 0
+	for ; dialled < conns && time.Now().Before(end); dialled++ {
+		c, err := a.Dial(ctx, addrB, ConnConfig{RingSize: MinRingSize})
+		if err == nil {
+			err = c.Err()
+		}
+		if err != nil {
+			var res acceptCloseResult
+			ch.Recv(&res, time.Second)
+			t.Fatalf("dial %d: %v (acceptor: %d accepted, %q)", dialled, err, res.Accepted, res.Err)
+		}
+		c.Close()
+	}
+	if dialled < conns {
+		// Bounded in time on a slow machine: tell the child how many.
+		t.Logf("only %d connections in 20 s", dialled)
+		ch.Kill()
+		return
+	}
+	var res acceptCloseResult
+	if err := ch.Recv(&res, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if res.Err != "" || res.Accepted != conns {
+		t.Fatalf("acceptor accepted %d of %d connections: %s", res.Accepted, conns, res.Err)
+	}
+}
+
 func TestTenThousandConnectionsBetweenProcesses(t *testing.T) {
 	const conns = 10000
 	dir := testDir(t)
