@@ -48,7 +48,7 @@ func newSimFlags(w io.Writer) (*flag.FlagSet, *simFlags) {
 	fs.StringVar(&f.bytes, "bytes", "64MiB", "bytes to transfer: a number with an optional `SIZE` suffix (B, KB, KiB, MB, MiB, GB, GiB)")
 	fs.StringVar(&f.rate, "rate", "100Mbit", "bottleneck `RATE` each way, IPv4 headers included (bit, kbit, Mbit, Gbit; or bps forms)")
 	fs.StringVar(&f.rtt, "rtt", "50ms", "round-trip propagation delay (a Go `DURATION`), split evenly between the two directions")
-	fs.StringVar(&f.queue, "queue", "", "drop-tail queue in front of each bottleneck: bytes (`SIZE`) or packets (100p); default one bandwidth-delay product")
+	fs.StringVar(&f.queue, "queue", "", "drop-tail queue in front of each bottleneck: bytes (`SIZE`) or packets (100p); default one bandwidth-delay product, at least 10 packets")
 	fs.StringVar(&f.loss, "loss", "0", "random loss `PROBABILITY` of a data packet (0.01 and 1% are the same)")
 	fs.StringVar(&f.reorder, "reorder", "0", "`PROBABILITY` that a data packet is held back up to 10 ms, so later ones overtake it")
 	fs.StringVar(&f.dup, "dup", "0", "`PROBABILITY` that a data packet arrives twice")

@@ -101,8 +101,9 @@ func BDP(rate int64, rtt time.Duration) int {
 // Path returns the two directions of a symmetric path: rate each way,
 // half the RTT of propagation delay each way, and a drop-tail queue of
 // queueBytes in front of each bottleneck (0: one bandwidth-delay product,
-// the classic rule for a single flow). No faults; set them on the
-// returned links.
+// the classic rule for a single flow, but at least ten 1500-byte packets
+// so that an initial window fits on a very short path). No faults; set
+// them on the returned links.
 func Path(rate int64, rtt time.Duration, queueBytes int) (fwd, rev Link) {
 	if queueBytes == 0 {
 		queueBytes = max(BDP(rate, rtt), 10*1500)
