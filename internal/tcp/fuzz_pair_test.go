@@ -8,7 +8,8 @@ import (
 )
 
 // FuzzPairLinkFaults drives two engines over a faulty link (loss,
-// duplication, reordering, each direction and rate from the input) while
+// duplication, reordering, CE marks; rates, SACK, timestamps and ECN
+// from the input) while
 // both applications write and read in sizes the input chooses. Whatever
 // happens, neither engine may panic, a reader must only ever see the
 // exact bytes its peer wrote, in order, and the sender's scoreboard must
@@ -22,6 +23,7 @@ func FuzzPairLinkFaults(f *testing.F) {
 	f.Add(uint64(2), byte(3), byte(60), byte(60), byte(100), []byte{255, 0, 255, 0, 7})
 	f.Add(uint64(3), byte(1), byte(0), byte(0), byte(0), []byte("write read write read"))
 	f.Add(uint64(4), byte(2), byte(120), byte(0), byte(255), []byte{9, 9, 9, 9, 9, 9, 9, 9})
+	f.Add(uint64(5), byte(4), byte(30), byte(10), byte(128), []byte{0, 64, 128, 192, 1, 65, 129, 193})
 	f.Fuzz(func(t *testing.T, seed uint64, mode, loss, dup, reorder byte, ops []byte) {
 		p := newFuzzPair(t, seed, mode, loss, dup, reorder)
 		p.run(ops)
@@ -53,7 +55,8 @@ func newFuzzPair(t *testing.T, seed uint64, mode, loss, dup, reorder byte) *fuzz
 		loss: float64(loss) / 512, dup: float64(dup) / 512, reorder: float64(reorder) / 256,
 		buf: make([]byte, 4096)}
 	cfg := Config{MSS: 536 + int(mode>>2)%1000, RecvBuf: 16 << 10, MaxRecvBuf: 64 << 10, SendBuf: 32 << 10,
-		NoTimestamps: mode&1 != 0, NoSACK: mode&2 != 0, NoDelay: mode&16 != 0, RTOMin: 50 * time.Millisecond}
+		NoTimestamps: mode&1 != 0, NoSACK: mode&2 != 0, ECN: mode&4 != 0, NoDelay: mode&16 != 0,
+		RTOMin: 50 * time.Millisecond}
 	var out []Segment
 	p.conns[1] = NewListening(&cfg, 80, 0, 5000)
 	p.conns[0], out = Dial(0, &cfg, 1234, 80, 4294960000, out)
@@ -73,6 +76,9 @@ func (p *fuzzPair) send(from int, segs []Segment) {
 		}
 		s := segs[i]
 		s.Payload = append([]byte(nil), s.Payload...)
+		if s.ECN != ECNNotECT && p.rng.Float64() < p.reorder/2 {
+			s.ECN = ECNCE // a congested queue marks it (RFC 3168)
+		}
 		at := p.now + time.Millisecond
 		if p.rng.Float64() < p.reorder {
 			at += time.Duration(p.rng.Int64N(int64(5 * time.Millisecond)))
