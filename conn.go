@@ -65,7 +65,14 @@ type Conn struct {
 	lent               []byte        // received bytes lent from the ring by Peek (lend.go)
 	lentBuf            []byte        // lent bytes copied away by unlendLocked
 	loan               loanKind
-	rw, ww             waiter
+	// viewOut: a Peek view of the ring (or scratch) is with the
+	// application until its next Peek, Discard, Read or Close; copyOut:
+	// WriteTo's w.Write is reading such a view. Either way a reader runs
+	// without mu on memory the loan holds, so nobody may end the loan
+	// (lend.go).
+	viewOut, copyOut bool
+	wcopy            []byte // a writer's copy of a view it was given (writeView)
+	rw, ww           waiter
 
 	closed     atomic.Bool  // Close was called (spinners look at it)
 	rdDeadline atomic.Int64 // unix nanoseconds, 0: none
@@ -111,6 +118,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	c.mu.Lock()
+	c.viewBackLocked()
 	n, err := c.readLocked(p)
 	c.mu.Unlock()
 	if err != nil {
@@ -194,7 +202,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	c.mu.Lock()
-	n, err := c.writeLocked(p)
+	n, err := c.writeLocked(p, nil)
 	c.mu.Unlock()
 	if err != nil {
 		return n, opError("write", c.laddr, c.raddr, err)
@@ -202,7 +210,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *Conn) writeLocked(p []byte) (int, error) {
+// writeLocked writes p. If p is a view lent by another connection src to
+// its WriteTo (writeView), the view is copied away before any wait.
+func (c *Conn) writeLocked(p []byte, src *Conn) (int, error) {
 	total := 0
 	for {
 		if c.appClosed {
@@ -246,8 +256,21 @@ func (c *Conn) writeLocked(p []byte) (int, error) {
 			continue
 		}
 		c.sendLocked()
+		if src != nil {
+			// p is a view of src's ring: copy it away before waiting, so
+			// that src's writer need not wait for us (writeView).
+			p = c.detachViewLocked(p, src)
+			src = nil
+			continue
+		}
 		if c.loan.blocksInput() {
 			// The ACK we wait for is behind the lent record (see Peek).
+			if c.viewOut || c.copyOut {
+				// A reader is using the view: wait until it gives it
+				// back (lend.go), then end the loan.
+				c.sleep(&c.ww, &c.wrDeadline, nil)
+				continue
+			}
 			c.unlendLocked()
 			continue
 		}
@@ -671,6 +694,12 @@ func (c *Conn) wait(w *waiter, dl *atomic.Int64, done <-chan struct{}) {
 			return // a record (or an error) is there: the caller drains it
 		}
 	}
+	c.sleep(w, dl, done)
+}
+
+// sleep lets the calling goroutine (holding mu) sleep until it is woken
+// (wakeWaitersLocked), the deadline passes or done fires.
+func (c *Conn) sleep(w *waiter, dl *atomic.Int64, done <-chan struct{}) {
 	var tch <-chan time.Time
 	if d := dl.Load(); d != 0 {
 		left := time.Until(time.Unix(0, d))
@@ -901,8 +930,8 @@ func (c *Conn) rearmLocked(now time.Duration) {
 // not kept: its purpose, telling old duplicates from a new incarnation,
 // does not arise on a ring pair that dies with the connection.
 func (c *Conn) maybeFinishLocked() {
-	if c.finished || !c.appClosed || c.txBusy {
-		return
+	if c.finished || !c.appClosed || c.txBusy || c.copyOut {
+		return // (a writer or WriteTo's w.Write still uses the fabric conn)
 	}
 	st := c.tc.State()
 	if st != tcp.Closed && st != tcp.TimeWait && !c.rxDone {
@@ -958,7 +987,10 @@ func (c *Conn) Close() error {
 	c.closed.Store(true)
 	now := c.s.now()
 	unread := c.tc.Readable() > 0 || len(c.lent) > 0
-	c.releaseLentLocked()
+	c.viewOut = false // Close ends a Peek view
+	if !c.copyOut {
+		c.releaseLentLocked() // else WriteTo does, when w.Write returns
+	}
 	switch {
 	case c.txBusy:
 		// A writer is blocked in the fabric: closing the fabric conn
@@ -997,7 +1029,10 @@ func (c *Conn) abortClose() {
 	}
 	c.appClosed = true
 	c.closed.Store(true)
-	c.releaseLentLocked()
+	c.viewOut = false
+	if !c.copyOut {
+		c.releaseLentLocked()
+	}
 	if !c.txBusy {
 		c.out = c.tc.Abort(c.s.now(), c.out[:0])
 		c.sendLocked()

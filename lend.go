@@ -20,26 +20,57 @@ import (
 // else reads the ring until the loan ends (drainLocked and the progress
 // engine skip a connection with a loan), so the order of the stream is
 // kept: the lent bytes come first, then whatever the next records bring.
+//
+// Ending a loan early. A Write that has to wait for the peer's window
+// while a loan blocks the ring would wait forever: the ACKs it needs are
+// queued behind the lent record. So it ends the loan (unlendLocked: the
+// lent bytes are copied into lentBuf, the record released). But while
+// the view is with a reader that runs without mu (a Peek view until the
+// next Peek, Discard, Read or Close: viewOut; WriteTo's w.Write: copyOut)
+// releasing the record would let the peer overwrite bytes the reader is
+// still reading. The writer then sleeps until the reader gives the view
+// back; the reader's next call (or WriteTo once w.Write returns) wakes
+// it. One cycle would still deadlock: io.Copy(c2, c1) and io.Copy(c1, c2)
+// at once, each WriteTo's destination Write waiting for a view the other
+// holds. A Write given a view by another connection's WriteTo
+// (writeView) therefore copies it away before it waits for anything and
+// gives it back at once (detachViewLocked).
 
 // Peek waits, as Read does, for received data and returns a read-only
 // view of it without copying. The view stays valid until the next Peek,
 // Discard, Read or Close. Peek honours the read deadline.
 //
 // While a view of the ring is lent, the connection reads nothing more
-// from its ring. A Write on the same connection that has to wait for the
-// peer's window therefore ends the loan by copying the view's bytes
-// away, after which the slice Peek returned may change: do not pass a
-// view to Write on its own connection (WriteTo takes care of that).
+// from its ring, and the ACKs for what this side sends wait behind it.
+// A Write on the same connection that has to wait for the peer's window
+// therefore waits until the view is given back (the next Peek, Discard,
+// Read or Close). So a goroutine that holds a view must not make a large
+// Write on the same connection before it Discards; a Write from another
+// goroutine is fine (it waits, and the view never changes under the
+// reader). Do not pass a view to Write on its own connection (WriteTo
+// takes care of that).
 func (c *Conn) Peek() ([]byte, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.viewBackLocked()
 	b, err := c.peekLocked(true)
 	if err != nil {
 		return nil, opError("read", c.laddr, c.raddr, err)
 	}
+	c.viewOut = len(c.lent) > 0 && c.loan.blocksInput()
 	return b, nil
+}
+
+// viewBackLocked notes that the application gave back the view the last
+// Peek returned (it calls the reader's side again), waking a writer that
+// waits for it.
+func (c *Conn) viewBackLocked() {
+	if c.viewOut {
+		c.viewOut = false
+		c.wakeWaitersLocked()
+	}
 }
 
 func (c *Conn) peekLocked(lend bool) ([]byte, error) {
@@ -107,6 +138,7 @@ func (c *Conn) Discard(n int) (int, error) {
 	defer c.readMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.viewBackLocked()
 	if c.appClosed {
 		return 0, opError("read", c.laddr, c.raddr, net.ErrClosed)
 	}
@@ -134,7 +166,8 @@ func (c *Conn) discardLentLocked(now time.Duration, k int) {
 }
 
 // unlendLocked ends a loan early, keeping the lent bytes in a buffer of
-// the connection's own, so that the ring can be read again.
+// the connection's own, so that the ring can be read again. The view must
+// be back (viewOut and copyOut false).
 func (c *Conn) unlendLocked() {
 	c.lentBuf = append(c.lentBuf[:0], c.lent...)
 	c.releaseLentLocked()
@@ -172,16 +205,20 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	// sit behind the lent record: such a copy goes through the receive
 	// buffer instead.
 	lend := true
+	var dst *Conn // another connection of ours: writeView
 	switch x := w.(type) {
 	case *Conn:
-		lend = x != c
+		lend, dst = x != c, x
 	case connWriter:
-		lend = x.c != c
+		lend, dst = x.c != c, x.c
 	}
 	for {
 		c.readMu.Lock()
 		c.mu.Lock()
+		c.viewBackLocked()
 		b, err := c.peekLocked(lend)
+		c.copyOut = err == nil && len(c.lent) > 0 && c.loan.blocksInput()
+		lentRing := c.copyOut
 		c.mu.Unlock()
 		if err != nil {
 			c.readMu.Unlock()
@@ -191,10 +228,24 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 			return total, opError("read", c.laddr, c.raddr, err)
 		}
 		// w runs without c.mu (it may be slow, or write to this very
-		// connection) but with readMu, so the view stays ours.
-		n, werr := w.Write(b)
+		// connection) but with readMu, and copyOut keeps the loan (see
+		// the file comment), so the view stays ours.
+		var n int
+		var werr error
+		if dst != nil && lentRing {
+			n, werr = dst.writeView(b, c)
+		} else {
+			n, werr = w.Write(b)
+		}
 		c.mu.Lock()
-		if !c.appClosed {
+		if c.copyOut {
+			c.copyOut = false
+			c.wakeWaitersLocked()
+		}
+		if c.appClosed {
+			c.releaseLentLocked() // Close left it to us
+			c.maybeFinishLocked()
+		} else {
 			now := c.s.now()
 			if len(c.lent) > 0 {
 				c.discardLentLocked(now, n)
@@ -243,6 +294,37 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// writeView is Write for p, a view lent by src's WriteTo: before it waits
+// for anything it copies p away and gives the view back to src, so that a
+// writer on src never waits for this Write (see the file comment).
+func (c *Conn) writeView(p []byte, src *Conn) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.mu.Lock()
+	n, err := c.writeLocked(p, src)
+	c.mu.Unlock()
+	if err != nil {
+		return n, opError("write", c.laddr, c.raddr, err)
+	}
+	return n, nil
+}
+
+// detachViewLocked copies p, a view src lent, into the writer's own
+// buffer and gives the view back to src. It lets go of c.mu meanwhile
+// (never hold two connections' locks), so the caller re-checks c.
+func (c *Conn) detachViewLocked(p []byte, src *Conn) []byte {
+	c.wcopy = append(c.wcopy[:0], p...)
+	c.mu.Unlock()
+	src.mu.Lock()
+	if src.copyOut {
+		src.copyOut = false
+		src.wakeWaitersLocked()
+	}
+	src.mu.Unlock()
+	c.mu.Lock()
+	return c.wcopy
 }
 
 // connWriter hides Conn's ReadFrom so that WriteTo does not recurse.

@@ -273,11 +273,8 @@ func ncSession(s *ultcp.Stack, o ncOptions, host string, port int, stdin io.Read
 		done <- result{"send", n, err}
 	}()
 	go func() {
-		// Read, not WriteTo: a WriteTo view can be released under it
-		// by a concurrent Write that needs the ACK behind it
-		// (Conn.unlendLocked), which corrupts bidirectional transfers.
-		// The struct hides Conn's WriteTo from io.CopyBuffer.
-		n, err := io.CopyBuffer(stdout, struct{ io.Reader }{c}, make([]byte, ncBufSize))
+		// WriteTo hands stdout views of the ring: one copy on the way.
+		n, err := c.WriteTo(stdout)
 		done <- result{"receive", n, err}
 	}()
 	var sent, received int64
