@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ultcp/ultcp/internal/tcp/cc"
+	"github.com/ultcp/ultcp/internal/wire"
 )
 
 // SACK tests: the harness's literal segments with SACK-permitted on both
@@ -240,4 +241,54 @@ func TestTimeoutResendsOnlyWhatIsNotSACKed(t *testing.T) {
 	h.in("<SEQ=301><ACK=1101><CTL=ACK><WND=10000><SACK=2101-3101>",
 		"<SEQ=1101><ACK=301><CTL=ACK><WND=8000><DATA=1000>",
 		"<SEQ=3101><ACK=301><CTL=ACK><WND=8000><DATA=1000>")
+}
+
+// BenchmarkSenderSACKProcessing is the send path while the receiver
+// reports a hole in every ACK: each ACK fills the previous hole and SACKs
+// the segment beyond the next one, so every ACK runs SACK marking, the
+// scoreboard and RACK. One op is one ACK (two segments acknowledged, two
+// sent).
+func BenchmarkSenderSACKProcessing(b *testing.B) {
+	c := benchConn(b, Config{NoDelay: true, SendBuf: 4 << 20})
+	if !c.sackOK {
+		// benchConn's SYN-ACK has no SACK-permitted: agree here.
+		c.sackOK = true
+	}
+	mss := c.SndMSS()
+	chunk := make([]byte, mss)
+	out := make([]Segment, 0, 64)
+	now := 2 * time.Millisecond
+	for c.Writable() >= mss {
+		c.Write(chunk)
+	}
+	out = c.Output(now, out[:0])
+	ack := Segment{Hdr: wire.TCPHeader{SrcPort: peerPort, DstPort: localPort, Seq: 301, Ack: 101,
+		Flags: wire.FlagACK, Window: 65535,
+		Options: wire.TCPOptions{HasTimestamp: true, TSVal: 2, TSEcr: c.tsNow(0), NumSACK: 1}}}
+	sent, sacks := 0, 0
+	b.ReportAllocs()
+	b.SetBytes(int64(2 * mss))
+	for b.Loop() {
+		// Acknowledge two more segments (no further than sent), and
+		// SACK the one beyond the next if it has been sent.
+		ack.Hdr.Ack = c.sndUna + uint32(2*mss)
+		if seqGT(ack.Hdr.Ack, c.sndMax) {
+			ack.Hdr.Ack = c.sndMax
+		}
+		l := ack.Hdr.Ack + uint32(mss)
+		ack.Hdr.Options.NumSACK = 0
+		if seqLEQ(l+uint32(mss), c.sndMax) {
+			ack.Hdr.Options.NumSACK = 1
+			ack.Hdr.Options.SACK[0] = wire.SACKBlock{Left: l, Right: l + uint32(mss)}
+			sacks++
+		}
+		out = c.Input(now, &ack, out[:0])
+		sent += len(out)
+		c.Write(chunk)
+		c.Write(chunk)
+		now += 10 * time.Microsecond
+	}
+	if sent == 0 || sacks == 0 || c.Stats().DropBadSACK != 0 {
+		b.Fatalf("sent %d segments, %d ACKs with SACK, %d bad SACK blocks", sent, sacks, c.Stats().DropBadSACK)
+	}
 }
