@@ -305,28 +305,29 @@ func TestInFlightAndUnsentFollowTheStream(t *testing.T) {
 // holds gets the excess dropped and counted, and the stream is still
 // delivered whole once the holes are filled and the dropped part resent.
 func TestReassemblyTableFullDropsExcessButStreamCompletes(t *testing.T) {
-	// A window wide enough for maxOOO+1 scattered segments.
+	// A window wide enough for maxOOO+1 scattered segments: ten octets
+	// every twelve, leaving two-octet holes.
 	cfg := testConfig()
-	cfg.RecvBuf, cfg.MaxRecvBuf = 32000, 32000
+	cfg.RecvBuf, cfg.MaxRecvBuf = 60000, 60000
 	h := dialed(t, cfg)
 	h.now = 10 * time.Millisecond
-	h.in("<SEQ=300><ACK=101><CTL=SYN,ACK><WND=10000><MSS=1000>", "<SEQ=101><ACK=301><CTL=ACK><WND=32000>")
+	h.in("<SEQ=300><ACK=101><CTL=SYN,ACK><WND=10000><MSS=1000>", "<SEQ=101><ACK=301><CTL=ACK><WND=60000>")
 	for k := 1; k <= maxOOO+1; k++ {
-		h.in("<SEQ="+u(301+uint32(20*k))+"><ACK=101><CTL=ACK><WND=10000><DATA=10>",
-			"<SEQ=101><ACK=301><CTL=ACK><WND=32000>")
+		h.in("<SEQ="+u(301+uint32(12*k))+"><ACK=101><CTL=ACK><WND=10000><DATA=10>",
+			"<SEQ=101><ACK=301><CTL=ACK><WND=60000>")
 	}
 	if s := h.c.Stats(); s.DropOOOFull != 1 || s.OutOfOrder != maxOOO {
 		t.Fatalf("DropOOOFull %d, OutOfOrder %d; want 1, %d", s.DropOOOFull, s.OutOfOrder, maxOOO)
 	}
 	// Fill every hole: the stream runs up to the dropped segment.
 	for k := 0; k <= maxOOO; k++ {
-		s := parseSeg(t, "<SEQ="+u(301+uint32(20*k)+10*uint32(min(k, 1)))+"><ACK=101><CTL=ACK><WND=10000><DATA=10>")
+		s := parseSeg(t, "<SEQ="+u(301+uint32(12*k)+10)+"><ACK=101><CTL=ACK><WND=10000><DATA=2>")
 		if k == 0 {
-			s = parseSeg(t, "<SEQ=301><ACK=101><CTL=ACK><WND=10000><DATA=20>")
+			s = parseSeg(t, "<SEQ=301><ACK=101><CTL=ACK><WND=10000><DATA=12>")
 		}
 		h.c.Input(h.now, &s, nil)
 	}
-	want := uint32(301 + 20*(maxOOO+1)) // the range past maxOOO was dropped
+	want := uint32(301 + 12*(maxOOO+1)) // the range past maxOOO was dropped
 	if h.c.rcvNxt != want {
 		t.Fatalf("RCV.NXT = %d, want %d", h.c.rcvNxt, want)
 	}
