@@ -806,6 +806,10 @@ func (c *Conn) Close() error {
 	// ring (closePosted), so that a CONNECT reusing them always follows it.
 	p.mu.Lock()
 	c.closeSent = true
+	if !c.forgotten {
+		// For Inspect: this side closed (its own producer line).
+		atomic.OrUint64(c.tx.ctl64(offConnInfo), infoClosed)
+	}
 	if c.peerClosed || p.dead.Load() {
 		p.forgetLocked(c)
 	}

@@ -70,16 +70,11 @@ type Fabric struct {
 // Open opens (creating if needed) the fabric directory and removes the
 // registrations that dead nodes left behind.
 func Open(cfg Config) (*Fabric, error) {
-	if cfg.Dir == "" {
-		name := cfg.Name
-		if name == "" {
-			name = DefaultName
-		}
-		if strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
-			return nil, fmt.Errorf("fabric: bad fabric name %q", name)
-		}
-		cfg.Dir = filepath.Join(DefaultRoot, name)
+	dir, err := cfg.dir()
+	if err != nil {
+		return nil, err
 	}
+	cfg.Dir = dir
 	if !cfg.Subnet.IsValid() {
 		cfg.Subnet = DefaultSubnet
 	}
@@ -226,4 +221,19 @@ func peerPid(c *net.UnixConn) (int, error) {
 // there.
 func isNoNode(err error) bool {
 	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// dir is the fabric directory cfg names.
+func (cfg *Config) dir() (string, error) {
+	if cfg.Dir != "" {
+		return cfg.Dir, nil
+	}
+	name := cfg.Name
+	if name == "" {
+		name = DefaultName
+	}
+	if strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return "", fmt.Errorf("fabric: bad fabric name %q", name)
+	}
+	return filepath.Join(DefaultRoot, name), nil
 }

@@ -542,6 +542,8 @@ func (n *Node) Dial(ctx context.Context, remote netip.Addr, cc ConnConfig) (*Con
 	// areas are zero (fresh, or punched out at release), and stay
 	// untouched until data flows.
 	clear(unsafe.Slice((*byte)(fwd.ctl), 2*ctlBlockSize))
+	atomic.StoreUint64(fwd.ctl64(offConnBlock), block)
+	atomic.StoreUint64(fwd.ctl64(offConnInfo), uint64(size)|infoOpen)
 	c := newConn(p, connKey{uint8(p.side), id}, block, fwd, back)
 	p.conns[c.key] = c
 	p.mu.Unlock()

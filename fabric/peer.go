@@ -378,6 +378,7 @@ func (p *peer) freeLocked(c *Conn) {
 	if int(c.key.side) == p.side && !p.released {
 		// Give the pair's pages back (they read as zeros afterwards, ready
 		// for the next connection): a system call on Close, none on Dial.
+		atomic.StoreUint64(c.tx.ctl64(offConnInfo), 0) // for Inspect: free
 		n := 2 * c.rx.size
 		unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(p.mem, p.l.slab[p.side]+c.block)), n), unix.MADV_REMOVE)
 		p.alloc.release(c.key.id, c.block, n)

@@ -38,6 +38,17 @@ const (
 	offConsArmed = 64  // consumer-written: the consumer's tripwire and futex word
 	offProdArmed = 128 // producer-written: the producer's tripwire and futex word
 	offDMADone   = 192 // consumer-written: count of DMA records completed
+
+	// Informative words in a connection ring's producer line, for tools
+	// (Inspect); the nodes write them and never read them back. In the
+	// ring from the dialler (fwd): offConnBlock holds the pair's block,
+	// offConnInfo the ring size | infoOpen; in both rings infoClosed in
+	// offConnInfo says the ring's producer side closed the connection.
+	// The dialler zeroes offConnInfo of fwd when it frees the pair.
+	offConnBlock = 136
+	offConnInfo  = 144
+	infoOpen     = 1 << 32
+	infoClosed   = 1 << 33
 )
 
 // Tripwire bits, in offConsArmed and offProdArmed.
