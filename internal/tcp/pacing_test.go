@@ -34,7 +34,7 @@ func TestPacingSpacesSegmentsAtTheControllersRate(t *testing.T) {
 	if d := h.c.Deadline(); d != 20*time.Millisecond {
 		t.Fatalf("deadline %v, want the pacing timer at 20ms", d)
 	}
-	h.at(15*time.Millisecond) // early: nothing
+	h.at(15 * time.Millisecond) // early: nothing
 	h.at(20*time.Millisecond, "<SEQ=1101><ACK=301><CTL=ACK><WND=8000><DATA=1000>")
 	// The peer's data is acknowledged by delayed ACK as usual; here the
 	// next paced segment carries the acknowledgment.
