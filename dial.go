@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,6 +22,11 @@ type Dialer struct {
 	Timeout time.Duration
 	// Deadline is an absolute bound, as net.Dialer.Deadline.
 	Deadline time.Time
+	// LocalAddr is the local address to dial from, as
+	// net.Dialer.LocalAddr (RFC 9293 MUST-43): its IP must be the stack's
+	// address or unspecified (nil or unspecified: the stack picks, MUST-44);
+	// a port of 0 means an ephemeral port.
+	LocalAddr *net.TCPAddr
 }
 
 // Dial connects to address ("ip:port" on the fabric's subnet).
@@ -51,6 +57,13 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 	if err != nil || !ap.Addr().Is4() {
 		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: &net.AddrError{Err: "not an IPv4 address and port", Addr: address}}
 	}
+	if err := s.checkRemote(ap.Addr()); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+	}
+	_, lport, err := s.localFor(d.LocalAddr, ap.Addr())
+	if err != nil {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Source: d.LocalAddr, Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+	}
 	if d.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
@@ -61,7 +74,7 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 		ctx, cancel = context.WithDeadline(ctx, d.Deadline)
 		defer cancel()
 	}
-	return s.dial(ctx, ap)
+	return s.dial(ctx, ap, lport)
 }
 
 // Dial connects to address from the stack.
@@ -78,7 +91,8 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 
 // dial opens a fabric connection to the remote node and runs the
 // handshake on it (RFC 9293 §3.5) in the calling goroutine.
-func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort) (*Conn, error) {
+// A non-zero lport is the local port the application asked for.
+func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort, lport uint16) (*Conn, error) {
 	ta := &net.TCPAddr{IP: raddr.Addr().AsSlice(), Port: int(raddr.Port())}
 	fail := func(src net.Addr, err error) (*Conn, error) {
 		s.stats.attemptFails.Add(1)
@@ -90,10 +104,16 @@ func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort) (*Conn, error) {
 	}
 	rip := fc.RemoteAddr()
 	s.mu.Lock()
-	lport, err := s.ports.Pick(s.addr, raddr, func(p uint16) bool {
-		_, used := s.inUse[fourTuple{lport: p, rip: rip.As4(), rport: raddr.Port()}]
-		return used
-	})
+	if lport != 0 {
+		if _, used := s.inUse[fourTuple{lport: lport, rip: rip.As4(), rport: raddr.Port()}]; used {
+			err = os.NewSyscallError("bind", syscall.EADDRINUSE)
+		}
+	} else {
+		lport, err = s.ports.Pick(s.addr, raddr, func(p uint16) bool {
+			_, used := s.inUse[fourTuple{lport: p, rip: rip.As4(), rport: raddr.Port()}]
+			return used
+		})
+	}
 	s.mu.Unlock()
 	if err != nil {
 		fc.Close()

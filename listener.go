@@ -354,6 +354,12 @@ func (e *embryo) input(now time.Duration) {
 			e.drop()
 			return
 		}
+		if s.martianSyn(r.Data) {
+			// MUST-57, MUST-63: discarded silently (addrcheck.go).
+			e.fc.Release()
+			e.drop()
+			return
+		}
 		payload, perr := decodeRecord(r.Data, len(r.Data)+r.DMALen, e.peer, s.ip, &e.seg)
 		if perr != nil || r.DMA {
 			s.stats.badRecords.Add(1)

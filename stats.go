@@ -31,6 +31,10 @@ type StackStats struct {
 	NoListener uint64 // SYNs for a port nobody listens on (answered with RST)
 	NoConn     uint64 // segments for no connection on a ring (answered with RST)
 	DMARecords uint64 // DMA records sent (each may carry many segments' worth)
+	// Addresses and ICMP (addrcheck.go, icmp.go).
+	Martians   uint64 // SYNs discarded for a broadcast/multicast destination or an invalid source (MUST-57, MUST-63)
+	ICMPErrors uint64 // ICMP errors for a connection handed to its engine (MUST-54)
+	ICMPDrops  uint64 // ICMP packets on a ring that matched no connection state (RFC 5927 §4.1), or malformed
 
 	// The progress engine.
 	EngineWakeups uint64 // times the engine woke up
@@ -42,6 +46,7 @@ type stackCounters struct {
 	activeOpens, accepted, attemptFails              atomic.Uint64
 	segsIn, segsOut, resetsIn, resetsOut             atomic.Uint64
 	badRecords, noListener, noConn                   atomic.Uint64
+	martians, icmpErrors, icmpDrops                  atomic.Uint64
 	engineWakeups, sleeps, dmaRecords, fabricAccepts atomic.Uint64
 
 	retired tcp.Stats // under Stack.mu: the engine counters of finished connections
@@ -116,6 +121,7 @@ func (s *Stack) Stats() StackStats {
 		BytesIn: total.BytesIn, BytesOut: total.BytesOut, Retransmits: total.Retransmits,
 		ResetsIn: k.resetsIn.Load(), ResetsOut: k.resetsOut.Load(), Drops: total,
 		BadRecords: k.badRecords.Load(), NoListener: k.noListener.Load(), NoConn: k.noConn.Load(),
+		Martians: k.martians.Load(), ICMPErrors: k.icmpErrors.Load(), ICMPDrops: k.icmpDrops.Load(),
 		DMARecords: k.dmaRecords.Load(), EngineWakeups: k.engineWakeups.Load(), FabricAccepts: k.fabricAccepts.Load(), Sleeps: k.sleeps.Load(),
 	}
 }
