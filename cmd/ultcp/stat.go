@@ -13,10 +13,11 @@ package main
 //     same inode are the two ends of a peer pair, and the resident size of
 //     the mapping is the ring memory the pair has touched.
 //
-// Connections and ring occupancy live inside the segments, in a layout
-// only package fabric knows; reading them needs a read-only inspection API
-// from it (see /work/helpers/stat-needs.md, reported to the coordinator),
-// so stat says so rather than guessing the layout.
+//   - the connections of every segment, their close state and the bytes
+//     waiting in each direction's ring, from fabric.Inspect, which reads
+//     the segments through a read-only descriptor of its own (pread, no
+//     mapping, the fabric's own checked parsing); this needs the same uid
+//     as the nodes, or root.
 //
 // stat must never change the fabric: it does not call fabric.Open (which
 // creates the directory and removes stale entries), connect to node
@@ -42,7 +43,7 @@ import (
 func init() {
 	subcommands = append(subcommands, subcommand{
 		name:    "stat",
-		summary: "show a running fabric's nodes and peer segments, read-only: ultcp stat --fabric NAME",
+		summary: "show a running fabric's nodes, connections and ring occupancy, read-only: ultcp stat --fabric NAME",
 		run:     runStat,
 		usage:   statUsage,
 	})
@@ -94,13 +95,35 @@ type statSegment struct {
 type statReport struct {
 	Dir   string
 	Nodes []statNode
-	// Connections is empty until package fabric offers read-only
-	// inspection of a segment's connection table and rings.
-	ConnectionsNote string
+	// Pairs are the peer segments with their connections, from
+	// fabric.Inspect; InspectErr says why they are missing.
+	Pairs      []statPair
+	InspectErr string `json:",omitempty"`
 }
 
-const statConnectionsNote = "connections and ring occupancy: not readable from outside yet " +
-	"(they live in the peer segments' connection tables; package fabric has no read-only inspection API)"
+// statPair is one peer segment: the two nodes (side 0 dialled first) and
+// the connections whose ring pairs are allocated.
+type statPair struct {
+	Inode uint64
+	Nodes [2]netip.Addr
+	Conns []statConn
+	Err   string `json:",omitempty"` // read in part: why
+}
+
+// statConn is one connection. Per-direction fields are indexed by the
+// sending side: [0] is Nodes[0] → Nodes[1].
+type statConn struct {
+	ID       uint32
+	Dialer   netip.Addr
+	RingSize int
+	State    string
+	// Occupancy is the bytes sent and not yet reported consumed (the
+	// consumer reports in batches of a quarter ring); -1: unreadable.
+	Occupancy [2]int
+	Records   [2]int
+	DMA       [2]bool // a DMA record waits for the receiver's pull
+	Asleep    [2]bool // the receiver sleeps, waiting for the next record
+}
 
 func runStat(args []string, stdout, stderr io.Writer) int {
 	var o statOptions
@@ -146,7 +169,7 @@ func inspectFabric(dir, procRoot string) (*statReport, error) {
 		return nil, err
 	}
 	listening, lerr := listeningUnixSockets(filepath.Join(procRoot, "net/unix"))
-	r := &statReport{Dir: dir, Nodes: []statNode{}, ConnectionsNote: statConnectionsNote}
+	r := &statReport{Dir: dir, Nodes: []statNode{}, Pairs: []statPair{}}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".sock")
 		if !ok {
@@ -181,7 +204,41 @@ func inspectFabric(dir, procRoot string) (*statReport, error) {
 	}
 	slices.SortFunc(r.Nodes, func(a, b statNode) int { return a.Addr.Compare(b.Addr) })
 	pairPeers(r.Nodes)
+	addConnections(r)
 	return r, nil
+}
+
+// addConnections fills r.Pairs from fabric.Inspect.
+func addConnections(r *statReport) {
+	snap, err := fabric.Inspect(fabric.Config{Dir: r.Dir})
+	if err != nil {
+		r.InspectErr = err.Error()
+		return
+	}
+	for _, ni := range snap.Nodes {
+		i := slices.IndexFunc(r.Nodes, func(n statNode) bool { return n.Addr == ni.Addr })
+		if ni.Err == nil || i < 0 || !r.Nodes[i].Alive {
+			continue
+		}
+		note := "connections unknown: " + ni.Err.Error()
+		if r.Nodes[i].Note != "" {
+			note = r.Nodes[i].Note + "; " + note
+		}
+		r.Nodes[i].Note = note
+	}
+	for _, seg := range snap.Segments {
+		p := statPair{Inode: seg.Inode, Nodes: seg.Addr, Conns: []statConn{}}
+		if seg.Err != nil {
+			p.Err = seg.Err.Error()
+		}
+		for _, c := range seg.Conns {
+			p.Conns = append(p.Conns, statConn{
+				ID: c.ID, Dialer: seg.Addr[c.Dialer], RingSize: c.RingSize, State: c.State(),
+				Occupancy: c.Occupancy, Records: c.Records, DMA: c.DMA, Asleep: c.Asleep,
+			})
+		}
+		r.Pairs = append(r.Pairs, p)
+	}
 }
 
 // pairPeers names the peer of each segment: the other live node whose
@@ -330,7 +387,52 @@ func printStat(w io.Writer, r *statReport) {
 			fmt.Fprintf(w, "\nnote on %s: %s", n.Addr, n.Note)
 		}
 	}
-	fmt.Fprintf(w, "\n%s\n", r.ConnectionsNote)
+	printConnections(w, r)
+}
+
+// printConnections prints one table per peer segment: a row per
+// connection, with the bytes waiting in each direction's ring.
+func printConnections(w io.Writer, r *statReport) {
+	if r.InspectErr != "" {
+		fmt.Fprintf(w, "\nconnections: not readable: %s\n", r.InspectErr)
+		return
+	}
+	for _, p := range r.Pairs {
+		a, b := p.Nodes[0].String(), p.Nodes[1].String()
+		t := table{
+			title:  fmt.Sprintf("\nconnections %s ↔ %s (segment inode %d): %d", a, b, p.Inode, len(p.Conns)),
+			note:   "queued = bytes sent, not yet reported consumed (records); asleep = the receiver waits",
+			header: []string{"id", "dialler", "ring", "state", "queued → " + b, "queued → " + a, "asleep"},
+		}
+		for _, c := range p.Conns {
+			var asleep []string
+			for s, on := range c.Asleep {
+				if on {
+					asleep = append(asleep, p.Nodes[1-s].String())
+				}
+			}
+			if asleep == nil {
+				asleep = []string{"—"}
+			}
+			t.rows = append(t.rows, []string{strconv.FormatUint(uint64(c.ID), 10), c.Dialer.String(),
+				bytesText(uint64(c.RingSize)), c.State, queuedText(c, 0), queuedText(c, 1), strings.Join(asleep, ", ")})
+		}
+		t.writeText(w)
+		if p.Err != "" {
+			fmt.Fprintf(w, "  (read in part: %s)\n", p.Err)
+		}
+	}
+}
+
+func queuedText(c statConn, s int) string {
+	if c.Occupancy[s] < 0 {
+		return "unreadable"
+	}
+	q := fmt.Sprintf("%s (%d)", bytesText(uint64(c.Occupancy[s])), c.Records[s])
+	if c.DMA[s] {
+		q += " DMA"
+	}
+	return q
 }
 
 func bytesText(n uint64) string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,16 +10,72 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ultcp/ultcp"
+	"github.com/ultcp/ultcp/fabric"
 	"github.com/ultcp/ultcp/internal/proc"
 )
 
 func init() {
 	proc.Register("stat-node", roleStatNode)
+	proc.Register("stat-fabric-node", roleStatFabricNode)
+}
+
+// roleStatFabricNode (args: fabric dir, address, the address to dial or
+// "accept", a number of connections n) joins the fabric and opens (or
+// accepts) n connections. The dialler sends i+1 records of 100 bytes on
+// connection i; the acceptor reads none of them and sends two records of
+// 10 bytes back on the first. Each says it is ready and holds on until
+// its stdin closes.
+func roleStatFabricNode(args []string) error {
+	if len(args) != 4 {
+		return errors.New("need fabric dir, address, peer or accept, connections")
+	}
+	f, err := fabric.Open(fabric.Config{Dir: args[0]})
+	if err != nil {
+		return err
+	}
+	nd, err := f.Join(netip.MustParseAddr(args[1]))
+	if err != nil {
+		return err
+	}
+	defer nd.Close()
+	n, _ := strconv.Atoi(args[3])
+	proc.Send(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range n {
+		var c *fabric.Conn
+		if args[2] == "accept" {
+			if c, err = nd.Accept(ctx); err != nil {
+				return err
+			}
+			if i == 0 {
+				for range 2 {
+					if err := c.Send(make([]byte, 10)); err != nil {
+						return err
+					}
+				}
+			}
+		} else {
+			if c, err = nd.Dial(ctx, netip.MustParseAddr(args[2]), fabric.ConnConfig{RingSize: 64 << 10}); err != nil {
+				return err
+			}
+			for range i + 1 {
+				if err := c.Send(make([]byte, 100)); err != nil {
+					return err
+				}
+			}
+		}
+		defer c.Close()
+	}
+	proc.Send(true)
+	io.Copy(io.Discard, os.Stdin)
+	return nil
 }
 
 // roleStatNode (args: fabric dir, address, and the address to dial or
@@ -135,11 +192,73 @@ func TestStatShowsTwoNodesAndTheSegmentTheyShare(t *testing.T) {
 	if code := runStat([]string{"--fabric-dir", dir}, &stdout, &stderr); code != 0 {
 		t.Fatalf("stat exit %d: %s", code, stderr.String())
 	}
-	for _, want := range []string{"10.77.0.1 ↔ 10.77.0.2: segment inode", "10.77.0.2 ↔ 10.77.0.1: segment inode", "connections and ring occupancy"} {
+	for _, want := range []string{"10.77.0.1 ↔ 10.77.0.2: segment inode", "10.77.0.2 ↔ 10.77.0.1: segment inode", "\nconnections 10.77.0."} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("text output lacks %q:\n%s", want, stdout.String())
 		}
 	}
+}
+
+func TestStatShowsConnectionsAndTheBytesQueuedInEachDirection(t *testing.T) {
+	dir := ncTestDir(t)
+	acc := startStatFabricNode(t, dir, "10.77.0.1", "accept")
+	startStatFabricNode(t, dir, "10.77.0.2", "10.77.0.1")
+	var ok bool
+	if err := acc.Recv(&ok, 10*time.Second); err != nil { // accepted all
+		t.Fatal(err)
+	}
+	r := statJSON(t, dir)
+	if r.InspectErr != "" || len(r.Pairs) != 1 {
+		t.Fatalf("pairs %+v, inspect error %q; want one", r.Pairs, r.InspectErr)
+	}
+	p := r.Pairs[0]
+	// The dialler created the segment: it is side 0.
+	if p.Err != "" || p.Nodes[0].String() != "10.77.0.2" || p.Nodes[1].String() != "10.77.0.1" || len(p.Conns) != 3 {
+		t.Fatalf("pair %+v, want 10.77.0.2 ↔ 10.77.0.1 with 3 connections", p)
+	}
+	for i, c := range p.Conns {
+		// i+1 records of 100 bytes each way out: 8-byte header, body
+		// padded to 104. Back: two 10-byte records (8 + 16) on the first.
+		want := [2]int{(i + 1) * 112, 0}
+		if i == 0 {
+			want[1] = 48
+		}
+		if c.ID != uint32(i) || c.Dialer.String() != "10.77.0.2" || c.RingSize != 64<<10 || c.State != "open" || c.Occupancy != want {
+			t.Errorf("connection %d: %+v, want id %d dialled by 10.77.0.2, 64 KiB rings, open, queued %v", i, c, i, want)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := runStat([]string{"--fabric-dir", dir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("stat exit %d: %s", code, stderr.String())
+	}
+	t.Logf("stat:\n%s", stdout.String())
+	for _, want := range []string{"connections 10.77.0.2 ↔ 10.77.0.1 (segment inode", "queued → 10.77.0.1", "336 B (3)", "48 B (2)"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("text output lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+func startStatFabricNode(t *testing.T, dir, addr, peer string) *proc.Child {
+	t.Helper()
+	c, err := proc.Start("stat-fabric-node", dir, addr, peer, "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stdin().Close()
+		c.Wait(10 * time.Second)
+	})
+	var ok bool
+	if err := c.Recv(&ok, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if peer != "accept" {
+		if err := c.Recv(&ok, 10*time.Second); err != nil { // dialled and sent
+			t.Fatal(err)
+		}
+	}
+	return c
 }
 
 func TestStatShowsAKilledNodeAsDeadAndLeavesItsEntry(t *testing.T) {
