@@ -1,6 +1,7 @@
 package ultcp
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -288,5 +289,33 @@ func TestCloseReadEndsReadingOnly(t *testing.T) {
 	got := make([]byte, 5)
 	if _, err := io.ReadFull(s, got); err != nil || string(got) != "still" {
 		t.Fatalf("peer read %q, %v", got, err)
+	}
+}
+
+// A Read served straight from the ring (InputDirect) leaves the engine
+// nothing to send: the segment's own input sent what was due, and the
+// bytes counted as read then. readLocked relies on it to skip an Output.
+func TestDirectReadLeavesNothingToOutput(t *testing.T) {
+	c, s := pair(t, func(cfg *Config) { cfg.SpinBudget = 5 * time.Second })
+	c.SetDeadline(deadline())
+	s.SetDeadline(deadline())
+	buf := make([]byte, 100)
+	for i := range 50 {
+		msg := bytes.Repeat([]byte{byte(i)}, 1+i*37)
+		go s.Write(msg)
+		got := 0
+		for got < len(msg) {
+			n, err := c.Read(buf[:min(len(buf), len(msg)-got)])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += n
+			c.mu.Lock()
+			out := c.tc.Output(c.s.now(), nil)
+			c.mu.Unlock()
+			if len(out) != 0 {
+				t.Fatalf("message %d: after a read, Output has %d segments to send (first %+v)", i, len(out), out[0].Hdr)
+			}
+		}
 	}
 }

@@ -79,6 +79,7 @@ type Stack struct {
 	ip    wire.IPv4Addr
 	addr  netip.Addr
 	epoch time.Time
+	clock *stackClock
 
 	isn     *tcp.ISNGenerator
 	cookies *tcp.SYNCookies
@@ -133,8 +134,9 @@ func NewStack(cfg Config) (*Stack, error) {
 		n.Close()
 		return nil, err
 	}
+	clk := newStackClock()
 	s := &Stack{
-		cfg: cfg, tcfg: cfg.tcpConfig(), fab: f, node: n, addr: cfg.Addr, epoch: time.Now(),
+		cfg: cfg, tcfg: cfg.tcpConfig(), fab: f, node: n, addr: cfg.Addr, epoch: clk.epoch, clock: clk,
 		isn: tcp.NewISNGenerator(keys[0]), cookies: tcp.NewSYNCookies(keys[1]), ports: ports,
 		conns: map[*Conn]struct{}{}, byFC: map[*fabric.Conn]any{}, embryos: map[*embryo]struct{}{},
 		inUse: map[fourTuple]struct{}{}, listeners: map[uint16]*Listener{},
@@ -158,8 +160,8 @@ func (s *Stack) Addr() netip.Addr { return s.addr }
 func (s *Stack) Node() *fabric.Node { return s.node }
 
 // now is the stack's clock: monotonic time since the stack started, the
-// time base of the engine and the wheel.
-func (s *Stack) now() time.Duration { return time.Since(s.epoch) }
+// time base of the engine and the wheel (clock.go).
+func (s *Stack) now() time.Duration { return s.clock.now() }
 
 // Close closes every listener and resets every connection of the stack,
 // leaves the fabric and stops the progress engine.
