@@ -158,13 +158,17 @@ func (c *Conn) DMA() bool { return c.peer.dmaOK }
 
 // RingOccupancy is the number of bytes sent and not yet consumed by the
 // peer, as far as the peer has published its progress (it publishes in
-// batches, so this can lag by a quarter of the ring). Call it from the
-// sending goroutine.
+// batches, so this can lag by a quarter of the ring). It is safe from any
+// goroutine (a load balancer reading many connections, say): it loads the
+// peer's published tail, then the position of the sender's last Commit
+// (an atomic this process keeps); a record being reserved or committed
+// at that moment may or may not be counted. A hostile peer's tail yields
+// a value in [0, RingSize], never a panic. Zero after Close or a failure.
 func (c *Conn) RingOccupancy() int {
 	if c.state.Load()&(stClosed|stReset) != 0 {
 		return 0
 	}
-	return c.tx.occupancy()
+	return c.tx.occupancySnapshot()
 }
 
 // Err returns why the connection failed, or nil.

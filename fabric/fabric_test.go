@@ -403,6 +403,61 @@ func TestRingOccupancyCountsUnconsumedBytes(t *testing.T) {
 	}
 }
 
+// TestRingOccupancyIsSafeFromAnotherGoroutine reads the occupancy from a
+// third goroutine while one sends and one receives (the race detector
+// watches); every value lies in [0, RingSize], and once both are done the
+// value is exact again.
+func TestRingOccupancyIsSafeFromAnotherGoroutine(t *testing.T) {
+	ca, cb := pair(t)
+	size := ca.RingSize()
+	const records = 20000
+	done := make(chan error, 2)
+	go func() {
+		for i := range records {
+			if err := ca.Send(make([]byte, 1+i%200)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	go func() {
+		buf := make([]byte, 256)
+		for range records {
+			if _, err := cb.Recv(buf); err != nil {
+				done <- err
+				return
+			}
+		}
+		cb.PeekNoWait() // finds the ring empty: publishes the tail
+		done <- nil
+	}()
+	reads, finished := 0, 0
+	for finished < 2 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			finished++
+		default:
+		}
+		if o := ca.RingOccupancy(); o < 0 || o > size {
+			t.Fatalf("occupancy %d outside [0, %d]", o, size)
+		}
+		reads++
+	}
+	if got := ca.RingOccupancy(); got != 0 {
+		t.Fatalf("occupancy after everything was read = %d, want 0 (after %d concurrent reads)", got, reads)
+	}
+	if err := ca.Send(make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if got := ca.RingOccupancy(); got != 8+104 {
+		t.Fatalf("occupancy with one 100-byte record unread = %d, want 112", got)
+	}
+}
+
 func TestNodeWaitReportsWatchedConnectionWhenRoomIsMade(t *testing.T) {
 	f := openFabric(t, testDir(t))
 	a, b := join(t, f, addrA), join(t, f, addrB)

@@ -164,6 +164,9 @@ type producer struct {
 	resvPos  uint64 // position of the reserved record, when resvLen >= 0
 	resvLen  int    // capacity of the reserved record; -1: none
 	dmaSent  uint64 // DMA records sent
+	// pubHead is head as of the last commit, for readers in other
+	// goroutines (occupancySnapshot); process-local memory, never shared.
+	pubHead atomic.Uint64
 }
 
 func newProducer(m ringMem) producer { return producer{ringMem: m, resvLen: -1} }
@@ -226,6 +229,7 @@ func (p *producer) commit(n int, kind uint64) {
 	*p.u64((x + rec) & (p.size - 1)) = 0 // terminator: ordered before the header by the store below
 	atomic.StoreUint64(p.u64(x), uint64(n)|kind<<32)
 	p.head += rec
+	p.pubHead.Store(p.head)
 	p.resvLen = -1
 	p.notify()
 }
@@ -241,14 +245,22 @@ func (p *producer) notify() {
 	}
 }
 
-// occupancy is the number of bytes produced and not yet consumed, as far
-// as the consumer has published its tail.
-func (p *producer) occupancy() int {
+// occupancySnapshot is occupancy for any goroutine: the consumer's
+// published tail, loaded first, then the head of the last commit, which
+// cannot be behind that tail (the consumer only consumes committed
+// records). A tail outside [head-size, head] (a hostile peer, or memory
+// given back after the peer died) counts as an empty ring or a full one,
+// never more; the sending goroutine's own checks report the corruption.
+func (p *producer) occupancySnapshot() int {
 	t := atomic.LoadUint64(p.ctl64(offTail))
-	if t-p.tailSeen > p.head-p.tailSeen {
-		t = p.tailSeen
+	h := p.pubHead.Load()
+	switch {
+	case int64(h-t) < 0:
+		return 0
+	case h-t > p.size:
+		return int(p.size)
 	}
-	return int(p.head - t)
+	return int(h - t)
 }
 
 // consumer is the receiving half of a ring. Only one goroutine uses it at
