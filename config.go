@@ -61,6 +61,12 @@ type Config struct {
 	// Linux's tcp_fin_timeout).
 	OrphanTimeout time.Duration
 
+	// DSCP is the DiffServ codepoint (0–63) of every packet the stack
+	// sends, TTL their time to live (1–255; 0: DefaultTTL); Conn.SetDSCP
+	// and Conn.SetTTL change them per connection (RFC 9293 MUST-48,
+	// MUST-49; ipfields.go).
+	DSCP, TTL int
+
 	// Capture, if set, sees every IPv4 packet the stack sends and
 	// receives on its connections (see Capture).
 	Capture Capture

@@ -73,7 +73,7 @@ func rawPacket(t *testing.T, src, dst string, h wire.TCPHeader) []byte {
 	var b [maxHdrLen]byte
 	s, _ := wire.AddrFromNetip(netip.MustParseAddr(src))
 	d, _ := wire.AddrFromNetip(netip.MustParseAddr(dst))
-	n, err := encodeHeaders(b[:], s, d, &h, 0)
+	n, err := encodeHeaders(b[:], s, d, makeIPFields(0, DefaultTTL), &h, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,5 +292,131 @@ func TestSynToBroadcastOrFromInvalidSourceIsDiscarded(t *testing.T) {
 	fc.Send(rawPacket(t, "10.77.0.3", "10.77.0.2", syn))
 	if got := rawRecv(t, fc, addrB); got.Hdr.Flags != wire.FlagSYN|wire.FlagACK {
 		t.Fatalf("proper SYN answered with flags %v, want SYN|ACK", got.Hdr.Flags)
+	}
+}
+
+// echoWith dials addr from a, writes and reads back one message.
+func echoWith(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetDeadline(deadline())
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// MUST-48, MUST-49: Config.DSCP and Config.TTL are in the IPv4 header of
+// every packet the stack sends (TOS octet = DSCP<<2); a stack without them
+// sends TOS 0 and TTL 64.
+func TestConfigDSCPAndTTLAreInEveryPacket(t *testing.T) {
+	dir := testDir(t)
+	var capA, capB captured
+	a := newStack(t, dir, addrA, func(c *Config) { c.Capture = capA.capture; c.DSCP = 46; c.TTL = 9 })
+	b := newStack(t, dir, addrB, func(c *Config) { c.Capture = capB.capture })
+	l, err := b.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	echoServer(t, l)
+	c, err := a.Dial("tcp", "10.77.0.2:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoWith(t, c)
+	c.Close()
+	for _, side := range []struct {
+		name     string
+		pkts     [][]byte
+		tos, ttl byte
+	}{{"A (DSCP 46, TTL 9)", capA.sent(), 0xb8, 9}, {"B (defaults)", capB.sent(), 0, 64}} {
+		if len(side.pkts) < 3 {
+			t.Fatalf("%s sent %d packets, want 3 or more", side.name, len(side.pkts))
+		}
+		for i, p := range side.pkts {
+			if p[1] != side.tos || p[8] != side.ttl {
+				t.Fatalf("%s packet %d: TOS %#x TTL %d, want %#x %d", side.name, i, p[1], p[8], side.tos, side.ttl)
+			}
+		}
+	}
+}
+
+// MUST-48, MUST-49: Conn.SetDSCP and Conn.SetTTL change the packets the
+// connection sends next; out-of-range values are refused.
+func TestConnSetDSCPAndTTLChangeLaterPackets(t *testing.T) {
+	var cap captured
+	c, _ := pair(t, func(cfg *Config) {
+		if cfg.Addr == addrA {
+			cfg.Capture = cap.capture
+		}
+	})
+	if err := c.SetDSCP(10); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetTTL(200); err != nil {
+		t.Fatal(err)
+	}
+	before := len(cap.sent())
+	c.SetWriteDeadline(deadline())
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	pkts := cap.sent()[before:]
+	if len(pkts) == 0 {
+		t.Fatal("no packet captured after the setters")
+	}
+	for i, p := range pkts {
+		if p[1] != 10<<2 || p[8] != 200 {
+			t.Fatalf("packet %d after SetDSCP(10), SetTTL(200): TOS %#x TTL %d, want 0x28 200", i, p[1], p[8])
+		}
+	}
+	for _, err := range []error{c.SetDSCP(64), c.SetDSCP(-1), c.SetTTL(0), c.SetTTL(256)} {
+		if err == nil {
+			t.Fatal("an out-of-range DSCP or TTL was accepted")
+		}
+	}
+}
+
+// NewStack refuses a DSCP or TTL that does not fit its header field.
+func TestNewStackRejectsBadDSCPOrTTL(t *testing.T) {
+	dir := testDir(t)
+	for _, cfg := range []Config{{DSCP: 64}, {DSCP: -1}, {TTL: 256}, {TTL: -3}} {
+		cfg.Addr, cfg.FabricDir = addrA, dir
+		if s, err := NewStack(cfg); err == nil {
+			s.Close()
+			t.Fatalf("NewStack with DSCP %d, TTL %d succeeded", cfg.DSCP, cfg.TTL)
+		}
+	}
+}
+
+// MUST-28: SetKeepAlive(true) on a connection with no keepalive period
+// uses two hours; a period already set (per connection or by Config) is
+// kept.
+func TestSetKeepAliveOnDefaultsToTwoHours(t *testing.T) {
+	idle := func(c *Conn) time.Duration {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.tc.KeepAlive()
+	}
+	c, _ := pair(t)
+	c.SetKeepAlive(true)
+	if got := idle(c); got != 2*time.Hour {
+		t.Fatalf("SetKeepAlive(true) with no period: idle %v, want 2h", got)
+	}
+	c.SetKeepAlivePeriod(45 * time.Second)
+	c.SetKeepAlive(true)
+	if got := idle(c); got != 45*time.Second {
+		t.Fatalf("SetKeepAlive(true) after SetKeepAlivePeriod(45s): idle %v, want 45s", got)
+	}
+	c.SetKeepAlive(false)
+	if got := idle(c); got != 0 {
+		t.Fatalf("SetKeepAlive(false): idle %v, want 0 (off)", got)
+	}
+	c2, _ := pair(t, func(cfg *Config) { cfg.KeepAlive = 30 * time.Second })
+	c2.SetKeepAlive(true)
+	if got := idle(c2); got != 30*time.Second {
+		t.Fatalf("SetKeepAlive(true) with Config.KeepAlive 30s: idle %v, want 30s", got)
 	}
 }

@@ -71,7 +71,8 @@ type Conn struct {
 	// without mu on memory the loan holds, so nobody may end the loan
 	// (lend.go).
 	viewOut, copyOut bool
-	wcopy            []byte // a writer's copy of a view it was given (writeView)
+	wcopy            []byte        // a writer's copy of a view it was given (writeView)
+	ip               atomic.Uint32 // ipFields: TOS and TTL of sent packets (ipfields.go)
 	rw, ww           waiter
 
 	closed     atomic.Bool  // Close was called (spinners look at it)
@@ -97,6 +98,7 @@ func newConn(s *Stack, fc *fabric.Conn, tc *tcp.Conn, laddr, raddr *net.TCPAddr)
 	lp, rp := tc.Ports()
 	c.tuple = fourTuple{lport: lp, rip: c.rip, rport: rp}
 	c.entry.Owner = c
+	c.ip.Store(uint32(s.cfg.ipFields()))
 	c.rw.ch = make(chan struct{}, 1)
 	c.ww.ch = make(chan struct{}, 1)
 	c.out = make([]tcp.Segment, 0, 8)
@@ -362,7 +364,7 @@ func (c *Conn) sendOutside(data []byte, dma bool, maxDMA int) error {
 		}
 		i = j - 1
 		payload := data[start:end]
-		n, err := encodeHeaders(c.whdr[:], c.s.ip, c.rip, &hdr, len(payload))
+		n, err := encodeHeaders(c.whdr[:], c.s.ip, c.rip, ipFields(c.ip.Load()), &hdr, len(payload))
 		if err != nil {
 			return err
 		}
@@ -385,7 +387,7 @@ func (c *Conn) putSeg(seg *tcp.Segment) error {
 	if err != nil {
 		return err
 	}
-	if _, err := encodeHeaders(buf, c.s.ip, c.rip, &seg.Hdr, len(seg.Payload)); err != nil {
+	if _, err := encodeHeaders(buf, c.s.ip, c.rip, ipFields(c.ip.Load()), &seg.Hdr, len(seg.Payload)); err != nil {
 		return err
 	}
 	copy(buf[hl:], seg.Payload)
@@ -1131,11 +1133,11 @@ func (c *Conn) SetNoDelay(noDelay bool) error {
 }
 
 // SetKeepAlive switches keepalive probes on (with the period already set,
-// or 15 s as Go's net package) or off.
+// or else two hours: RFC 9293 MUST-28) or off.
 func (c *Conn) SetKeepAlive(on bool) error {
 	d := time.Duration(0)
 	if on {
-		d = 15 * time.Second
+		d = c.keepAliveIdle()
 	}
 	return c.SetKeepAlivePeriod(d)
 }

@@ -43,7 +43,7 @@ func rawSegment(t *testing.T, h wire.TCPHeader, dst netip.Addr) []byte {
 	var b [maxHdrLen]byte
 	src, _ := wire.AddrFromNetip(addrC)
 	d, _ := wire.AddrFromNetip(dst)
-	n, err := encodeHeaders(b[:], src, d, &h, 0)
+	n, err := encodeHeaders(b[:], src, d, makeIPFields(0, DefaultTTL), &h, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestSegmentWithForeignPortsOnARingGetsRSTAndConnectionSurvives(t *testing.T
 	c, s := pair(t)
 	var b [maxHdrLen]byte
 	h := wire.TCPHeader{SrcPort: 1, DstPort: 2, Seq: 7, Ack: 9, Flags: wire.FlagACK}
-	n, _ := encodeHeaders(b[:], c.s.ip, c.rip, &h, 0)
+	n, _ := encodeHeaders(b[:], c.s.ip, c.rip, makeIPFields(0, DefaultTTL), &h, 0)
 	if err := injectRecord(c, b[:n]); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,6 @@ import (
 
 const (
 	ipHdrLen = 20
-	ipTTL    = 64
 	// maxHdrLen bounds the headers of one record: IPv4 (no options) plus
 	// TCP with the largest option space.
 	maxHdrLen = ipHdrLen + 60
@@ -56,9 +55,9 @@ var (
 )
 
 // encodeHeaders writes the IPv4 and TCP headers of seg, whose payload is
-// payloadLen bytes, into b and returns their length. b must hold maxHdrLen
-// bytes.
-func encodeHeaders(b []byte, src, dst wire.IPv4Addr, h *wire.TCPHeader, payloadLen int) (int, error) {
+// payloadLen bytes, into b and returns their length; ipf gives the TOS
+// and TTL (ipfields.go). b must hold maxHdrLen bytes.
+func encodeHeaders(b []byte, src, dst wire.IPv4Addr, ipf ipFields, h *wire.TCPHeader, payloadLen int) (int, error) {
 	n, err := h.Encode(b[ipHdrLen:])
 	if err != nil {
 		return 0, err
@@ -68,10 +67,10 @@ func encodeHeaders(b []byte, src, dst wire.IPv4Addr, h *wire.TCPHeader, payloadL
 		total = 0 // BIG TCP: the record length is authoritative
 	}
 	b[0] = 0x45 // version 4, header length 5 words
-	b[1] = 0
+	b[1] = ipf.tos()
 	binary.BigEndian.PutUint16(b[2:], uint16(total))
 	binary.BigEndian.PutUint32(b[4:], 0x4000) // ID 0, DF (RFC 6864: ID unused on atomic datagrams)
-	b[8] = ipTTL
+	b[8] = ipf.ttl()
 	b[9] = 6 // TCP
 	b[10], b[11] = 0, 0
 	copy(b[12:16], src[:])

@@ -409,7 +409,7 @@ func (e *embryo) input(now time.Duration) {
 func (e *embryo) send() {
 	for i := range e.out {
 		seg := &e.out[i]
-		n, err := encodeHeaders(e.hdr[:], e.s.ip, e.peer, &seg.Hdr, 0)
+		n, err := encodeHeaders(e.hdr[:], e.s.ip, e.peer, e.s.cfg.ipFields(), &seg.Hdr, 0)
 		if err != nil || !fits(e.fc, n) {
 			return
 		}

@@ -116,6 +116,9 @@ func NewStack(cfg Config) (*Stack, error) {
 	if !cfg.Addr.Is4() {
 		return nil, fmt.Errorf("ultcp: Config.Addr %v is not an IPv4 address", cfg.Addr)
 	}
+	if err := cfg.checkIP(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	f, err := fabric.Open(cfg.fabricConfig())
 	if err != nil {

@@ -25,6 +25,10 @@ func (c *Conn) SetKeepAlive(now, idle time.Duration) {
 	}
 }
 
+// KeepAlive returns the idle time before the first keepalive probe; zero
+// while keepalive is off.
+func (c *Conn) KeepAlive() time.Duration { return c.cfg.KeepAlive }
+
 // SetMaxRecvBuf changes the ceiling of receive-window auto-tuning. The
 // window-scale shift was fixed by the handshake (RFC 7323 §2.2), so the
 // ceiling is bounded by what that shift can advertise; the buffer never
