@@ -52,6 +52,8 @@ type Conn struct {
 
 	localPort, remotePort uint16
 
+	icmp icmpState // soft ICMP errors (icmp.go)
+
 	// Send sequence space (RFC 9293 §3.3.1). sndNxt is the next octet to
 	// send and moves back to sndUna when a timeout restarts
 	// transmission; sndMax is the highest octet ever sent plus one (the

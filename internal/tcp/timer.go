@@ -1,7 +1,6 @@
 package tcp
 
 import (
-	"syscall"
 	"time"
 
 	"github.com/ultcp/ultcp/internal/wire"
@@ -119,7 +118,7 @@ func (c *Conn) onRTO(now time.Duration, out []Segment) []Segment {
 		limit = c.cfg.SynRetries
 	}
 	if c.retries > limit {
-		c.enterClosed(syscall.ETIMEDOUT)
+		c.enterClosed(c.timeoutErr()) // ETIMEDOUT, or a soft ICMP error (icmp.go)
 		return out
 	}
 	c.rto = min(2*c.rto, c.cfg.RTOMax) // §5.5: back off
@@ -231,7 +230,7 @@ func (c *Conn) onKeepalive(now time.Duration, out []Segment) []Segment {
 		return out
 	}
 	if c.kaProbes >= c.cfg.KeepAliveCount {
-		c.enterClosed(syscall.ETIMEDOUT)
+		c.enterClosed(c.timeoutErr())
 		return out
 	}
 	c.kaProbes++
