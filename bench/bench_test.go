@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +185,27 @@ func TestParseNetPIPEOutput(t *testing.T) {
 	}
 	if len(runs) != 2 || runs[0].Bytes != 1 || runs[0].HalfMedian != 6930 || runs[1].Mbps != 6.774038 || runs[0].CPUPerRT != nil {
 		t.Errorf("parsed %+v", runs)
+	}
+}
+
+func TestNetPIPERunsNPtcpWhenInstalled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts NPtcp")
+	}
+	if _, err := exec.LookPath("NPtcp"); err != nil {
+		t.Skip("NPtcp not installed (Debian netpipe-tcp)")
+	}
+	runs, err := runNetPIPE(Options{Sizes: []int{1, 16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// NPtcp's own sweep up to 16 bytes with ±3 perturbations: 1 … 19.
+	if len(runs) < 5 || runs[0].Bytes != 1 || runs[len(runs)-1].Bytes != 19 {
+		t.Fatalf("runs %+v, want NPtcp's sizes from 1 to 19", runs)
+	}
+	for _, r := range runs {
+		if r.Transport != NetPIPE || r.HalfMedian <= 0 || r.Mbps <= 0 || r.CPUPerRT != nil {
+			t.Errorf("run %+v: want a time, a throughput and no CPU", r)
+		}
 	}
 }

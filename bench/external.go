@@ -164,7 +164,11 @@ func runNetPIPE(o Options) ([]RunResult, error) {
 	if o.Sizes != nil {
 		upper = strconv.Itoa(o.Sizes[len(o.Sizes)-1])
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	limit := 2 * time.Minute
+	if o.Quick {
+		limit = 45 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	command := func(side int, args ...string) *exec.Cmd {
 		if cpu := cpuFor(o.Pin, side); cpu >= 0 {
@@ -175,7 +179,11 @@ func runNetPIPE(o Options) ([]RunResult, error) {
 		}
 		return exec.CommandContext(ctx, np, args...)
 	}
-	recv := command(0, "-P", port)
+	// The receiver must be given the same sweep: it does not learn it
+	// from the transmitter, and with different perturbations the two
+	// wait for each other forever.
+	sweep := []string{"-l", "1", "-u", upper, "-p", perturb}
+	recv := command(0, append([]string{"-P", port}, sweep...)...)
 	recv.Dir = dir
 	recv.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
 	if err := recv.Start(); err != nil {
@@ -185,7 +193,7 @@ func runNetPIPE(o Options) ([]RunResult, error) {
 	out := filepath.Join(dir, "np.out")
 	var runErr error
 	for try := 0; try < 50; try++ { // the receiver needs a moment to listen
-		send := command(1, "-h", "127.0.0.1", "-P", port, "-l", "1", "-u", upper, "-p", perturb, "-o", out)
+		send := command(1, append([]string{"-h", "127.0.0.1", "-P", port, "-o", out}, sweep...)...)
 		send.Dir = dir
 		send.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
 		var msg []byte
@@ -194,6 +202,9 @@ func runNetPIPE(o Options) ([]RunResult, error) {
 			break
 		}
 		runErr = fmt.Errorf("NPtcp: %v: %s", runErr, lastLines(string(msg), 2))
+		if ctx.Err() != nil {
+			break
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	if runErr != nil {
