@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -317,5 +318,34 @@ func TestDirectReadLeavesNothingToOutput(t *testing.T) {
 				t.Fatalf("message %d: after a read, Output has %d segments to send (first %+v)", i, len(out), out[0].Hdr)
 			}
 		}
+	}
+}
+
+// Segments on the fabric carry no RFC 7323 timestamps (tcpConfig): a data
+// segment's headers are the bare 20-byte IPv4 and 20-byte TCP headers.
+func TestFabricDataSegmentsCarryNoOptions(t *testing.T) {
+	var mu sync.Mutex
+	var hdrLens []int
+	c, s := pair(t, func(cfg *Config) {
+		cfg.Capture = func(out bool, headers, payload []byte) {
+			if out && len(payload) > 0 {
+				mu.Lock()
+				hdrLens = append(hdrLens, len(headers))
+				mu.Unlock()
+			}
+		}
+	})
+	c.SetDeadline(deadline())
+	s.SetDeadline(deadline())
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(hdrLens) == 0 || hdrLens[0] != 40 {
+		t.Fatalf("data segment header lengths %v, want [40]", hdrLens)
 	}
 }
