@@ -2,6 +2,7 @@ package ultcp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -418,5 +419,150 @@ func TestSetKeepAliveOnDefaultsToTwoHours(t *testing.T) {
 	c2.SetKeepAlive(true)
 	if got := idle(c2); got != 30*time.Second {
 		t.Fatalf("SetKeepAlive(true) with Config.KeepAlive 30s: idle %v, want 30s", got)
+	}
+}
+
+// rawPeer is a hand-played peer at addrC that stack a dialled on port 80:
+// fc is its end of the ring pair, syn the SYN it received.
+type rawPeer struct {
+	fc  *fabric.Conn
+	syn tcp.Segment
+}
+
+// dialRaw dials 10.77.0.3:80 from a in the background and returns the
+// raw peer with the SYN read, and the channel the dial's result comes on.
+func dialRaw(t *testing.T, dir string, a *Stack) (*rawPeer, chan dialResult) {
+	t.Helper()
+	raw := rawNode(t, dir)
+	res := make(chan dialResult, 1)
+	go func() {
+		d := Dialer{Stack: a, Timeout: 10 * time.Second}
+		c, err := d.DialTCP(context.Background(), "tcp", "10.77.0.3:80")
+		res <- dialResult{c, err}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fc, err := raw.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rawPeer{fc: fc, syn: rawRecv(t, fc, addrA)}, res
+}
+
+type dialResult struct {
+	c   *Conn
+	err error
+}
+
+// icmpRecord builds the ICMP error record a gateway would put on the ring:
+// from router to dst, type/code/rest, quoting an IPv4+TCP header (the
+// first 28 bytes: IP header and 8 bytes of TCP) sent from qsrc to qdst
+// with the given ports and sequence number.
+func icmpRecord(t *testing.T, router, dst string, typ, code uint8, rest uint32, qsrc, qdst string, sport, dport uint16, seq uint32) []byte {
+	t.Helper()
+	quote := rawPacket(t, qsrc, qdst, wire.TCPHeader{SrcPort: sport, DstPort: dport, Seq: seq, Ack: 1, Flags: wire.FlagACK, Window: 100})[:28]
+	b := make([]byte, 20+8+len(quote))
+	b[0], b[9] = 0x45, 1
+	b[8] = 64
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	r, d := netip.MustParseAddr(router).As4(), netip.MustParseAddr(dst).As4()
+	copy(b[12:], r[:])
+	copy(b[16:], d[:])
+	h := wire.ICMPv4Header{Type: typ, Code: code, Rest: rest}
+	h.Encode(b[20:])
+	copy(b[28:], quote)
+	wire.SetICMPv4Checksum(b[20:28], b[28:])
+	return b
+}
+
+// MUST-54: port unreachable quoting our SYN, put on the connection's
+// ring, aborts the dial in SYN-SENT with ECONNREFUSED.
+func TestICMPPortUnreachableOnRingAbortsDial(t *testing.T) {
+	dir := testDir(t)
+	a := newStack(t, dir, addrA)
+	p, res := dialRaw(t, dir, a)
+	p.fc.Send(icmpRecord(t, "10.77.0.3", "10.77.0.1", 3, 3, 0, "10.77.0.1", "10.77.0.3", p.syn.Hdr.SrcPort, 80, p.syn.Hdr.Seq))
+	r := <-res
+	if !errors.Is(r.err, syscall.ECONNREFUSED) {
+		t.Fatalf("Dial after port unreachable: %v, want ECONNREFUSED", r.err)
+	}
+	if st := a.Stats(); st.ICMPErrors != 1 || st.ICMPDrops != 0 || st.BadRecords != 0 {
+		t.Fatalf("ICMPErrors %d, ICMPDrops %d, BadRecords %d; want 1, 0, 0", st.ICMPErrors, st.ICMPDrops, st.BadRecords)
+	}
+}
+
+// established completes p's handshake by hand (MSS 65495, no options
+// beyond it) and returns the dialled Conn.
+func (p *rawPeer) establish(t *testing.T, res chan dialResult) *Conn {
+	t.Helper()
+	var b [maxHdrLen]byte
+	h := wire.TCPHeader{SrcPort: 80, DstPort: p.syn.Hdr.SrcPort, Seq: 5000, Ack: p.syn.Hdr.Seq + 1,
+		Flags: wire.FlagSYN | wire.FlagACK, Window: 65535}
+	h.Options.MSS = fabricMSS
+	src, _ := wire.AddrFromNetip(addrC)
+	dst, _ := wire.AddrFromNetip(addrA)
+	n, _ := encodeHeaders(b[:], src, dst, makeIPFields(0, DefaultTTL), &h, 0)
+	p.fc.Send(b[:n])
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.c.Close() })
+	rawRecv(t, p.fc, addrA) // the ACK
+	return r.c
+}
+
+// MUST-54: "fragmentation needed" with a next-hop MTU of 1280, quoting
+// data in flight, lowers the connection's send MSS to 1240; the same
+// message quoting a sequence number not in flight, or not this
+// connection's, is dropped and counted, and the connection is unharmed.
+func TestICMPFragNeededOnRingLowersMSS(t *testing.T) {
+	dir := testDir(t)
+	a := newStack(t, dir, addrA)
+	p, res := dialRaw(t, dir, a)
+	c := p.establish(t, res)
+	if got := c.Info().SndMSS; got != fabricMSS {
+		t.Fatalf("SndMSS %d before, want %d", got, fabricMSS)
+	}
+	c.SetWriteDeadline(deadline())
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	data := rawRecv(t, p.fc, addrA) // not acknowledged: 5 octets in flight
+	lport, seq := p.syn.Hdr.SrcPort, data.Hdr.Seq
+	frag := func(router, dst, qsrc, qdst string, sport, dport uint16, seq uint32) []byte {
+		return icmpRecord(t, router, dst, 3, 4, 1280, qsrc, qdst, sport, dport, seq)
+	}
+	bad := [][]byte{
+		frag("10.77.0.3", "10.77.0.1", "10.77.0.1", "10.77.0.3", lport, 80, seq+5),                 // SEQ = SND.NXT
+		frag("10.77.0.3", "10.77.0.1", "10.77.0.1", "10.77.0.3", lport, 80, seq-1),                 // SEQ below SND.UNA
+		frag("10.77.0.3", "10.77.0.1", "10.77.0.1", "10.77.0.3", lport+1, 80, seq),                 // other local port
+		frag("10.77.0.3", "10.77.0.1", "10.77.0.1", "10.77.0.3", lport, 81, seq),                   // other remote port
+		frag("10.77.0.3", "10.77.0.1", "10.77.0.1", "10.77.0.9", lport, 80, seq),                   // quoted to another host
+		frag("10.77.0.3", "10.77.0.1", "10.77.0.5", "10.77.0.3", lport, 80, seq),                   // quoted from another host
+		frag("10.77.0.3", "10.77.0.8", "10.77.0.1", "10.77.0.3", lport, 80, seq),                   // not to us
+		frag("224.0.0.1", "10.77.0.1", "10.77.0.1", "10.77.0.3", lport, 80, seq),                   // from a multicast "router"
+		icmpRecord(t, "10.77.0.3", "10.77.0.1", 4, 0, 0, "10.77.0.1", "10.77.0.3", lport, 80, seq), // Source Quench
+	}
+	badSum := frag("10.77.0.3", "10.77.0.1", "10.77.0.1", "10.77.0.3", lport, 80, seq)
+	badSum[22] ^= 0xff
+	short := frag("10.77.0.3", "10.77.0.1", "10.77.0.1", "10.77.0.3", lport, 80, seq)[:20+8+20+4]
+	binary.BigEndian.PutUint16(short[2:], uint16(len(short)))
+	bad = append(bad, badSum, short)
+	for _, rec := range bad {
+		p.fc.Send(rec)
+	}
+	waitFor(t, "the ICMP drops", func() bool { return a.Stats().ICMPDrops == uint64(len(bad)) })
+	if got := c.Info().SndMSS; got != fabricMSS {
+		t.Fatalf("SndMSS %d after unmatched ICMP errors, want %d", got, fabricMSS)
+	}
+	p.fc.Send(frag("10.77.0.3", "10.77.0.1", "10.77.0.1", "10.77.0.3", lport, 80, seq))
+	waitFor(t, "SndMSS 1240", func() bool { return c.Info().SndMSS == 1240 })
+	st := a.Stats()
+	if st.ICMPErrors != 1 || st.BadRecords != 0 || st.ResetsOut != 0 {
+		t.Fatalf("ICMPErrors %d, BadRecords %d, ResetsOut %d; want 1, 0, 0", st.ICMPErrors, st.BadRecords, st.ResetsOut)
+	}
+	if c.Info().State != "ESTABLISHED" {
+		t.Fatalf("state %s after ICMP errors, want ESTABLISHED", c.Info().State)
 	}
 }

@@ -541,6 +541,11 @@ func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte
 		err = errBadLength // more than any window we offer
 	}
 	if err != nil {
+		if err == errICMP && !r.DMA {
+			c.icmpLocked(now, r.Data) // checked, counted, handed to the engine (icmp.go)
+			c.fc.Release()
+			return 0
+		}
 		c.fc.Release()
 		c.garbageLocked(now)
 		return 0

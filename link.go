@@ -90,6 +90,9 @@ func decodeRecord(b []byte, recLen int, peer, self wire.IPv4Addr, seg *tcp.Segme
 	vihl := b[0]
 	ihl := int(vihl&0xf) * 4
 	if vihl>>4 != 4 || ihl < ipHdrLen || ihl > len(b) || b[9] != 6 {
+		if b[9] == 1 && vihl>>4 == 4 {
+			return nil, errICMP // an ICMP error for the connection (icmp.go)
+		}
 		return nil, errNotIPv4TCP
 	}
 	total := int(binary.BigEndian.Uint16(b[2:]))
