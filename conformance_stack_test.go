@@ -566,3 +566,51 @@ func TestICMPFragNeededOnRingLowersMSS(t *testing.T) {
 		t.Fatalf("state %s after ICMP errors, want ESTABLISHED", c.Info().State)
 	}
 }
+
+// MUST-32, MUST-33: urgent data is signalled asynchronously: the
+// UrgentNotify channel fires while no goroutine reads (the progress engine
+// takes the segment in), UrgentPending holds until the reader has passed
+// the mark, and the same mark is not signalled twice.
+func TestUrgentDataIsSignalledWithoutReading(t *testing.T) {
+	dir := testDir(t)
+	a := newStack(t, dir, addrA)
+	p, res := dialRaw(t, dir, a)
+	c := p.establish(t, res)
+	ch := c.UrgentNotify()
+	send := func(seq uint32, flags wire.TCPFlags, up uint16, text string) {
+		var b [maxHdrLen]byte
+		h := wire.TCPHeader{SrcPort: 80, DstPort: p.syn.Hdr.SrcPort, Seq: seq, Ack: p.syn.Hdr.Seq + 1,
+			Flags: flags, Window: 65535, Urgent: up}
+		src, _ := wire.AddrFromNetip(addrC)
+		dst, _ := wire.AddrFromNetip(addrA)
+		n, _ := encodeHeaders(b[:], src, dst, makeIPFields(0, DefaultTTL), &h, len(text))
+		p.fc.Send(append(b[:n:n], text...))
+	}
+	send(5001, wire.FlagACK|wire.FlagPSH, 0, "abc") // ordinary data: no signal
+	send(5004, wire.FlagACK|wire.FlagPSH|wire.FlagURG, 3, "def")
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no urgent signal while nobody reads")
+	}
+	if !c.UrgentPending() {
+		t.Fatal("UrgentPending false before reading the urgent data")
+	}
+	c.SetReadDeadline(deadline())
+	buf := make([]byte, 6)
+	for got := 0; got < 6; {
+		n, err := c.Read(buf[got:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += n
+	}
+	if string(buf) != "abcdef" || c.UrgentPending() {
+		t.Fatalf("read %q, UrgentPending %v; want \"abcdef\", false", buf, c.UrgentPending())
+	}
+	select {
+	case <-ch:
+		t.Fatal("the same urgent mark was signalled twice")
+	default:
+	}
+}

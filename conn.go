@@ -73,6 +73,7 @@ type Conn struct {
 	viewOut, copyOut bool
 	wcopy            []byte        // a writer's copy of a view it was given (writeView)
 	ip               atomic.Uint32 // ipFields: TOS and TTL of sent packets (ipfields.go)
+	urg              urgentState   // urgent marks signalled (urgent.go)
 	rw, ww           waiter
 
 	closed     atomic.Bool  // Close was called (spinners look at it)
@@ -605,6 +606,9 @@ func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte
 	}
 	k, out := c.tc.InputDirect(now, seg, placed, c.out)
 	c.out = out
+	if urgentFlag(seg.Hdr.Flags) {
+		c.urgentLocked() // MUST-32 (urgent.go)
+	}
 	seg.Payload = nil
 	if lend && k > 0 {
 		if r.DMA {

@@ -29,6 +29,11 @@ func (c *Conn) SetKeepAlive(now, idle time.Duration) {
 // while keepalive is off.
 func (c *Conn) KeepAlive() time.Duration { return c.cfg.KeepAlive }
 
+// UrgentMark returns the peer's urgent mark (RFC 9293 §3.8.5: the
+// sequence number after the urgent data) and whether one was received. It
+// is a number, never an index (RFC 6093).
+func (c *Conn) UrgentMark() (uint32, bool) { return c.rcvUp, c.urgValid }
+
 // SetMaxRecvBuf changes the ceiling of receive-window auto-tuning. The
 // window-scale shift was fixed by the handshake (RFC 7323 §2.2), so the
 // ceiling is bounded by what that shift can advertise; the buffer never
