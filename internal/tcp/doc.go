@@ -19,6 +19,11 @@
 // connection. A Listener does the same for a listening port (backlog, SYN
 // cookies) and hands out new Conns.
 //
+// ICMP errors about a connection come in through ICMPError (icmp.go): the
+// stack matches the quoted addresses and ports, the engine checks the
+// quoted sequence number and lowers the MSS, aborts a connection attempt
+// or records a soft error to report if the connection times out.
+//
 // Time is a time.Duration since an epoch the caller chooses and must be
 // monotonic. The package performs no I/O, reads no clock, starts no
 // goroutines, takes no locks and computes no checksums: segments arrive
