@@ -102,16 +102,32 @@ func unmap(p unsafe.Pointer, size uintptr) error { return unix.MunmapPtr(p, size
 
 func closeFd(fd int) { unix.Close(fd) }
 
-// futexWaitShort is futexWait for a sleep known to be short (at most
-// maxRawWait): it skips the scheduler's syscall bookkeeping, so the
+// futexWaitShort is futexWait for a sleep expected to be short (at most
+// rawSleepBelow): it skips the scheduler's syscall bookkeeping, so the
 // processor is not handed off by sysmon 20 µs into the sleep and sysmon
-// itself is not kept waking every 20 µs by a stream of short sleeps.
-// The cost is that this goroutine's P stays blocked for the sleep (and a
-// stop-the-world waits for it), which the bound keeps negligible.
-func futexWaitShort(addr *uint32, val uint32, d time.Duration) {
-	d = min(max(d, 0), maxRawWait)
-	ts := unix.NsecToTimespec(int64(d))
+// itself is not kept waking every 20 µs by a stream of short sleeps. The
+// cost is that this goroutine's P stays blocked for the sleep (and a
+// stop-the-world waits for it). The sleep normally ends with a wake-up;
+// its timeout, rawSleepTimeout, is only the bound on that cost should the
+// waker stall.
+func futexWaitShort(addr *uint32, val uint32) {
+	ts := unix.NsecToTimespec(int64(rawSleepTimeout))
 	syscall.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitOp, uintptr(val), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
-const maxRawWait = 500 * time.Microsecond
+const (
+	// rawSleepBelow: a wait predicted shorter than this may hold its P
+	// (futexWaitShort).
+	rawSleepBelow = 500 * time.Microsecond
+	// rawSleepTimeout is futexWaitShort's timeout. It is longer than the
+	// scheduler tick (4 ms here, HZ=250) on purpose: a futex timeout that
+	// is the CPU's earliest timer reprograms the clock event device when
+	// the sleep starts and again when it is cancelled, which on this VM
+	// (lapic-deadline timer, each write a VM exit) made a DMA sender's
+	// sleep cost twice the CPU: 0.019–0.024 ns/B at 1 MiB with the
+	// timeout at twice the predicted copy (~0.2 ms), 0.010–0.012 with
+	// 10 ms, the same as with no timeout at all (alternating runs of
+	// BenchmarkStreamDMA1M, 14:45 UTC 2026-11-25). 3 ms gave 0.015–0.016,
+	// 1 ms 0.017–0.021.
+	rawSleepTimeout = 10 * time.Millisecond
+)
