@@ -69,7 +69,7 @@ func rawNode(t *testing.T, dir string) *fabric.Node {
 }
 
 // rawPacket encodes h (no payload) with arbitrary IPv4 addresses.
-func rawPacket(t *testing.T, src, dst string, h wire.TCPHeader) []byte {
+func rawPacket(t testing.TB, src, dst string, h wire.TCPHeader) []byte {
 	t.Helper()
 	var b [maxHdrLen]byte
 	s, _ := wire.AddrFromNetip(netip.MustParseAddr(src))
@@ -458,7 +458,7 @@ type dialResult struct {
 // from router to dst, type/code/rest, quoting an IPv4+TCP header (the
 // first 28 bytes: IP header and 8 bytes of TCP) sent from qsrc to qdst
 // with the given ports and sequence number.
-func icmpRecord(t *testing.T, router, dst string, typ, code uint8, rest uint32, qsrc, qdst string, sport, dport uint16, seq uint32) []byte {
+func icmpRecord(t testing.TB, router, dst string, typ, code uint8, rest uint32, qsrc, qdst string, sport, dport uint16, seq uint32) []byte {
 	t.Helper()
 	quote := rawPacket(t, qsrc, qdst, wire.TCPHeader{SrcPort: sport, DstPort: dport, Seq: seq, Ack: 1, Flags: wire.FlagACK, Window: 100})[:28]
 	b := make([]byte, 20+8+len(quote))
