@@ -614,3 +614,18 @@ func TestUrgentDataIsSignalledWithoutReading(t *testing.T) {
 	default:
 	}
 }
+
+// MUST-43: two dials that chose the same local port to the same peer
+// cannot both register it (the check before the SYN can race with another
+// dial; the registration cannot).
+func TestRegisterRefusesA4TupleInUse(t *testing.T) {
+	a := &Stack{conns: map[*Conn]struct{}{}, byFC: map[*fabric.Conn]any{}, inUse: map[fourTuple]struct{}{}}
+	rip, _ := wire.AddrFromNetip(addrB)
+	tuple := fourTuple{lport: 40002, rip: rip, rport: 80}
+	if err := a.register(&Conn{tuple: tuple}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.register(&Conn{tuple: tuple}); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("second registration of %v: %v, want EADDRINUSE", tuple, err)
+	}
+}

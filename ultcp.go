@@ -59,7 +59,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ultcp/ultcp/fabric"
@@ -199,11 +201,16 @@ func (s *Stack) Close() error {
 }
 
 // register records a new connection of the stack under its fabric conn.
+// Its 4-tuple must be free: two dials that chose the same local port
+// (Dialer.LocalAddr, or a race between picks) cannot both have it.
 func (s *Stack) register(c *Conn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return net.ErrClosed
+	}
+	if _, used := s.inUse[c.tuple]; used {
+		return os.NewSyscallError("bind", syscall.EADDRINUSE)
 	}
 	s.conns[c] = struct{}{}
 	s.byFC[c.fc] = c
