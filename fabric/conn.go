@@ -103,9 +103,11 @@ type Conn struct {
 	dmaPid int
 	dmaAt  uint64
 	dmaOff int
-	iovL   unix.Iovec
-	iovR   unix.RemoteIovec
-	pin    runtime.Pinner
+	// dmaEarly: the early wake-up of the current record was given.
+	dmaEarly bool
+	iovL     unix.Iovec
+	iovR     unix.RemoteIovec
+	pin      runtime.Pinner
 
 	rdDeadline atomic.Int64 // unix nanoseconds, 0: none
 	wrDeadline atomic.Int64
@@ -462,6 +464,7 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 	}
 	s := spinner{budget: spin}
 	woken := false
+	raws := 0
 	for {
 		if int64(atomic.LoadUint64(d)-seq) >= 0 {
 			return nil
@@ -485,12 +488,14 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 		if expired {
 			return errDeadline
 		}
-		if !woken && predicted < rawSleepBelow && t < 0 {
-			// The copy ends soon: the first sleep of a record is a raw
-			// one (no scheduler bookkeeping). Its P is held until the
-			// receiver's wake-up, or rawSleepTimeout should the receiver
-			// stall; any later sleep of the record goes through the
-			// scheduler.
+		if raws < 2 && predicted < rawSleepBelow && t < 0 {
+			raws++
+			// The copy ends soon: the first two sleeps of a record (to
+			// the early wake-up, then to the completion) are raw ones,
+			// with no scheduler bookkeeping. Their P is held until the
+			// receiver's wake-up, or 2 × rawSleepTimeout in all should
+			// the receiver stall; any later sleep of the record goes
+			// through the scheduler.
 			futexWaitShort(w, old|armSleeper)
 		} else {
 			futexWait(w, old|armSleeper, t)
@@ -669,7 +674,7 @@ func (c *Conn) record(kind uint64, body []byte) (Record, error) {
 		return Record{}, c.failed(errf(ErrCorrupt, "DMA descriptor of %d bytes at %#x", n, at))
 	}
 	c.dmaWakeAt = int(min(le.Uint64(d[24:]), n))
-	c.dmaPid, c.dmaAt, c.dmaOff = pid, at, 0
+	c.dmaPid, c.dmaAt, c.dmaOff, c.dmaEarly = pid, at, 0, false
 	c.dmaOK, c.dmaLen = true, int(n)
 	return Record{Data: body[dmaDescLen:], DMALen: int(n), DMA: true}, nil
 }
@@ -688,6 +693,7 @@ func (c *Conn) Pull(dst []byte) (int, error) {
 	}
 	want := min(len(dst), c.dmaLen-c.dmaOff)
 	done := 0
+	c.maybeEarlyWake()
 	for done < want {
 		k := min(want-done, pullChunk)
 		// Stop the chunk where the sender asked to be woken.
@@ -708,11 +714,20 @@ func (c *Conn) Pull(dst []byte) (int, error) {
 		}
 		done += int(r)
 		c.dmaOff += int(r)
-		if c.dmaLen-c.dmaOff <= c.dmaWakeAt {
-			c.rx.earlyWake()
-		}
+		c.maybeEarlyWake()
 	}
 	return done, nil
+}
+
+// maybeEarlyWake wakes a sender asleep on the current DMA record once
+// wake-at bytes or fewer are left to copy: once per record, and not when
+// the copy is over (the completion, at Release, wakes it then; a wake-up
+// just before the completion only made the sender sleep a second time).
+func (c *Conn) maybeEarlyWake() {
+	if !c.dmaEarly && c.dmaOff < c.dmaLen && c.dmaLen-c.dmaOff <= c.dmaWakeAt {
+		c.dmaEarly = true
+		c.rx.earlyWake()
+	}
 }
 
 // Release consumes the record Peek returned. For a DMA record it posts the

@@ -128,6 +128,7 @@ const (
 	// timeout at twice the predicted copy (~0.2 ms), 0.010–0.012 with
 	// 10 ms, the same as with no timeout at all (alternating runs of
 	// BenchmarkStreamDMA1M, 14:45 UTC 2026-11-25). 3 ms gave 0.015–0.016,
-	// 1 ms 0.017–0.021.
-	rawSleepTimeout = 10 * time.Millisecond
+	// 1 ms 0.017–0.021; 5 ms as good as 10 ms (14:50, loaded machine:
+	// 0.010–0.016 against 0.012–0.018).
+	rawSleepTimeout = 5 * time.Millisecond
 )
