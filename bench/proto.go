@@ -317,7 +317,7 @@ func (p *pinger) point(size int, minTime, budget time.Duration) (Point, error) {
 	prev := time.Duration(-1)
 	for pt.Batches < maxBatches {
 		from := len(p.samples)
-		_, c, err := p.batch(buf, reps, true)
+		mean, c, err := p.batch(buf, reps, true)
 		if err != nil {
 			return pt, err
 		}
@@ -330,6 +330,10 @@ func (p *pinger) point(size int, minTime, budget time.Duration) (Point, error) {
 			break
 		}
 		prev = med
+		// The warm-up's estimate includes first touches and a wake-up;
+		// size the next batch from this one, so that per-batch costs
+		// (header, getrusage) stay negligible next to batchTarget.
+		reps = min(max(1, int(batchTarget/max(mean, time.Nanosecond))), 20000)
 		if time.Now().After(deadline) || len(p.samples)+reps > maxSamples {
 			break
 		}
