@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use: tshark reads the pcap files ultcp writes.
-packages=(tshark)
+# Debian packages the tests use: tshark reads the pcap files ultcp writes;
+# NPtcp (netpipe-tcp) is the outside reference point of `ultcp bench`.
+packages=(tshark netpipe-tcp)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
