@@ -4,10 +4,15 @@ go 1.26.0
 
 require github.com/ultcp/ultcp v0.0.0
 
+require (
+	github.com/google/btree v1.1.2 // indirect
+	golang.org/x/sys v0.50.0
+	golang.org/x/time v0.7.0 // indirect
+	gvisor.dev/gvisor v0.0.0-20250503011706-39ed1f5ac29c
+)
+
 replace github.com/ultcp/ultcp => ../..
 
-// gVisor itself is added with `go get gvisor.dev/gvisor@go` (the branch that
-// builds with the go tool). On the machine where this module was written the
-// module proxy refused it (403 Forbidden, "This module version is not
-// available") and gvisor.dev was unreachable directly, so no require line is
-// recorded yet and `ultcp bench` reports the gvisor transport as skipped.
+// gVisor is pinned to the pseudo-version wireguard-go also pins: the
+// module proxy refuses `go get gvisor.dev/gvisor@go` (403, "This module
+// version is not available") but serves this commit of the go branch.
