@@ -75,7 +75,7 @@ func run(args []string) error {
 	if args[0] == "client" {
 		me = clientAddr
 	}
-	s, err := newStack(me)
+	s, err := newStack(me, linkFD)
 	if err != nil {
 		return err
 	}
@@ -107,22 +107,24 @@ func fullAddr(a netip.Addr) tcpip.FullAddress {
 	return tcpip.FullAddress{NIC: nic, Addr: tcpip.AddrFrom4(a.As4()), Port: port}
 }
 
-func newStack(me netip.Addr) (*stack.Stack, error) {
+// newStack builds one gVisor stack owning address me, its only NIC an
+// fdbased link on fd (one IPv4 packet per datagram).
+func newStack(me netip.Addr, fd int) (*stack.Stack, error) {
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 	})
-	if err := growSendBuffer(linkFD, linkSndBuf); err != nil {
+	if err := growSendBuffer(fd, linkSndBuf); err != nil {
 		return nil, err
 	}
 	ep, err := fdbased.New(&fdbased.Options{
-		FDs:               []int{linkFD},
+		FDs:               []int{fd},
 		MTU:               mtu,
 		TXChecksumOffload: true,
 		RXChecksumOffload: true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fdbased link on fd %d: %w", linkFD, err)
+		return nil, fmt.Errorf("fdbased link on fd %d: %w", fd, err)
 	}
 	if e := s.CreateNIC(nic, ep); e != nil {
 		return nil, fmt.Errorf("CreateNIC: %s", e)
