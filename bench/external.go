@@ -67,7 +67,7 @@ func buildGVisor(o Options) (string, error) {
 	cmd.Dir = src
 	msg, err := cmd.CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("cannot build the gVisor helper (go build in %s: %v: %s); it needs gvisor.dev/gvisor from the \"go\" branch: run `go get gvisor.dev/gvisor@go` there where the module proxy serves it", src, err, lastLines(string(msg), 2))
+		return "", fmt.Errorf("cannot build the gVisor helper (go build in %s: %v: %s); it needs the gvisor.dev/gvisor version its go.mod pins from the module proxy", src, err, lastLines(string(msg), 2))
 	}
 	return out, nil
 }
