@@ -83,7 +83,7 @@ func lastLines(s string, n int) string {
 // gvisorLink is how the two gVisor stacks reach each other: the fastest
 // link two processes can share without privileges — fdbased over a
 // socketpair, one packet per datagram.
-const gvisorLink = "fdbased over an AF_UNIX SOCK_SEQPACKET socketpair (one end inherited by each process as fd 3)"
+const gvisorLink = "fdbased over an AF_UNIX SOCK_SEQPACKET socketpair (one end inherited by each process as fd 3; 8 MiB send buffer so no packet is dropped; checksum offload as on loopback)"
 
 func startGVisor(pin string, o Options) (*pair, error) {
 	bin, err := buildGVisor(o)
