@@ -48,8 +48,6 @@ type Conn struct {
 	whdr    [maxHdrLen]byte
 
 	active             bool // this side dialled (it owns the ring pair in the fabric)
-	peerEOF            bool // the ring ended: the peer closed its fabric conn, or it failed
-	eofAt              time.Duration
 	polling, txBusy    bool
 	rxDone             bool  // the ring ended (EOF, error, garbage): no more input
 	linkErr            error // why the link failed, reported before the engine's error
@@ -640,9 +638,6 @@ func (c *Conn) garbageLocked(now time.Duration) {
 // fabric error (the peer died or broke the ring).
 func (c *Conn) rxFailedLocked(now time.Duration, err error) {
 	c.rxDone = true
-	if !c.peerEOF {
-		c.peerEOF, c.eofAt = true, now
-	}
 	if err == io.EOF {
 		switch c.tc.State() {
 		case tcp.Closed, tcp.TimeWait:
@@ -927,9 +922,6 @@ func (c *Conn) rearmLocked(now time.Duration) {
 		early(now + c.s.cfg.Grace)
 	}
 	early(c.orphanAt)
-	if c.appClosed && c.active && c.peerEOF {
-		early(c.eofAt + fabricReuseDelay)
-	}
 	if len(c.pending) > 0 {
 		early(now + timerwheel.DefaultTick)
 	}
@@ -953,9 +945,6 @@ func (c *Conn) maybeFinishLocked() {
 	if st != tcp.Closed && st != tcp.TimeWait && !c.rxDone {
 		return
 	}
-	if c.active && !c.fcReleasable() {
-		return // the engine closes it later (rearmLocked)
-	}
 	if st != tcp.Closed && st != tcp.TimeWait {
 		c.out = c.tc.Abort(c.s.now(), c.out[:0])
 		c.sendLocked()
@@ -963,27 +952,6 @@ func (c *Conn) maybeFinishLocked() {
 	c.finished = true
 	c.fc.Close()
 	c.s.retire(c)
-}
-
-// fabricReuseDelay is how long the dialling side keeps its fabric conn
-// after the accepting side closed its own; see fcReleasable.
-const fabricReuseDelay = 10 * time.Millisecond
-
-// fcReleasable reports, for the dialling side, whether its fabric conn may
-// be closed now. The dialler's fabric reuses a ring pair as soon as both
-// sides have closed it, and a CONNECT for the reused pair must not reach
-// the accepting node before that node has forgotten the pair; but
-// fabric.Conn.Close announces its CLOSE before it forgets the pair, so a
-// quick reuse can find the pair still open there, which fails the whole
-// peer (reported to the fabric's maintainers). So the dialler closes only
-// after the acceptor has closed (EOF on the ring) and a little later, or
-// when the orphan timeout gives up waiting.
-func (c *Conn) fcReleasable() bool {
-	now := c.s.now()
-	if c.orphanAt != 0 && now >= c.orphanAt {
-		return true
-	}
-	return c.peerEOF && now >= c.eofAt+fabricReuseDelay
 }
 
 // ---- closing --------------------------------------------------------------

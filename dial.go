@@ -174,6 +174,6 @@ func (c *Conn) releaseFailedDialLocked() {
 	c.orphanAt = now + c.s.cfg.OrphanTimeout
 	c.maybeFinishLocked()
 	if !c.finished {
-		c.rearmLocked(now) // the engine reads the ring to its EOF (fcReleasable)
+		c.rearmLocked(now)
 	}
 }
