@@ -48,4 +48,8 @@ fi
 # the core module.
 echo "== test/grpc (own module)"
 (cd test/grpc && go vet ./... && go test -count=1 ./... && go test -race -count=1 ./...)
+# bench/gvisor is the gVisor transport of `ultcp bench`, a module of its own
+# so that gVisor never becomes a dependency of the core module.
+echo "== bench/gvisor (own module)"
+(cd bench/gvisor && go vet ./... && go test -count=1 ./...)
 echo "== all tests passed"
