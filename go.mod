@@ -3,6 +3,6 @@ module github.com/ultcp/ultcp
 go 1.26.0
 
 require (
-	github.com/gopacket/gopacket v1.7.7 // indirect
-	golang.org/x/sys v0.50.0 // indirect
+	github.com/gopacket/gopacket v1.7.7
+	golang.org/x/sys v0.50.0
 )
