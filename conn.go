@@ -297,20 +297,17 @@ func (c *Conn) emitLocked(data []byte, dma bool) error {
 				break
 			}
 			if err := c.putSeg(seg); err != nil {
-				clear(c.out)
-				c.out = c.out[:0]
+				c.resetOutLocked()
 				return c.txFailedLocked(err)
 			}
 		}
 		if i == len(c.out) {
-			clear(c.out)
-			c.out = c.out[:0]
+			c.resetOutLocked()
 			return nil
 		}
 	}
 	c.wout = append(c.wout[:0], c.out[i:]...)
-	clear(c.out)
-	c.out = c.out[:0]
+	c.resetOutLocked()
 	c.txBusy = true
 	c.mu.Unlock()
 	err := c.sendOutside(data, dma, c.maxDMA)
@@ -428,8 +425,20 @@ func (c *Conn) sendLocked() {
 			break
 		}
 	}
-	clear(out)
-	c.out = out[:0]
+	c.out = out
+	c.resetOutLocked()
+}
+
+// resetOutLocked empties c.out. It drops the payload references, the only
+// pointers a Segment holds, so that the spare capacity keeps no caller's
+// buffer alive; clearing whole segments (about 100 bytes each, most of it
+// SACK blocks) costs more and gains nothing: the engine appends whole
+// Segment values, so it never reads the stale headers.
+func (c *Conn) resetOutLocked() {
+	for i := range c.out {
+		c.out[i].Payload = nil
+	}
+	c.out = c.out[:0]
 }
 
 // queueLocked keeps a copy of seg for later. Only control segments reach
