@@ -284,7 +284,8 @@ func (r *Report) WriteHeader(w io.Writer) {
 	fmt.Fprintln(w, "half RTT: half a round trip of one message each way; Mbit/s = message bits / median half RTT; CPU/round trip: user+system time of both processes (getrusage), spinning included")
 }
 
-// WriteText prints t aligned for a terminal.
+// WriteText prints t aligned for a terminal: cells that start like a
+// number align right (after the first column), everything else left.
 func (t Table) WriteText(w io.Writer) {
 	fmt.Fprintln(w, t.Title)
 	if t.Note != "" {
@@ -300,10 +301,13 @@ func (t Table) WriteText(w io.Writer) {
 		var b strings.Builder
 		for i, c := range cells {
 			pad := strings.Repeat(" ", ws[i]-len([]rune(c)))
-			if i > 0 {
-				b.WriteString("  " + pad + c)
+			if i > 0 && numeric(c) {
+				b.WriteString(pad + c)
 			} else {
 				b.WriteString(c + pad)
+			}
+			if i < len(cells)-1 {
+				b.WriteString("  ")
 			}
 		}
 		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
@@ -319,7 +323,8 @@ func (t Table) WriteText(w io.Writer) {
 	}
 }
 
-// WriteMarkdown prints t as a Markdown table.
+// WriteMarkdown prints t as a Markdown table; columns of numbers align
+// right, as in the text table.
 func (t Table) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "**%s**\n\n", t.Title)
 	if t.Note != "" {
@@ -327,14 +332,19 @@ func (t Table) WriteMarkdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "| %s |\n|", strings.Join(t.Header, " | "))
 	for i := range t.Header {
-		if i == 0 {
-			fmt.Fprint(w, "---|")
-		} else {
+		if i > 0 && len(t.Rows) > 0 && numeric(t.Rows[0][i]) {
 			fmt.Fprint(w, "---:|")
+		} else {
+			fmt.Fprint(w, "---|")
 		}
 	}
 	fmt.Fprintln(w)
 	for _, r := range t.Rows {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
 	}
+}
+
+// numeric reports whether a cell starts like a number, to right-align it.
+func numeric(s string) bool {
+	return s != "" && (s[0] >= '0' && s[0] <= '9' || s[0] == '-' && len(s) > 1 && s[1] >= '0' && s[1] <= '9')
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/ultcp/ultcp/bench"
 	"github.com/ultcp/ultcp/fabric/fabricbench"
 )
 
@@ -19,7 +20,7 @@ func runFabricSection(o benchOptions, progress func(done, total int, what string
 	return fabricResult{r}, nil
 }
 
-func (r fabricResult) tables() []table {
+func (r fabricResult) tables() []bench.Table {
 	pinned := "no"
 	if r.Pinned {
 		pinned = "yes (receiver on CPU 0, sender on CPU 1)"
@@ -30,7 +31,7 @@ func (r fabricResult) tables() []table {
 	}
 	note := fmt.Sprintf("%d CPUs; other processes used %s of them during the run (load average %s before, %s after); pinned: %s; %.0f s.",
 		r.CPUs, other, r.LoadBefore, r.LoadAfter, pinned, r.Duration.Seconds())
-	ts := []table{r.checkTable(note), r.latencyTable()}
+	ts := []bench.Table{r.checkTable(note), r.latencyTable()}
 	for _, k := range []struct {
 		title string
 		value func(fabricbench.Measurement) float64
@@ -45,11 +46,11 @@ func (r fabricResult) tables() []table {
 	return ts
 }
 
-func (r fabricResult) checkTable(note string) table {
-	t := table{
-		title:  "Fabric against its floors (targets from issue 10)",
-		note:   note,
-		header: []string{"measurement", "fabric", "floor", "floor measured by", "fabric ÷ floor", "target", "met"},
+func (r fabricResult) checkTable(note string) bench.Table {
+	t := bench.Table{
+		Title:  "Fabric against its floors (targets from issue 10)",
+		Note:   note,
+		Header: []string{"measurement", "fabric", "floor", "floor measured by", "fabric ÷ floor", "target", "met"},
 	}
 	for _, c := range r.Checks {
 		fab, fl, ratio := "—", "—", "—"
@@ -76,26 +77,26 @@ func (r fabricResult) checkTable(note string) table {
 		if target == "" {
 			target = "—"
 		}
-		t.rows = append(t.rows, []string{c.Name, fab, fl, c.FloorName, ratio, target, met})
+		t.Rows = append(t.Rows, []string{c.Name, fab, fl, c.FloorName, ratio, target, met})
 	}
 	return t
 }
 
-func (r fabricResult) latencyTable() table {
-	t := table{
-		title:  "Ping-pong of one 8-byte record: half round trip, over 50 batches",
-		header: []string{"subject", "min", "median"},
+func (r fabricResult) latencyTable() bench.Table {
+	t := bench.Table{
+		Title:  "Ping-pong of one 8-byte record: half round trip, over 50 batches",
+		Header: []string{"subject", "min", "median"},
 	}
 	for _, m := range r.Measurements {
 		if m.Block == 0 {
-			t.rows = append(t.rows, []string{m.Subject, number(m.HalfRTTMinNs, "ns"), number(m.HalfRTTMedianNs, "ns")})
+			t.Rows = append(t.Rows, []string{m.Subject, number(m.HalfRTTMinNs, "ns"), number(m.HalfRTTMedianNs, "ns")})
 		}
 	}
 	return t
 }
 
 // sweepTable is one row per record size, one column per streaming subject.
-func (r fabricResult) sweepTable(title string, value func(fabricbench.Measurement) float64, unit string) table {
+func (r fabricResult) sweepTable(title string, value func(fabricbench.Measurement) float64, unit string) bench.Table {
 	var subjects []string
 	var sizes []int
 	seenSub, seenSize := map[string]bool{}, map[int]bool{}
@@ -112,7 +113,7 @@ func (r fabricResult) sweepTable(title string, value func(fabricbench.Measuremen
 			sizes = append(sizes, m.Block)
 		}
 	}
-	t := table{title: title, header: append([]string{"record size"}, subjects...)}
+	t := bench.Table{Title: title, Header: append([]string{"record size"}, subjects...)}
 	for _, size := range sizes {
 		row := []string{fabricbench.SizeName(size)}
 		for _, s := range subjects {
@@ -123,7 +124,7 @@ func (r fabricResult) sweepTable(title string, value func(fabricbench.Measuremen
 			}
 			row = append(row, plain(value(m), unit))
 		}
-		t.rows = append(t.rows, row)
+		t.Rows = append(t.Rows, row)
 	}
 	return t
 }

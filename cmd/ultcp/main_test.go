@@ -78,30 +78,6 @@ func TestBenchRejectsStrayArgument(t *testing.T) {
 	}
 }
 
-func TestTableTextAlignsNumbersRight(t *testing.T) {
-	tb := table{title: "T", header: []string{"size", "GB/s"}, rows: [][]string{{"64 B", "0.04"}, {"1 MiB", "12.50"}}}
-	var b bytes.Buffer
-	tb.writeText(&b)
-	want := "T\n" +
-		"size   GB/s\n" +
-		"-----  -----\n" +
-		"64 B    0.04\n" +
-		"1 MiB  12.50\n"
-	if b.String() != want {
-		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
-	}
-}
-
-func TestTableMarkdown(t *testing.T) {
-	tb := table{title: "T", header: []string{"size", "GB/s"}, rows: [][]string{{"64 B", "0.04"}}}
-	var b bytes.Buffer
-	tb.writeMarkdown(&b)
-	want := "**T**\n\n| size | GB/s |\n|---|---:|\n| 64 B | 0.04 |\n"
-	if b.String() != want {
-		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
-	}
-}
-
 func TestReplaceGeneratedKeepsHandWrittenText(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "doc.md")
 	old := "# Title\nmethod\n" + docBegin + "\nold table\n" + docEnd + "\nafter\n"

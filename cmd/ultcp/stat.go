@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ultcp/ultcp/bench"
 	"github.com/ultcp/ultcp/fabric"
 )
 
@@ -344,7 +345,7 @@ func segmentsOf(smaps string) ([]statSegment, error) {
 }
 
 func printStat(w io.Writer, r *statReport) {
-	t := table{title: fmt.Sprintf("fabric %s: %d nodes", r.Dir, len(r.Nodes)), header: []string{"node", "pid", "alive", "command", "peer segments", "resident"}}
+	t := bench.Table{Title: fmt.Sprintf("fabric %s: %d nodes", r.Dir, len(r.Nodes)), Header: []string{"node", "pid", "alive", "command", "peer segments", "resident"}}
 	for _, n := range r.Nodes {
 		alive := "no"
 		if n.Alive {
@@ -362,9 +363,9 @@ func printStat(w io.Writer, r *statReport) {
 		if cmd == "" {
 			cmd = "—"
 		}
-		t.rows = append(t.rows, []string{n.Addr.String(), strconv.Itoa(n.Pid), alive, cmd, segs, res})
+		t.Rows = append(t.Rows, []string{n.Addr.String(), strconv.Itoa(n.Pid), alive, cmd, segs, res})
 	}
-	t.writeText(w)
+	t.WriteText(w)
 	var pairs []string
 	for _, n := range r.Nodes {
 		for _, s := range n.Segments {
@@ -399,10 +400,10 @@ func printConnections(w io.Writer, r *statReport) {
 	}
 	for _, p := range r.Pairs {
 		a, b := p.Nodes[0].String(), p.Nodes[1].String()
-		t := table{
-			title:  fmt.Sprintf("\nconnections %s ↔ %s (segment inode %d): %d", a, b, p.Inode, len(p.Conns)),
-			note:   "queued = bytes sent, not yet reported consumed (records); asleep = the receiver waits",
-			header: []string{"id", "dialler", "ring", "state", "queued → " + b, "queued → " + a, "asleep"},
+		t := bench.Table{
+			Title:  fmt.Sprintf("\nconnections %s ↔ %s (segment inode %d): %d", a, b, p.Inode, len(p.Conns)),
+			Note:   "queued = bytes sent, not yet reported consumed (records); asleep = the receiver waits",
+			Header: []string{"id", "dialler", "ring", "state", "queued → " + b, "queued → " + a, "asleep"},
 		}
 		for _, c := range p.Conns {
 			var asleep []string
@@ -414,10 +415,10 @@ func printConnections(w io.Writer, r *statReport) {
 			if asleep == nil {
 				asleep = []string{"—"}
 			}
-			t.rows = append(t.rows, []string{strconv.FormatUint(uint64(c.ID), 10), c.Dialer.String(),
+			t.Rows = append(t.Rows, []string{strconv.FormatUint(uint64(c.ID), 10), c.Dialer.String(),
 				bytesText(uint64(c.RingSize)), c.State, queuedText(c, 0), queuedText(c, 1), strings.Join(asleep, ", ")})
 		}
-		t.writeText(w)
+		t.WriteText(w)
 		if p.Err != "" {
 			fmt.Fprintf(w, "  (read in part: %s)\n", p.Err)
 		}
