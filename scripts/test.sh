@@ -6,8 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: tshark reads the pcap files ultcp writes;
-# NPtcp (netpipe-tcp) is the outside reference point of `ultcp bench`.
-packages=(tshark netpipe-tcp)
+# NPtcp (netpipe-tcp) is the outside reference point of `ultcp bench`; the
+# gateway's interop tests run Linux peers (curl, socat, iperf3) in network
+# namespaces they make with iproute2, and drop packets with nftables or
+# iptables (this kernel has no netem).
+packages=(tshark netpipe-tcp iproute2 curl socat iperf3 nftables iptables)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
