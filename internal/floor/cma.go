@@ -152,17 +152,7 @@ func (c *CMA) runHandshake(block int, total int64, want []byte) (Stream, error) 
 	m := c.s.mem
 	posted, done := m.u64(offPosted), m.u64(offDone)
 	w := waiter{stall: c.s.cfg.stall()}
-	var res Stream
-	err := RunPinned(c.s.cfg.Pin, 0, func() error {
-		if err := w.waitU64(m.u64(offReady), c.seq); err != nil {
-			return fmt.Errorf("floor: CMA sender not ready: %w", err)
-		}
-		cpu0, err := ProcessCPU()
-		if err != nil {
-			return err
-		}
-		t0 := time.Now()
-		atomic.StoreUint64(m.u64(offStart), c.seq)
+	return c.s.timedStream(c.seq, block, total, func() error {
 		d := atomic.LoadUint64(done)
 		var idx uint64
 		for left := total; left > 0; idx++ {
@@ -185,21 +175,8 @@ func (c *CMA) runHandshake(block int, total int64, want []byte) (Stream, error) 
 				}
 			}
 		}
-		res.Elapsed = time.Since(t0)
-		cpu1, err := ProcessCPU()
-		res.ReceiverCPU = cpu1 - cpu0
-		return err
+		return nil
 	})
-	if err != nil {
-		c.s.child.Kill()
-		return Stream{}, err
-	}
-	var rep reply
-	if err := c.s.recv(&rep, c.s.cfg.stall()+replyTimeout); err != nil {
-		return Stream{}, err
-	}
-	res.Block, res.Bytes, res.SenderCPU = block, total, rep.CPU
-	return res, nil
 }
 
 func serveCMA(args []string) error {
@@ -223,38 +200,28 @@ func serveCMA(args []string) error {
 			posted, done := m.u64(offPosted), m.u64(offDone)
 			w := waiter{stall: env.stall}
 			p := atomic.LoadUint64(posted)
-			atomic.StoreUint64(m.u64(offReady), c.Seq)
-			if err := w.waitU64(m.u64(offStart), c.Seq); err != nil {
-				return reply{}, fmt.Errorf("parent never started the run: %w", err)
-			}
-			cpu0, err := ProcessCPU()
-			if err != nil {
-				return reply{}, err
-			}
-			var idx uint64
-			for left := c.Total; left > 0; idx++ {
-				n := int64(c.Block)
-				if left < n {
-					n = left
+			return timedServe(env, c.Seq, func() error {
+				var idx uint64
+				for left := c.Total; left > 0; idx++ {
+					n := int64(c.Block)
+					if left < n {
+						n = left
+					}
+					if c.Verify {
+						binary.LittleEndian.PutUint64(buf, idx)
+					}
+					p++
+					atomic.StoreUint64(posted, p)
+					if err := w.waitU64(done, p); err != nil {
+						return err
+					}
+					left -= n
 				}
 				if c.Verify {
-					binary.LittleEndian.PutUint64(buf, idx)
+					fillPattern(buf[:8]) // the plain loop expects the pattern
 				}
-				p++
-				atomic.StoreUint64(posted, p)
-				if err := w.waitU64(done, p); err != nil {
-					return reply{}, err
-				}
-				left -= n
-			}
-			cpu1, err := ProcessCPU()
-			if err != nil {
-				return reply{}, err
-			}
-			if c.Verify {
-				fillPattern(buf[:8]) // the plain loop expects the pattern
-			}
-			return reply{CPU: cpu1 - cpu0}, nil
+				return nil
+			})
 		}
 		return reply{}, fmt.Errorf("unknown op %q", c.Op)
 	})

@@ -430,3 +430,66 @@ func fillPattern(b []byte) {
 		b[i] = byte(i*31 + 7)
 	}
 }
+
+// timedStream is the parent's side of a streaming run that starts with the
+// ready/start hand-shake (offReady, offStart): on the
+// pinned parent thread it waits for the child's ready, opens the measured
+// interval, runs loop, and closes it; then it collects the child's CPU
+// time from its reply. A failure kills the child, whose loop would
+// otherwise wait for a parent that is gone.
+func (s *session) timedStream(seq uint64, block int, total int64, loop func() error) (Stream, error) {
+	m := s.mem
+	w := waiter{stall: s.cfg.stall()}
+	var res Stream
+	err := RunPinned(s.cfg.Pin, 0, func() error {
+		if err := w.waitU64(m.u64(offReady), seq); err != nil {
+			return fmt.Errorf("floor: %s not ready: %w", s.child.Role, err)
+		}
+		cpu0, err := ProcessCPU()
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		atomic.StoreUint64(m.u64(offStart), seq)
+		if err := loop(); err != nil {
+			return err
+		}
+		res.Elapsed = time.Since(t0)
+		cpu1, err := ProcessCPU()
+		res.ReceiverCPU = cpu1 - cpu0
+		return err
+	})
+	if err != nil {
+		s.child.Kill()
+		return Stream{}, err
+	}
+	var rep reply
+	if err := s.recv(&rep, s.cfg.stall()+replyTimeout); err != nil {
+		return Stream{}, err
+	}
+	res.Block, res.Bytes, res.SenderCPU = block, total, rep.CPU
+	return res, nil
+}
+
+// timedServe is the child's side of that hand-shake: it says ready, waits
+// for the parent's start, runs loop and replies with the CPU time the loop
+// took.
+func timedServe(env *childEnv, seq uint64, loop func() error) (reply, error) {
+	w := waiter{stall: env.stall}
+	atomic.StoreUint64(env.mem.u64(offReady), seq)
+	if err := w.waitU64(env.mem.u64(offStart), seq); err != nil {
+		return reply{}, fmt.Errorf("parent never started the run: %w", err)
+	}
+	cpu0, err := ProcessCPU()
+	if err != nil {
+		return reply{}, err
+	}
+	if err := loop(); err != nil {
+		return reply{}, err
+	}
+	cpu1, err := ProcessCPU()
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{CPU: cpu1 - cpu0}, nil
+}

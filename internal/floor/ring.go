@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/ultcp/ultcp/internal/proc"
 )
@@ -81,17 +80,7 @@ func (r *Ring) Run(block int, total int64, verify bool) (Stream, error) {
 	head, tail := m.u64(offHead), m.u64(offTail)
 	data := m.mem[ringCtl:]
 	w := waiter{stall: r.s.cfg.stall()}
-	var res Stream
-	err := RunPinned(r.s.cfg.Pin, 0, func() error {
-		if err := w.waitU64(m.u64(offReady), r.seq); err != nil {
-			return fmt.Errorf("floor: ring producer not ready: %w", err)
-		}
-		cpu0, err := ProcessCPU()
-		if err != nil {
-			return err
-		}
-		t0 := time.Now()
-		atomic.StoreUint64(m.u64(offStart), r.seq)
+	return r.s.timedStream(r.seq, block, total, func() error {
 		t := r.tail
 		seen := atomic.LoadUint64(head)
 		var idx uint64
@@ -122,25 +111,9 @@ func (r *Ring) Run(block int, total int64, verify bool) (Stream, error) {
 				}
 			}
 		}
-		res.Elapsed = time.Since(t0)
-		cpu1, err := ProcessCPU()
-		if err != nil {
-			return err
-		}
-		res.ReceiverCPU = cpu1 - cpu0
 		r.tail = t
 		return nil
 	})
-	if err != nil {
-		r.s.child.Kill()
-		return Stream{}, err
-	}
-	var rep reply
-	if err := r.s.recv(&rep, r.s.cfg.stall()+replyTimeout); err != nil {
-		return Stream{}, err
-	}
-	res.Block, res.Bytes, res.SenderCPU = block, total, rep.CPU
-	return res, nil
 }
 
 func serveRing(args []string) error {
@@ -161,46 +134,36 @@ func serveRing(args []string) error {
 		data := m.mem[ringCtl:]
 		w := waiter{stall: env.stall}
 		h := atomic.LoadUint64(head)
-		atomic.StoreUint64(m.u64(offReady), c.Seq)
-		if err := w.waitU64(m.u64(offStart), c.Seq); err != nil {
-			return reply{}, fmt.Errorf("parent never started the run: %w", err)
-		}
-		cpu0, err := ProcessCPU()
-		if err != nil {
-			return reply{}, err
-		}
-		seen := atomic.LoadUint64(tail)
-		var idx uint64
-		for left := c.Total; left > 0; idx++ {
-			n := int64(c.Block)
-			if left < n {
-				n = left
-			}
-			if h+uint64(n)-seen > RingSize {
-				w.reset()
-				for seen = atomic.LoadUint64(tail); h+uint64(n)-seen > RingSize; seen = atomic.LoadUint64(tail) {
-					if err := w.pause(); err != nil {
-						return reply{}, err
+		return timedServe(env, c.Seq, func() error {
+			seen := atomic.LoadUint64(tail)
+			var idx uint64
+			for left := c.Total; left > 0; idx++ {
+				n := int64(c.Block)
+				if left < n {
+					n = left
+				}
+				if h+uint64(n)-seen > RingSize {
+					w.reset()
+					for seen = atomic.LoadUint64(tail); h+uint64(n)-seen > RingSize; seen = atomic.LoadUint64(tail) {
+						if err := w.pause(); err != nil {
+							return err
+						}
 					}
 				}
+				if c.Verify {
+					binary.LittleEndian.PutUint64(src, idx)
+				}
+				off := int(h % RingSize)
+				k := copy(data[off:], src[:n])
+				if int64(k) < n {
+					copy(data, src[k:n])
+				}
+				h += uint64(n)
+				atomic.StoreUint64(head, h)
+				left -= n
 			}
-			if c.Verify {
-				binary.LittleEndian.PutUint64(src, idx)
-			}
-			off := int(h % RingSize)
-			k := copy(data[off:], src[:n])
-			if int64(k) < n {
-				copy(data, src[k:n])
-			}
-			h += uint64(n)
-			atomic.StoreUint64(head, h)
-			left -= n
-		}
-		cpu1, err := ProcessCPU()
-		if err != nil {
-			return reply{}, err
-		}
-		return reply{CPU: cpu1 - cpu0}, nil
+			return nil
+		})
 	})
 }
 
