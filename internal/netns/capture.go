@@ -1,0 +1,160 @@
+package netns
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Capture is a tshark capture running on an interface of a namespace,
+// writing every packet whole (no snap length: the TCP checksum needs the
+// payload) to a file, up to a number of packets.
+type Capture struct {
+	File string
+	proc *Proc
+}
+
+// StartCapture starts tshark on dev, writing at most maxPackets packets to
+// file, for at most lifetime; it returns once tshark says it is capturing.
+//
+// Turn dev's offloads off first (SetOffloads) when the checksums matter: a
+// veth with TX checksum offload carries packets whose TCP checksum is only
+// the pseudo-header's, and tshark rightly calls every one bad.
+func (ns *NS) StartCapture(dev, file string, maxPackets int, lifetime time.Duration) (*Capture, error) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		return nil, fmt.Errorf("netns: tshark is missing (Debian package tshark): %w", err)
+	}
+	p, err := ns.Start(lifetime, nil, "tshark", "-n", "-q", "-i", dev, "-w", file, "-c", fmt.Sprint(maxPackets))
+	if err != nil {
+		return nil, err
+	}
+	// tshark writes "Capturing on 'DEV'" once the capture is live.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.Stderr(), "Capturing on") {
+		select {
+		case <-p.Done():
+			return nil, fmt.Errorf("netns: tshark on %s exited before capturing: %v", dev, p.Wait())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.Stop()
+			return nil, fmt.Errorf("netns: tshark on %s not capturing after 10s: %s", dev, p.Stderr())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return &Capture{File: file, proc: p}, nil
+}
+
+// Stop ends the capture (tshark closes its file cleanly on SIGTERM).
+func (c *Capture) Stop() { c.proc.Stop() }
+
+// Report is what tshark found in a capture file. Checksums are checked
+// (tcp.check_checksum, ip.check_checksum); a packet whose checksum was not
+// verified (for example a truncated one) is neither good nor bad.
+type Report struct {
+	Packets        int // packets in the file
+	IPChecksumOK   int // IPv4 header checksums verified good
+	TCPChecksumOK  int // TCP checksums verified good
+	BadIPChecksum  int
+	BadTCPChecksum int
+	Malformed      int // packets tshark could not dissect (_ws.malformed)
+	ExpertErrors   int // packets with an expert item of severity error (includes the above)
+	Examples       []string
+}
+
+// Clean says whether the capture has no malformed packet and no bad
+// checksum.
+func (r Report) Clean() bool {
+	return r.BadIPChecksum == 0 && r.BadTCPChecksum == 0 && r.Malformed == 0 && r.ExpertErrors == 0
+}
+
+func (r Report) String() string {
+	return fmt.Sprintf("%d packets: IP checksum good %d bad %d, TCP checksum good %d bad %d, malformed %d, expert errors %d",
+		r.Packets, r.IPChecksumOK, r.BadIPChecksum, r.TCPChecksumOK, r.BadTCPChecksum, r.Malformed, r.ExpertErrors)
+}
+
+// expertError is wireshark's PI_ERROR severity as tshark prints
+// _ws.expert.severity.
+const expertError = "8388608"
+
+// maxExamples bounds Report.Examples.
+const maxExamples = 5
+
+// Analyze reads a capture file with tshark (in the caller's namespace: it
+// only reads a file) and counts bad checksums and malformed packets.
+func Analyze(ctx context.Context, file string) (Report, error) {
+	cmd := exec.CommandContext(ctx, "tshark", "-n", "-r", file,
+		"-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
+		"-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=;",
+		"-e", "frame.number", "-e", "ip.checksum.status", "-e", "tcp.checksum.status",
+		"-e", "_ws.malformed", "-e", "_ws.expert.severity", "-e", "_ws.col.Info")
+	cmd.WaitDelay = time.Second
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return Report{}, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return Report{}, fmt.Errorf("netns: tshark -r %s: %w", file, err)
+	}
+	r, perr := parseFields(bufio.NewReader(out))
+	if err := cmd.Wait(); err != nil {
+		return r, fmt.Errorf("netns: tshark -r %s: %w: %s", file, err, strings.TrimSpace(stderr.String()))
+	}
+	return r, perr
+}
+
+// parseFields reads tshark's tab-separated fields: frame number, IP
+// checksum status(es), TCP checksum status(es), malformed, expert
+// severities, info. Status values: 0 bad, 1 good, 2 unverified. Several
+// occurrences (an ICMP error quotes an IP header) are ';'-separated.
+func parseFields(rd *bufio.Reader) (Report, error) {
+	var r Report
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) < 6 {
+			return r, fmt.Errorf("netns: tshark line with %d fields, want 6: %q", len(f), sc.Text())
+		}
+		r.Packets++
+		bad := false
+		for _, s := range strings.Split(f[1], ";") {
+			switch s {
+			case "0":
+				r.BadIPChecksum++
+				bad = true
+			case "1":
+				r.IPChecksumOK++
+			}
+		}
+		for _, s := range strings.Split(f[2], ";") {
+			switch s {
+			case "0":
+				r.BadTCPChecksum++
+				bad = true
+			case "1":
+				r.TCPChecksumOK++
+			}
+		}
+		if f[3] != "" {
+			r.Malformed++
+			bad = true
+		}
+		for _, s := range strings.Split(f[4], ";") {
+			if s == expertError {
+				r.ExpertErrors++
+				bad = true
+				break
+			}
+		}
+		if bad && len(r.Examples) < maxExamples {
+			r.Examples = append(r.Examples, "frame "+f[0]+": "+f[5])
+		}
+	}
+	return r, sc.Err()
+}
