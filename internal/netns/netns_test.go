@@ -340,7 +340,7 @@ func lossRun(t *testing.T, m LossMethod) {
 	}
 }
 
-func TestLossNFTIngressDropsAboutP(t *testing.T)       { lossRun(t, NFTIngress) }
+func TestLossNFTIngressDropsAboutP(t *testing.T)        { lossRun(t, NFTIngress) }
 func TestLossIPTablesStatisticDropsAboutP(t *testing.T) { lossRun(t, IPTablesStatistic) }
 
 func TestSetOffloadsOffThenOn(t *testing.T) {
