@@ -94,15 +94,7 @@ func (f *Fabric) Gateway() (netip.Addr, bool) {
 	if !ok {
 		return netip.Addr{}, false
 	}
-	// The node's pid file is written by Join and removed by Node.Close.
-	b, err := os.ReadFile(f.pidPath(addr))
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	if p, err := strconv.Atoi(string(bytes.TrimSpace(b))); err != nil || p != pid {
-		return netip.Addr{}, false
-	}
-	if err := unix.Kill(pid, 0); err != nil && err != unix.EPERM {
+	if p, live := f.NodeLive(addr); !live || p != pid {
 		return netip.Addr{}, false
 	}
 	return addr, true
@@ -128,4 +120,23 @@ func (f *Fabric) readGateway() (netip.Addr, int, bool) {
 		return netip.Addr{}, 0, false
 	}
 	return addr, pid, true
+}
+
+// NodeLive reports whether a live node holds addr, and its pid: the node's
+// pid file exists (Join writes it, Node.Close removes it) and names a
+// process that exists. It reads one small file and calls kill(pid, 0): a
+// gateway answering ICMP echo for nodes uses it, caching the answer.
+func (f *Fabric) NodeLive(addr netip.Addr) (pid int, ok bool) {
+	b, err := os.ReadFile(f.pidPath(addr))
+	if err != nil || len(b) > 32 {
+		return 0, false
+	}
+	pid, err = strconv.Atoi(string(bytes.TrimSpace(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	if err := unix.Kill(pid, 0); err != nil && err != unix.EPERM {
+		return 0, false
+	}
+	return pid, true
 }

@@ -152,3 +152,21 @@ func TestMalformedRegistrationCountsAsNone(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeLiveFollowsJoinAndClose(t *testing.T) {
+	f := openFabric(t, testDir(t))
+	if _, ok := f.NodeLive(addrA); ok {
+		t.Fatal("NodeLive before Join")
+	}
+	a, err := f.Join(addrA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid, ok := f.NodeLive(addrA); !ok || pid != os.Getpid() {
+		t.Fatalf("NodeLive after Join = %d, %v; want %d, true", pid, ok, os.Getpid())
+	}
+	a.Close()
+	if _, ok := f.NodeLive(addrA); ok {
+		t.Fatal("NodeLive after Close")
+	}
+}
