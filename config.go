@@ -67,6 +67,17 @@ type Config struct {
 	// MUST-49; ipfields.go).
 	DSCP, TTL int
 
+	// GatewayMSS is the MSS advertised on connections through the
+	// fabric's gateway (gateway.go): the largest TCP payload of a 1500-byte
+	// Ethernet frame, as the outside world expects. The gateway also
+	// clamps what it forwards to its outside MTU. Default DefaultGatewayMSS.
+	GatewayMSS int
+	// SendBuf bounds what a connection through the gateway keeps for
+	// retransmission while the gateway does not hold custody of its bytes
+	// (custody.go): it is the most such a connection has in flight.
+	// Connections inside the fabric keep nothing. Default DefaultSendBuf.
+	SendBuf int
+
 	// Capture, if set, sees every IPv4 packet the stack sends and
 	// receives on its connections (see Capture).
 	Capture Capture
@@ -96,6 +107,13 @@ const (
 	DefaultMaxRecvBuf    = 4 << 20
 	DefaultGrace         = 5 * time.Millisecond
 	DefaultOrphanTimeout = 60 * time.Second
+	// DefaultGatewayMSS is 1500 − 20 − 20 (RFC 9293 §3.7.1, RFC 894).
+	DefaultGatewayMSS = 1460
+	// DefaultSendBuf is 1 MiB, allocated on a gateway connection's first
+	// write: a window of 1 MiB keeps a 100 Mbit/s path of 80 ms busy (and
+	// 1 Gbit/s at 8 ms) without custody; with custody the gateway holds
+	// the bytes and the buffer is not used.
+	DefaultSendBuf = 1 << 20
 	// fabricMSS is the MSS announced on the fabric: the largest payload an
 	// IPv4 packet with a bare TCP header can carry (65535 − 20 − 20). The
 	// fabric has no link MTU below that.
@@ -133,6 +151,12 @@ func (c Config) withDefaults() Config {
 	if c.OrphanTimeout <= 0 {
 		c.OrphanTimeout = DefaultOrphanTimeout
 	}
+	if c.GatewayMSS <= 0 {
+		c.GatewayMSS = DefaultGatewayMSS
+	}
+	if c.SendBuf <= 0 {
+		c.SendBuf = DefaultSendBuf
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -157,6 +181,34 @@ func (c *Config) tcpConfig() tcp.Config {
 		// old duplicates nor losses, so the 12 bytes and the work they
 		// cost on every segment buy nothing here.
 		NoTimestamps: true,
+	}
+}
+
+// gatewayTCPConfig is the engine configuration of connections through the
+// fabric's gateway to the outside world, a real network that loses,
+// reorders and queues: the opposite choices to tcpConfig's. The engine
+// retains what it sends and runs its retransmission timer (until the
+// gateway takes custody, custody.go); congestion control is the engine's
+// default, CUBIC (RFC 9438) with HyStart++; SACK (RFC 2018), window
+// scaling and timestamps (RFC 7323, which RACK-TLP needs to tell a
+// retransmission's ACK from the original's, RFC 8985 §6.2) are on; the
+// MSS is an Ethernet one. Nagle and delayed ACKs follow the stack's
+// settings, which default to what a Go net user expects (TCP_NODELAY,
+// 40 ms delayed ACK).
+//
+// The receive side takes segments longer than the MSS whole: the gateway
+// hands over the kernel's GRO super-segments (up to 64 KiB) unsplit, and
+// the engine's only bound on an arriving segment is the receive window
+// (internal/tcp's inputText trims at the window's right edge).
+func (c *Config) gatewayTCPConfig() tcp.Config {
+	return tcp.Config{
+		MSS:        c.GatewayMSS,
+		SendBuf:    c.SendBuf,
+		RecvBuf:    c.RecvBuf,
+		MaxRecvBuf: c.MaxRecvBuf,
+		NoDelay:    !c.Nagle,
+		DelayedAck: c.DelayedAck,
+		KeepAlive:  c.KeepAlive,
 	}
 }
 

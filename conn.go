@@ -554,6 +554,11 @@ func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte
 			c.fc.Release()
 			return 0
 		}
+		if err == errCustody && !r.DMA {
+			c.custodyLocked(now, r.Data) // checked, counted, acted on (custody.go)
+			c.fc.Release()
+			return 0
+		}
 		c.fc.Release()
 		c.garbageLocked(now)
 		return 0

@@ -29,7 +29,8 @@ type Dialer struct {
 	LocalAddr *net.TCPAddr
 }
 
-// Dial connects to address ("ip:port" on the fabric's subnet).
+// Dial connects to address ("ip:port"): a node of the fabric, or, through
+// the fabric's gateway, a host outside its subnet (gateway.go).
 func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, address)
 }
@@ -89,20 +90,26 @@ func (s *Stack) DialContext(ctx context.Context, network, address string) (net.C
 	return d.DialContext(ctx, network, address)
 }
 
-// dial opens a fabric connection to the remote node and runs the
-// handshake on it (RFC 9293 §3.5) in the calling goroutine.
-// A non-zero lport is the local port the application asked for.
+// dial opens a fabric connection to the remote node, or to the gateway
+// for an address outside the subnet, and runs the handshake on it (RFC
+// 9293 §3.5) in the calling goroutine. A non-zero lport is the local
+// port the application asked for.
 func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort, lport uint16) (*Conn, error) {
 	ta := &net.TCPAddr{IP: raddr.Addr().AsSlice(), Port: int(raddr.Port())}
 	fail := func(src net.Addr, err error) (*Conn, error) {
 		s.stats.attemptFails.Add(1)
 		return nil, opError("dial", src, ta, err)
 	}
-	fc, err := s.node.Dial(ctx, raddr.Addr(), fabric.ConnConfig{RingSize: s.cfg.RingSize})
+	hop, err := s.routeFor(raddr.Addr())
 	if err != nil {
 		return fail(nil, err)
 	}
-	rip := fc.RemoteAddr()
+	fc, err := s.node.Dial(ctx, hop, fabric.ConnConfig{RingSize: s.cfg.RingSize})
+	if err != nil {
+		return fail(nil, err)
+	}
+	rip := raddr.Addr()
+	viaGW := hop != rip
 	s.mu.Lock()
 	if lport != 0 {
 		if _, used := s.inUse[fourTuple{lport: lport, rip: rip.As4(), rport: raddr.Port()}]; used {
@@ -122,9 +129,18 @@ func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort, lport uint16) (*
 	la := &net.TCPAddr{IP: s.addr.AsSlice(), Port: int(lport)}
 	now := s.now()
 	iss := s.isn.ISN(now, netip.AddrPortFrom(s.addr, lport), raddr)
-	tc, out := tcp.Dial(now, &s.tcfg, lport, raddr.Port(), iss, nil)
+	tcfg := &s.tcfg
+	if viaGW {
+		g := s.cfg.gatewayTCPConfig() // a real network's settings (config.go)
+		tcfg = &g
+	}
+	tc, out := tcp.Dial(now, tcfg, lport, raddr.Port(), iss, nil)
 	c := newConn(s, fc, tc, la, ta)
 	c.active = true
+	if viaGW {
+		c.setRemote(rip.As4()) // the fabric peer is the gateway (gateway.go)
+		s.gw.dials.Add(1)
+	}
 	if err := s.register(c); err != nil {
 		fc.Close()
 		return fail(la, err)

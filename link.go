@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 
+	"github.com/ultcp/ultcp/internal/custody"
 	"github.com/ultcp/ultcp/internal/tcp"
 	"github.com/ultcp/ultcp/internal/wire"
 )
@@ -92,6 +93,9 @@ func decodeRecord(b []byte, recLen int, peer, self wire.IPv4Addr, seg *tcp.Segme
 	if vihl>>4 != 4 || ihl < ipHdrLen || ihl > len(b) || b[9] != 6 {
 		if b[9] == 1 && vihl>>4 == 4 {
 			return nil, errICMP // an ICMP error for the connection (icmp.go)
+		}
+		if b[9] == custody.Proto && vihl>>4 == 4 {
+			return nil, errCustody // a message from the gateway (custody.go)
 		}
 		return nil, errNotIPv4TCP
 	}

@@ -53,7 +53,11 @@ func (lc *ListenConfig) ListenTCP(ctx context.Context, network, address string) 
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: "tcp", Source: laddr, Err: err}
 	}
-	l := &Listener{s: s, port: uint16(laddr.Port), addr: laddr, tl: tl,
+	tlOut, err := tcp.NewListener(&tcp.ListenerConfig{Conn: s.cfg.gatewayTCPConfig(), Backlog: backlog, ISN: s.isn, Cookies: s.cookies})
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Source: laddr, Err: err}
+	}
+	l := &Listener{s: s, port: uint16(laddr.Port), addr: laddr, tl: tl, tlOut: tlOut,
 		pending: map[*tcp.Conn]*Conn{}, backlog: backlog, ready: make(chan struct{}, 1), closing: make(chan struct{})}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -118,16 +122,21 @@ type Listener struct {
 	port uint16
 	addr *net.TCPAddr
 
-	mu       sync.Mutex // guards tl and every connection still in its backlog
-	tl       *tcp.Listener
-	pending  map[*tcp.Conn]*Conn
-	backlog  int
-	parked   []*embryo // cookie handshakes waiting for room in the backlog
-	closed   bool
-	ready    chan struct{} // a handshake completed (or the listener closed)
-	closing  chan struct{}
-	deadline atomic.Int64 // unix nanoseconds, 0: none
-	accepted atomic.Uint64
+	mu sync.Mutex // guards tl, tlOut and every connection still in their backlogs
+	// tl takes SYNs from nodes of the fabric, tlOut those from the outside
+	// world through the gateway: their connections need different engine
+	// settings (Config's tcpConfig and gatewayTCPConfig), which a
+	// tcp.Listener fixes for all it creates. Each has the backlog.
+	tl, tlOut *tcp.Listener
+	outFirst  bool // Accept looks at tlOut first (alternating, so neither starves)
+	pending   map[*tcp.Conn]*Conn
+	backlog   int
+	parked    []*embryo // cookie handshakes waiting for room in the backlog
+	closed    bool
+	ready     chan struct{} // a handshake completed (or the listener closed)
+	closing   chan struct{}
+	deadline  atomic.Int64 // unix nanoseconds, 0: none
+	accepted  atomic.Uint64
 }
 
 // Addr returns the listener's address.
@@ -163,7 +172,7 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 			l.mu.Unlock()
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
 		}
-		tc := l.tl.Accept()
+		tc := l.acceptLocked()
 		var c *Conn
 		if tc != nil {
 			c = l.pending[tc]
@@ -273,6 +282,28 @@ func (l *Listener) spin() bool {
 	}
 }
 
+// acceptLocked takes a completed handshake from either engine listener,
+// alternating which it asks first.
+func (l *Listener) acceptLocked() *tcp.Conn {
+	a, b := l.tl, l.tlOut
+	if l.outFirst {
+		a, b = b, a
+	}
+	l.outFirst = !l.outFirst
+	if tc := a.Accept(); tc != nil {
+		return tc
+	}
+	return b.Accept()
+}
+
+// engineListener is the engine listener for e's segments.
+func (l *Listener) engineListener(e *embryo) *tcp.Listener {
+	if e.outside {
+		return l.tlOut
+	}
+	return l.tl
+}
+
 // signal wakes Accept.
 func (l *Listener) signal() {
 	select {
@@ -316,11 +347,17 @@ func (l *Listener) Close() error {
 	return nil
 }
 
-// Stats returns the listener's engine counters.
+// Stats returns the listener's engine counters (connections from the
+// fabric and from outside summed).
 func (l *Listener) Stats() tcp.ListenerStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.tl.Stats()
+	a, b := l.tl.Stats(), l.tlOut.Stats()
+	return tcp.ListenerStats{
+		Syns: a.Syns + b.Syns, Accepted: a.Accepted + b.Accepted, BacklogOverflow: a.BacklogOverflow + b.BacklogOverflow,
+		CookiesSent: a.CookiesSent + b.CookiesSent, CookiesAccepted: a.CookiesAccepted + b.CookiesAccepted,
+		CookiesRejected: a.CookiesRejected + b.CookiesRejected, ResetsSent: a.ResetsSent + b.ResetsSent, Dropped: a.Dropped + b.Dropped,
+	}
 }
 
 // embryo is a fabric connection a peer opened whose first record (the SYN)
@@ -330,10 +367,14 @@ type embryo struct {
 	done bool       // bound to a Conn or dropped: the fabric conn is no longer the embryo's
 	s    *Stack
 	fc   *fabric.Conn
-	peer wire.IPv4Addr
-	seg  tcp.Segment
-	out  []tcp.Segment
-	hdr  [maxHdrLen]byte
+	// peer is whom the segments come from: the fabric peer, or an
+	// outside host when the fabric peer is the gateway (outside);
+	// routed once the first record has decided it (gateway.go).
+	peer            wire.IPv4Addr
+	routed, outside bool
+	seg             tcp.Segment
+	out             []tcp.Segment
+	hdr             [maxHdrLen]byte
 }
 
 // input processes the records that wait on an embryo's ring.
@@ -344,7 +385,6 @@ func (e *embryo) input(now time.Duration) {
 		return
 	}
 	s := e.s
-	e.peer, _ = wire.AddrFromNetip(e.fc.RemoteAddr())
 	for {
 		r, err := e.fc.PeekNoWait()
 		if err == fabric.ErrWouldBlock {
@@ -356,6 +396,13 @@ func (e *embryo) input(now time.Duration) {
 		}
 		if s.martianSyn(r.Data) {
 			// MUST-57, MUST-63: discarded silently (addrcheck.go).
+			e.fc.Release()
+			e.drop()
+			return
+		}
+		if !e.routed && !s.routeEmbryo(e, r.Data) {
+			// An outside source from a peer that is not the gateway:
+			// dropped and counted (anti-spoofing, gateway.go).
 			e.fc.Release()
 			e.drop()
 			return
@@ -450,7 +497,7 @@ func (e *embryo) drop() {
 func (l *Listener) park(e *embryo) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed || l.tl.Pending() < l.backlog {
+	if l.closed || l.engineListener(e).Pending() < l.backlog {
 		return false
 	}
 	for _, p := range l.parked {
@@ -475,13 +522,16 @@ func (l *Listener) input(now time.Duration, e *embryo) *Conn {
 		return nil
 	}
 	local := netip.AddrPortFrom(s.addr, l.port)
-	remote := netip.AddrPortFrom(e.fc.RemoteAddr(), e.seg.Hdr.SrcPort)
+	remote := netip.AddrPortFrom(netip.AddrFrom4(e.peer), e.seg.Hdr.SrcPort)
 	var tc *tcp.Conn
-	tc, e.out = l.tl.Input(now, local, remote, &e.seg, e.out[:0])
+	tc, e.out = l.engineListener(e).Input(now, local, remote, &e.seg, e.out[:0])
 	if tc == nil {
 		return nil
 	}
 	c := newConn(s, e.fc, tc, l.addr, &net.TCPAddr{IP: remote.Addr().AsSlice(), Port: int(remote.Port())})
+	if e.outside {
+		c.setRemote(e.peer) // its fabric peer is the gateway (gateway.go)
+	}
 	// Locked before anyone can see it: the embryo still releases the
 	// record and sends the answer on the fabric conn (see embryo.input).
 	c.mu.Lock()

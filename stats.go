@@ -137,6 +137,9 @@ type ConnInfo struct {
 	RingOccupancy  int           // bytes sent into the peer's ring and not yet consumed
 	PendingControl int           // control segments waiting for ring room
 	DMA            bool          // the peer can pull from this process (DMA writes possible)
+	Gateway        bool          // the connection goes through the fabric's gateway to the outside (gateway.go)
+	Custody        bool          // the engine keeps nothing for retransmission: the fabric's or the gateway's custody (custody.go)
+	Retained       int           // bytes the engine holds for retransmission, or written and not yet sent
 	Stats          tcp.Stats     // the engine's counters
 }
 
@@ -148,6 +151,7 @@ func (c *Conn) Info() ConnInfo {
 		State: c.tc.State().String(), SndMSS: c.tc.SndMSS(), CongestionWnd: c.tc.CongestionWindow(),
 		SmoothedRTT: c.tc.RTT(), Readable: c.tc.Readable(), RingSize: c.fc.RingSize(),
 		PendingControl: len(c.pending), DMA: c.fc.DMA(), Stats: c.tc.Stats(),
+		Gateway: c.viaGateway(), Custody: c.tc.Custody(), Retained: c.tc.Retained(),
 	}
 	if !c.txBusy {
 		i.RingOccupancy = c.fc.RingOccupancy()

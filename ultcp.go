@@ -11,9 +11,15 @@
 //     Dial opens a fabric connection and sends a SYN; on the accepting node
 //     the first record of a new fabric connection is a SYN for a port, which
 //     a listener takes, or which is answered with a RST (ECONNREFUSED).
-//   - The fabric is lossless and in order, so every connection runs the
-//     engine (internal/tcp) in custody mode: nothing is kept for
+//   - The fabric is lossless and in order, so every connection inside it
+//     runs the engine (internal/tcp) in custody mode: nothing is kept for
 //     retransmission and no retransmission timer runs.
+//   - A connection to an address outside the fabric's subnet goes through
+//     the fabric's gateway (gateway.go): its fabric connection leads to the
+//     gateway, its records carry the outside address, and its engine runs
+//     as on a real network (retransmission, CUBIC, SACK, timestamps, an
+//     Ethernet MSS) until the gateway takes custody of its bytes
+//     (custody.go).
 //   - Protocol processing happens in the caller: Read, Write, Accept and Dial
 //     poll the ring, run TCP input and output and emit segments in the
 //     calling goroutine. A blocked call spins for Config.SpinBudget, then
@@ -103,6 +109,7 @@ type Stack struct {
 	kick       context.CancelFunc
 
 	stats stackCounters
+	gw    gatewayState // traffic through the fabric's gateway (gateway.go)
 	done  chan struct{}
 }
 
