@@ -1,0 +1,614 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+)
+
+// Policy is how a service chooses a member for a new connection.
+type Policy uint8
+
+const (
+	// Queue: shortest expected delay from the ring pointers (doc.go).
+	Queue Policy = iota
+	// LeastConn: fewest open connections per unit of weight (IPVS lc/wlc).
+	LeastConn
+	// RoundRobin: smooth weighted round robin.
+	RoundRobin
+	// Hash: Maglev consistent hashing of the flow hash.
+	Hash
+)
+
+// Policies lists every policy, in the order tables print them.
+var Policies = []Policy{Queue, LeastConn, RoundRobin, Hash}
+
+func (p Policy) String() string {
+	switch p {
+	case Queue:
+		return "queue"
+	case LeastConn:
+		return "leastconn"
+	case RoundRobin:
+		return "roundrobin"
+	case Hash:
+		return "hash"
+	}
+	return fmt.Sprintf("Policy(%d)", uint8(p))
+}
+
+// ParsePolicy is the inverse of Policy.String.
+func ParsePolicy(s string) (Policy, error) {
+	for _, p := range Policies {
+		if p.String() == s {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("lb: unknown policy %q (want queue, leastconn, roundrobin or hash)", s)
+}
+
+// Load is how the scheduler sees one member. The gateway implements it
+// from the fabric connections it holds to the node: for each connection
+// it knows the bytes it has written (its own head pointer) and
+// fabric.Conn.RingOccupancy (head minus the node's published tail).
+// Occupancy and Consumed are read once per reading interval (Tick),
+// Conns once per Pick of the leastconn policy.
+type Load interface {
+	// Occupancy is the number of bytes written to the member and not yet
+	// consumed by it, summed over its connections.
+	Occupancy() int64
+	// Consumed is the cumulative number of bytes the member has consumed
+	// (bytes written minus Occupancy, counting connections that closed).
+	// It never goes backwards.
+	Consumed() uint64
+	// Conns is the number of the member's open connections, including a
+	// connection Pick has just returned: the gateway must count it before
+	// the next Pick, or leastconn sends a burst to one member.
+	Conns() int
+}
+
+// State is where a member is in its life.
+type State uint8
+
+const (
+	// Up: the member receives new connections.
+	Up State = iota
+	// Left: Leave was called (listener closed, node gone).
+	Left
+	// Removed: the member held data without consuming any for
+	// Config.StallTimeout; it stays out until Join readmits it.
+	Removed
+)
+
+func (s State) String() string {
+	switch s {
+	case Up:
+		return "up"
+	case Left:
+		return "left"
+	case Removed:
+		return "removed"
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+// Errors.
+var (
+	ErrNoMember     = errors.New("lb: service has no member that is up")
+	ErrMemberExists = errors.New("lb: member is already up")
+	ErrUnknown      = errors.New("lb: no such member")
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultInterval      = time.Millisecond
+	DefaultSmoothing     = 2 * time.Millisecond
+	DefaultRateSmoothing = 20 * time.Millisecond
+	DefaultStallTimeout  = 250 * time.Millisecond
+	DefaultTableSize     = 65537
+	DefaultSlack         = 0.1
+	DefaultConnBytes     = 512
+	// MaxMembers bounds the members a service remembers.
+	MaxMembers = 4096
+)
+
+// Config chooses a service's policy and tunes the queue policy.
+type Config struct {
+	Policy Policy
+	// Interval between readings of the members' loads (Tick).
+	Interval time.Duration
+	// Smoothing is the time constant of the backlog's EWMA.
+	Smoothing time.Duration
+	// RateSmoothing is the time constant of the drain rate's EWMA.
+	RateSmoothing time.Duration
+	// StallTimeout: a member holding data that consumes nothing for this
+	// long is removed.
+	StallTimeout time.Duration
+	// TableSize is the Maglev table's size: a prime larger than the
+	// number of members; the default 65537 suits up to a few hundred
+	// (Maglev's guidance is M ≥ 100 N, for an even spread of flows).
+	TableSize int
+	// Slack: members whose expected delay is within this fraction of the
+	// best are equal, and two of them drawn at random decide.
+	Slack float64
+	// ConnBytes is the first estimate of the bytes a new connection
+	// brings before the member consumes them; readings refine it.
+	ConnBytes float64
+	// Seed seeds the Maglev permutations and the random choices, so that
+	// tests and simulations are repeatable.
+	Seed uint64
+	// OnRemove, if set, is called from Tick when a member is removed for
+	// stalling; the gateway resets the member's connections.
+	OnRemove func(*Member)
+}
+
+func (c *Config) setDefaults() error {
+	if c.Policy > Hash {
+		return fmt.Errorf("lb: unknown policy %d", c.Policy)
+	}
+	for _, d := range []struct {
+		p   *time.Duration
+		def time.Duration
+		n   string
+	}{{&c.Interval, DefaultInterval, "Interval"}, {&c.Smoothing, DefaultSmoothing, "Smoothing"},
+		{&c.RateSmoothing, DefaultRateSmoothing, "RateSmoothing"}, {&c.StallTimeout, DefaultStallTimeout, "StallTimeout"}} {
+		if *d.p < 0 {
+			return fmt.Errorf("lb: negative %s %v", d.n, *d.p)
+		}
+		if *d.p == 0 {
+			*d.p = d.def
+		}
+	}
+	if c.TableSize == 0 {
+		c.TableSize = DefaultTableSize
+	}
+	if c.TableSize < 2 || !isPrime(c.TableSize) {
+		return fmt.Errorf("lb: Maglev table size %d is not a prime", c.TableSize)
+	}
+	if c.Slack < 0 || math.IsNaN(c.Slack) {
+		return fmt.Errorf("lb: negative slack %v", c.Slack)
+	}
+	if c.Slack == 0 {
+		c.Slack = DefaultSlack
+	}
+	if c.ConnBytes < 0 || math.IsNaN(c.ConnBytes) || math.IsInf(c.ConnBytes, 0) {
+		return fmt.Errorf("lb: bad ConnBytes %v", c.ConnBytes)
+	}
+	if c.ConnBytes == 0 {
+		c.ConnBytes = DefaultConnBytes
+	}
+	return nil
+}
+
+func isPrime(n int) bool {
+	if n < 2 {
+		return false
+	}
+	for d := 2; d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Member is one node of a service's pool.
+type Member struct {
+	addr   netip.Addr
+	weight int
+	load   Load
+	state  State
+	index  int32 // position in Service.members, never changes
+
+	// Metrics.
+	assigned uint64
+	removals uint64
+
+	// Queue policy: the readings.
+	seen         bool
+	lastOcc      int64
+	lastConsumed uint64
+	backlog      float64 // EWMA of occupancy, bytes
+	rate         float64 // EWMA of drain rate, bytes per ns; valid if rateKnown
+	rateKnown    bool
+	pending      int           // connections assigned since the last reading
+	progressAt   time.Duration // last reading at which it consumed or held nothing
+	stuck        time.Duration // how long it has held data without consuming, at the last reading
+	// Round robin: the smooth weighted round robin's current weight.
+	current int
+	// Maglev permutation: slot j of this member's preference list is
+	// (offset + j·skip) mod M; next is how far the fill got.
+	offset, skip uint64
+}
+
+// Addr is the member's node address.
+func (m *Member) Addr() netip.Addr { return m.addr }
+
+// Weight is the member's weight (leastconn, roundrobin).
+func (m *Member) Weight() int { return m.weight }
+
+// State says whether the member receives new connections.
+func (m *Member) State() State { return m.state }
+
+// MemberMetrics is a member's counters for the gateway's exporter.
+type MemberMetrics struct {
+	Addr  netip.Addr
+	State State
+	// Assigned counts the connections Pick gave the member.
+	Assigned uint64
+	// Occupancy is the last reading (bytes); Backlog its EWMA.
+	Occupancy int64
+	Backlog   float64
+	// DrainRate is the measured consumption rate in bytes per second
+	// while it held data (0: not measured yet).
+	DrainRate float64
+	// Removals counts the times it was removed for stalling.
+	Removals uint64
+}
+
+// Metrics reads the member's counters.
+func (m *Member) Metrics() MemberMetrics {
+	mm := MemberMetrics{Addr: m.addr, State: m.state, Assigned: m.assigned, Occupancy: m.lastOcc,
+		Backlog: m.backlog, Removals: m.removals}
+	if m.rateKnown {
+		mm.DrainRate = m.rate * 1e9
+	}
+	return mm
+}
+
+// ServiceMetrics is a service's counters.
+type ServiceMetrics struct {
+	Picks     uint64 // connections assigned
+	NoMember  uint64 // Picks that found no member up
+	Removals  uint64 // members removed for stalling
+	Up        int    // members up now
+	ConnBytes float64
+}
+
+// Service is a virtual address and port and the pool that serves it.
+type Service struct {
+	vip     netip.AddrPort
+	cfg     Config
+	members []*Member // every member ever joined, by index
+	up      []*Member // members that are up, in join order
+
+	// Queue policy.
+	connBytes      float64 // learned bytes per new connection
+	arrivedEWMA    float64
+	assignedEWMA   float64
+	nextReading    time.Duration
+	lastReading    time.Duration
+	readings       uint64
+	scores         []float64 // scratch: expected delay of each member of up
+	near           []int32   // scratch: indexes into up of the near-equal members
+	rng            uint64
+	rrCursor       int // leastconn's rotating tie-break
+	table          []int32
+	picks, noMbr   uint64
+	removalsMetric uint64
+}
+
+// NewService makes an empty service for vip with cfg's policy.
+func NewService(vip netip.AddrPort, cfg Config) (*Service, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if !vip.IsValid() {
+		return nil, fmt.Errorf("lb: invalid service address %v", vip)
+	}
+	s := &Service{vip: vip, cfg: cfg, connBytes: cfg.ConnBytes, rng: cfg.Seed*0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D}
+	return s, nil
+}
+
+// VIP is the service's virtual address and port.
+func (s *Service) VIP() netip.AddrPort { return s.vip }
+
+// Policy is the service's policy.
+func (s *Service) Policy() Policy { return s.cfg.Policy }
+
+// Join adds a member with the given weight (≥ 1) and load source, or
+// readmits a member that left or was removed (with the new weight and
+// load). A member that is up already is an error (ErrMemberExists).
+func (s *Service) Join(addr netip.Addr, weight int, load Load) (*Member, error) {
+	if !addr.IsValid() {
+		return nil, fmt.Errorf("lb: join %v: invalid address", addr)
+	}
+	if weight < 1 || weight > 1<<16 {
+		return nil, fmt.Errorf("lb: join %v: weight %d out of range [1, 65536]", addr, weight)
+	}
+	if load == nil {
+		return nil, fmt.Errorf("lb: join %v: nil Load", addr)
+	}
+	m := s.find(addr)
+	if m != nil && m.state == Up {
+		return nil, fmt.Errorf("lb: join %v to %v: %w", addr, s.vip, ErrMemberExists)
+	}
+	if m == nil && len(s.members) >= MaxMembers || s.cfg.Policy == Hash && len(s.up)+1 > s.cfg.TableSize {
+		return nil, fmt.Errorf("lb: join %v to %v: pool full (%d members up, table size %d)", addr, s.vip, len(s.up), s.cfg.TableSize)
+	}
+	if m == nil {
+		m = &Member{addr: addr, index: int32(len(s.members))}
+		s.members = append(s.members, m)
+	}
+	m.weight, m.load, m.state = weight, load, Up
+	m.seen, m.pending, m.stuck, m.current = false, 0, 0, 0
+	m.backlog, m.rateKnown = 0, false
+	s.up = append(s.up, m)
+	s.membershipChanged()
+	return m, nil
+}
+
+// Leave takes a member out of the pool: no new connection goes to it.
+func (s *Service) Leave(addr netip.Addr) error {
+	m := s.find(addr)
+	if m == nil || m.state != Up {
+		return fmt.Errorf("lb: leave %v from %v: %w", addr, s.vip, ErrUnknown)
+	}
+	s.takeOut(m, Left)
+	return nil
+}
+
+// Member returns the member with addr, in whatever state, or nil.
+func (s *Service) Member(addr netip.Addr) *Member { return s.find(addr) }
+
+// Members returns every member ever joined (up, left or removed), in join
+// order. The slice is the service's own: read it, do not keep it.
+func (s *Service) Members() []*Member { return s.members }
+
+// Metrics reads the service's counters.
+func (s *Service) Metrics() ServiceMetrics {
+	return ServiceMetrics{Picks: s.picks, NoMember: s.noMbr, Removals: s.removalsMetric, Up: len(s.up), ConnBytes: s.connBytes}
+}
+
+func (s *Service) find(addr netip.Addr) *Member {
+	for _, m := range s.members {
+		if m.addr == addr {
+			return m
+		}
+	}
+	return nil
+}
+
+func (s *Service) takeOut(m *Member, st State) {
+	m.state = st
+	for i, u := range s.up {
+		if u == m {
+			s.up = append(s.up[:i], s.up[i+1:]...)
+			break
+		}
+	}
+	s.membershipChanged()
+}
+
+func (s *Service) membershipChanged() {
+	if s.cfg.Policy == Hash {
+		s.buildTable()
+	}
+	for _, m := range s.up {
+		m.current = 0
+	}
+}
+
+// Tick takes a reading of every member if one is due (the first call
+// always reads), runs the stall check, and returns when the next reading
+// is due. The gateway calls it at that time, whatever the policy.
+func (s *Service) Tick(now time.Duration) (next time.Duration) {
+	if s.readings > 0 && now < s.nextReading {
+		return s.nextReading
+	}
+	dt := now - s.lastReading
+	if s.readings == 0 || dt <= 0 {
+		dt = s.cfg.Interval
+	}
+	aB := alpha(dt, s.cfg.Smoothing)
+	aR := alpha(dt, s.cfg.RateSmoothing)
+	var arrived float64
+	var assigned int
+	// Iterate over a snapshot index: a removal shrinks s.up.
+	for i := 0; i < len(s.up); i++ {
+		m := s.up[i]
+		occ := m.load.Occupancy()
+		if occ < 0 {
+			occ = 0
+		}
+		cons := m.load.Consumed()
+		if !m.seen || cons < m.lastConsumed {
+			// First reading, or a counter that went backwards: a new
+			// baseline, no rate sample, no progress judgement.
+			m.seen = true
+			m.backlog = float64(occ)
+			m.progressAt = now
+		} else {
+			delta := cons - m.lastConsumed
+			arrived += float64(delta) + float64(occ) - float64(m.lastOcc)
+			assigned += m.pending
+			m.backlog += aB * (float64(occ) - m.backlog)
+			// A rate sample only when the member held data at both
+			// readings: it had work the whole interval (or stalled).
+			if m.lastOcc > 0 && occ > 0 {
+				r := float64(delta) / float64(dt)
+				if m.rateKnown {
+					m.rate += aR * (r - m.rate)
+				} else {
+					m.rate, m.rateKnown = r, true
+				}
+			}
+			if delta > 0 || occ == 0 {
+				m.progressAt = now
+			}
+		}
+		m.lastOcc, m.lastConsumed, m.pending = occ, cons, 0
+		m.stuck = now - m.progressAt
+		if m.stuck >= s.cfg.StallTimeout {
+			m.removals++
+			s.removalsMetric++
+			s.takeOut(m, Removed)
+			i--
+			if s.cfg.OnRemove != nil {
+				s.cfg.OnRemove(m)
+			}
+		}
+	}
+	// Learn the bytes a connection brings: the ratio of the smoothed
+	// bytes that arrived to the smoothed connections assigned.
+	if assigned > 0 || s.assignedEWMA > 0 {
+		s.arrivedEWMA += aR * (max(arrived, 0) - s.arrivedEWMA)
+		s.assignedEWMA += aR * (float64(assigned) - s.assignedEWMA)
+		if s.assignedEWMA > 1e-3 && s.arrivedEWMA > 0 {
+			s.connBytes = s.arrivedEWMA / s.assignedEWMA
+		}
+	}
+	s.readings++
+	s.lastReading = now
+	s.nextReading = now + s.cfg.Interval
+	return s.nextReading
+}
+
+// alpha is the EWMA weight of a sample dt after the previous one for a
+// time constant tau: 1 - e^(-dt/tau), so that the average forgets at the
+// same speed whatever the interval.
+func alpha(dt, tau time.Duration) float64 {
+	return 1 - math.Exp(-float64(dt)/float64(tau))
+}
+
+// Pick chooses the member for a new connection whose flow hash (of its
+// 4-tuple, FlowHash) is flowHash, and counts the assignment.
+func (s *Service) Pick(flowHash uint64) (*Member, error) {
+	if len(s.up) == 0 {
+		s.noMbr++
+		return nil, ErrNoMember
+	}
+	var m *Member
+	switch s.cfg.Policy {
+	case Queue:
+		m = s.pickQueue(flowHash)
+	case LeastConn:
+		m = s.pickLeastConn()
+	case RoundRobin:
+		m = s.pickRoundRobin()
+	case Hash:
+		m = s.members[s.table[flowHash%uint64(len(s.table))]]
+	}
+	m.assigned++
+	m.pending++
+	s.picks++
+	return m, nil
+}
+
+// expectedDelay is the queue policy's score of m in nanoseconds (doc.go).
+func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
+	backlog := m.backlog + s.connBytes*float64(m.pending+1)
+	rate := meanRate
+	if m.rateKnown {
+		rate = m.rate
+	}
+	// A member measured at zero drain rate has stalled: its delay is
+	// unbounded as far as we know, so order such members by backlog
+	// after everyone else.
+	const minRate = 1e-9 // 1 byte per second
+	return backlog/max(rate, minRate) + float64(m.stuck)
+}
+
+func (s *Service) pickQueue(flowHash uint64) *Member {
+	if len(s.up) == 1 {
+		return s.up[0]
+	}
+	// Members whose rate is not known yet (just joined, or never busy)
+	// are assumed as fast as the average known one.
+	var sum float64
+	var n int
+	for _, m := range s.up {
+		if m.rateKnown {
+			sum += m.rate
+			n++
+		}
+	}
+	meanRate := 1.0
+	if n > 0 && sum > 0 {
+		meanRate = sum / float64(n)
+	}
+	// One pass for the scores and the best, one for the near-equal set.
+	s.scores = s.scores[:0]
+	best := math.Inf(1)
+	for _, m := range s.up {
+		d := s.expectedDelay(m, meanRate)
+		s.scores = append(s.scores, d)
+		best = min(best, d)
+	}
+	limit := best*(1+s.cfg.Slack) + 1 // +1 ns: exact ties at zero
+	s.near = s.near[:0]
+	for i, d := range s.scores {
+		if d <= limit {
+			s.near = append(s.near, int32(i))
+		}
+	}
+	if len(s.near) == 1 {
+		return s.up[s.near[0]]
+	}
+	// Power of two choices among the near-equal members.
+	r := s.random(flowHash)
+	a := s.near[r%uint64(len(s.near))]
+	b := s.near[(r>>32)%uint64(len(s.near)-1)]
+	if b == a {
+		b = s.near[len(s.near)-1]
+	}
+	if s.scores[b] < s.scores[a] {
+		return s.up[b]
+	}
+	return s.up[a]
+}
+
+// random advances the service's xorshift generator, mixed with the flow
+// hash so that two gateways with one seed still differ by traffic.
+func (s *Service) random(flowHash uint64) uint64 {
+	x := s.rng ^ flowHash*0x9E3779B97F4A7C15
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	s.rng = x
+	return x * 0x2545F4914F6CDD1D
+}
+
+func (s *Service) pickLeastConn() *Member {
+	n := len(s.up)
+	start := s.rrCursor % n
+	var best *Member
+	var bestConns, bestAt int
+	for k := 0; k < n; k++ {
+		at := (start + k) % n
+		m := s.up[at]
+		c := max(m.load.Conns(), 0)
+		if best == nil {
+			best, bestConns, bestAt = m, c, at
+			continue
+		}
+		// c/w < bestConns/bestW, without division (IPVS wlc).
+		l, r := c*best.weight, bestConns*m.weight
+		if l < r || l == r && m.weight > best.weight {
+			best, bestConns, bestAt = m, c, at
+		}
+	}
+	// The next scan starts after the chosen member, so that members
+	// tied with it take turns.
+	s.rrCursor = bestAt + 1
+	return best
+}
+
+// pickRoundRobin is nginx's smooth weighted round robin: every member
+// gains its weight, the richest is chosen and pays the total. With equal
+// weights it cycles in join order; with 5,1,1 it gives a a b a c a a.
+func (s *Service) pickRoundRobin() *Member {
+	total := 0
+	var best *Member
+	for _, m := range s.up {
+		m.current += m.weight
+		total += m.weight
+		if best == nil || m.current > best.current {
+			best = m
+		}
+	}
+	best.current -= total
+	return best
+}

@@ -1,0 +1,219 @@
+package lb
+
+import (
+	"testing"
+	"time"
+)
+
+const ms = time.Millisecond
+
+// readTwice takes a baseline reading at 0 and a second at 1 ms in which
+// member i consumed consumed[i] bytes and holds occ[i]: the backlogs
+// are then occ (the first reading seeds the EWMA and occ did not move)
+// and the drain rates consumed[i] bytes per millisecond.
+func readTwice(s *Service, l []*fakeLoad, occ []int64, consumed []uint64) {
+	for i := range l {
+		l[i].occ = occ[i]
+	}
+	s.Tick(0)
+	for i := range l {
+		l[i].cons += consumed[i]
+	}
+	s.Tick(1 * ms)
+}
+
+func TestQueueChoosesLeastBacklogAtEqualRates(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1, 1, 1)
+	readTwice(s, l, []int64{3000, 1000, 2000}, []uint64{1000, 1000, 1000})
+	// Expected delays (backlog + 512 B for the new conn) / 1 B/µs:
+	// 3.5 ms, 1.5 ms, 2.5 ms.
+	if got := picks(t, s, 1); got[0] != 2 {
+		t.Fatalf("picked .%d, want .2 (1000 bytes against 3000 and 2000)", got[0])
+	}
+}
+
+func TestQueueDividesBacklogByDrainRate(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1, 1)
+	// .1 holds less but drains at a quarter of .2's rate:
+	// (1000+512)/0.25 = 6048 µs against (2000+512)/1 = 2512 µs.
+	readTwice(s, l, []int64{1000, 2000}, []uint64{250, 1000})
+	if got := picks(t, s, 1); got[0] != 2 {
+		t.Fatalf("picked .%d, want .2 (the member four times faster)", got[0])
+	}
+	if r := s.Member(addr(1)).Metrics().DrainRate; r != 250e3 {
+		t.Fatalf("drain rate of .1 = %v B/s, want 250000", r)
+	}
+}
+
+func TestQueueManyPicksBetweenReadingsDoNotHerd(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1, 1, 1, 1)
+	// One reading shows .1 empty and the others 2048 bytes behind; then
+	// 100 connections arrive before the next reading.
+	readTwice(s, l, []int64{0, 2048, 2048, 2048}, []uint64{1000, 1000, 1000, 1000})
+	count := map[int]int{}
+	for _, o := range picks(t, s, 100) {
+		count[o]++
+	}
+	// The penalty makes .1 as loaded as the others after 4 picks; from
+	// then on the four are near-equal and share. A choice from the raw
+	// reading alone would have sent all 100 to .1.
+	if count[1] > 40 {
+		t.Errorf(".1 got %d of 100 picks, want ≤ 40 (herding): %v", count[1], count)
+	}
+	for o := 2; o <= 4; o++ {
+		if count[o] < 15 {
+			t.Errorf(".%d got %d of 100 picks, want ≥ 15: %v", o, count[o], count)
+		}
+	}
+}
+
+func TestQueueFirstPicksGoToTheEmptyMember(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1, 1, 1, 1)
+	readTwice(s, l, []int64{0, 2048, 2048, 2048}, []uint64{1000, 1000, 1000, 1000})
+	// 512, 1024, 1536, 2048 bytes expected on .1 against 2560 elsewhere.
+	for i, o := range picks(t, s, 4) {
+		if o != 1 {
+			t.Fatalf("pick %d went to .%d, want .1", i, o)
+		}
+	}
+}
+
+func TestQueueAvoidsMemberThatStoppedConsuming(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1, 1, 1)
+	readTwice(s, l, []int64{1000, 3000, 3000}, []uint64{1000, 1000, 1000})
+	// For 20 ms .1 holds its 1000 bytes and consumes nothing; the others
+	// hold three times as much and keep consuming.
+	for now := 2 * ms; now <= 21*ms; now += ms {
+		l[1].cons += 1000
+		l[2].cons += 1000
+		s.Tick(now)
+	}
+	for i, o := range picks(t, s, 3) {
+		if o == 1 {
+			t.Fatalf("pick %d went to .1, which has consumed nothing for 20 ms", i)
+		}
+	}
+}
+
+func TestStallRemovesMemberAfterTimeout(t *testing.T) {
+	var removed []int
+	cfg := Config{Policy: Queue}
+	cfg.OnRemove = func(m *Member) { removed = append(removed, int(m.Addr().As4()[3])) }
+	s, l := pool(t, cfg, 1, 1)
+	l[0].occ, l[1].occ = 100, 100
+	for now := time.Duration(0); now < DefaultStallTimeout; now += ms {
+		l[0].cons += 100 // .1 consumes, .2 never does
+		s.Tick(now)
+	}
+	if st := s.Member(addr(2)).State(); st != Up {
+		t.Fatalf(".2 is %v after 249 ms without consuming, want up", st)
+	}
+	s.Tick(DefaultStallTimeout)
+	if st := s.Member(addr(2)).State(); st != Removed {
+		t.Fatalf(".2 is %v after 250 ms without consuming, want removed", st)
+	}
+	if len(removed) != 1 || removed[0] != 2 {
+		t.Fatalf("OnRemove called for %v, want [2]", removed)
+	}
+	if got := s.Member(addr(2)).Metrics().Removals; got != 1 {
+		t.Fatalf("member removals = %d, want 1", got)
+	}
+	if got := s.Metrics().Removals; got != 1 {
+		t.Fatalf("service removals = %d, want 1", got)
+	}
+}
+
+func TestStallRemovalAppliesToEveryPolicy(t *testing.T) {
+	for _, p := range Policies {
+		s, l := pool(t, Config{Policy: p, TableSize: 251}, 1, 1)
+		l[1].occ = 100
+		for now := time.Duration(0); now <= DefaultStallTimeout; now += ms {
+			s.Tick(now)
+		}
+		for i, o := range picks(t, s, 50) {
+			if o == 2 {
+				t.Fatalf("%v: pick %d went to the stalled .2", p, i)
+			}
+		}
+	}
+}
+
+func TestIdleMemberIsNeverRemoved(t *testing.T) {
+	s, _ := pool(t, Config{Policy: Queue}, 1)
+	for now := time.Duration(0); now <= time.Second; now += ms {
+		s.Tick(now)
+	}
+	if st := s.Member(addr(1)).State(); st != Up {
+		t.Fatalf("a member holding nothing is %v after 1 s, want up", st)
+	}
+}
+
+func TestRemovedMemberRejoins(t *testing.T) {
+	s, l := pool(t, Config{Policy: RoundRobin}, 1, 1)
+	l[1].occ = 100
+	for now := time.Duration(0); now <= DefaultStallTimeout; now += ms {
+		s.Tick(now)
+	}
+	if _, err := s.Join(addr(2), 1, l[1]); err != nil {
+		t.Fatalf("rejoin after removal: %v", err)
+	}
+	if got := picks(t, s, 2); got[0]+got[1] != 3 {
+		t.Fatalf("picks %v after rejoin, want .1 and .2", got)
+	}
+	// The rejoined member starts from a new baseline: not removed again
+	// at the next reading for its old stall.
+	s.Tick(DefaultStallTimeout + ms)
+	if st := s.Member(addr(2)).State(); st != Up {
+		t.Fatalf("rejoined member is %v one reading later, want up", st)
+	}
+}
+
+func TestConsumedGoingBackwardsIsANewBaseline(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1)
+	l[0].occ, l[0].cons = 100, 1000
+	s.Tick(0)
+	l[0].cons = 10
+	s.Tick(ms)
+	if m := s.Member(addr(1)).Metrics(); m.DrainRate != 0 {
+		t.Fatalf("drain rate %v after the counter went back, want 0 (no sample)", m.DrainRate)
+	}
+}
+
+func TestNegativeOccupancyCountsAsZero(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1)
+	l[0].occ = -5
+	s.Tick(0)
+	if got := s.Member(addr(1)).Metrics().Occupancy; got != 0 {
+		t.Fatalf("occupancy %d, want 0", got)
+	}
+}
+
+func TestQueueLearnsBytesPerConnection(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1, 1)
+	s.Tick(0)
+	// Each millisecond 10 connections are assigned and 2000 bytes arrive
+	// (consumed at once): 200 bytes per connection.
+	for now := ms; now <= 20*ms; now += ms {
+		picks(t, s, 10)
+		l[0].cons += 1000
+		l[1].cons += 1000
+		s.Tick(now)
+	}
+	if got := s.Metrics().ConnBytes; got < 199.99 || got > 200.01 {
+		t.Fatalf("learned %v bytes per connection, want 200", got)
+	}
+}
+
+func TestTickBeforeDueDoesNotRead(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1)
+	if next := s.Tick(0); next != ms {
+		t.Fatalf("next reading at %v, want 1ms", next)
+	}
+	l[0].occ = 700
+	if next := s.Tick(ms / 2); next != ms {
+		t.Fatalf("next reading at %v after an early Tick, want 1ms", next)
+	}
+	if got := s.Member(addr(1)).Metrics().Occupancy; got != 0 {
+		t.Fatalf("an early Tick read occupancy %d, want no reading", got)
+	}
+}
