@@ -30,12 +30,19 @@ type Node struct {
 	probe uint64
 	ln    *net.UnixListener
 
-	// The doorbell page: its first word is the futex the node's event
-	// loop and Node.Wait sleep on; peers get the memfd at first contact
-	// and bump the word when a ring they feed was armed with armNode.
+	// The doorbell page: its first word (bell) is the futex Node.Wait
+	// sleeps on, rung for data rings armed with armNode and for local
+	// events; the word at ctlBellOff (ctlBell) is the event loop's, rung
+	// for control rings only. Two words, so that a record on a data ring
+	// does not wake the event loop and a control message does not wake
+	// Node.Wait: on a two-CPU machine every needless wake-up preempts a
+	// spinning reader (docs/fabric.md §4).
+	//
+	// Peers get the page's memfd at first contact.
 	bellFd  int
 	bellMem unsafe.Pointer
 	bell    *uint32
+	ctlBell *uint32
 
 	mu       sync.Mutex
 	peers    map[netip.Addr]*peer
@@ -66,7 +73,7 @@ func newNode(f *Fabric, addr netip.Addr, ln *net.UnixListener) (*Node, error) {
 	}
 	n := &Node{
 		f: f, addr: addr, gen: rand.Uint64() | 1, ln: ln,
-		bellFd: fd, bellMem: mem, bell: (*uint32)(mem),
+		bellFd: fd, bellMem: mem, bell: (*uint32)(mem), ctlBell: (*uint32)(unsafe.Add(mem, ctlBellOff)),
 		peers: map[netip.Addr]*peer{}, held: map[*peer]bool{}, pending: map[netip.Addr]bool{}, incoming: map[netip.Addr]bool{},
 		acceptCh: make(chan struct{}, 1), done: make(chan struct{}), serveDone: make(chan struct{}),
 	}
@@ -478,7 +485,7 @@ func (n *Node) installLocked(p *peer) {
 	if n.closed.Load() {
 		go p.fail(net.ErrClosed, true)
 	}
-	ringBell(n.bell) // the event loop must arm the new control ring
+	ringBell(n.ctlBell) // the event loop must arm the new control ring
 }
 
 func (n *Node) removePeer(p *peer) {
@@ -575,26 +582,88 @@ func ringSizeFor(n int) (int, error) {
 	return 1 << bits.Len(uint(n-1)), nil
 }
 
-// Accept returns the next connection a peer opened to this node.
+// Accept returns the next connection a peer opened to this node. While
+// none is queued it reads the peers' control rings itself, spinning for
+// the spin budget, so that a CONNECT posted while Accept waits is taken
+// at once instead of through the event loop's futex wake-up (tens of
+// microseconds, more when both CPUs are busy spinning); then it sleeps
+// until the event loop queues one. A ctx that is already done makes
+// Accept a poll: the control rings are read once, nothing waits.
 func (n *Node) Accept(ctx context.Context) (*Conn, error) {
+	s := spinner{budget: n.f.cfg.SpinBudget}
 	for {
 		if n.closed.Load() {
 			return nil, net.ErrClosed
 		}
-		n.mu.Lock()
-		if len(n.acceptQ) > 0 {
-			c := n.acceptQ[0]
-			n.acceptQ[0] = nil
-			n.acceptQ = n.acceptQ[1:]
-			n.mu.Unlock()
+		if c := n.dequeue(); c != nil {
 			return c, nil
 		}
-		n.mu.Unlock()
+		n.pollControl()
+		if c := n.dequeue(); c != nil {
+			// The CONNECTs this poll queued were not announced (we take
+			// them): announce those left for other callers.
+			if n.queued() {
+				n.announceAccept()
+			}
+			return c, nil
+		}
+		if ctx.Err() == nil && s.more() {
+			continue
+		}
 		select {
 		case <-n.acceptCh:
 		case <-n.done:
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+	}
+}
+
+// dequeue takes the first connection of the accept queue, or nil.
+func (n *Node) dequeue() *Conn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.acceptQ) == 0 {
+		return nil
+	}
+	c := n.acceptQ[0]
+	n.acceptQ[0] = nil
+	n.acceptQ = n.acceptQ[1:]
+	return c
+}
+
+func (n *Node) queued() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.acceptQ) > 0
+}
+
+// announceAccept tells Accept callers asleep and Node.Wait that the
+// accept queue holds a connection.
+func (n *Node) announceAccept() {
+	select {
+	case n.acceptCh <- struct{}{}:
+	default:
+	}
+	n.localEvent()
+}
+
+// pollControl handles the control messages waiting on every peer's
+// control ring, as the event loop does, from Accept's goroutine. A ring
+// the event loop (or another caller) is reading is skipped: it is being
+// served. The connections it queues are not announced (no doorbell, which
+// would wake Node.Wait's sleeper for a connection Accept takes at once):
+// Accept announces what it leaves in the queue.
+func (n *Node) pollControl() {
+	n.mu.Lock()
+	peers := n.peerList
+	n.mu.Unlock()
+	for _, p := range peers {
+		if p.ctlRxMu.TryLock() {
+			p.quietConnect = true
+			p.drainLocked()
+			p.quietConnect = false
+			p.ctlRxMu.Unlock()
 		}
 	}
 }
@@ -670,7 +739,7 @@ func (n *Node) Wait(ctx context.Context, buf []*Conn) ([]*Conn, error) {
 func (n *Node) serve() {
 	defer close(n.serveDone)
 	for {
-		seq := atomic.LoadUint32(n.bell)
+		seq := atomic.LoadUint32(n.ctlBell)
 		if n.closed.Load() {
 			return
 		}
@@ -699,7 +768,7 @@ func (n *Node) serve() {
 		if busy {
 			continue
 		}
-		futexWait(n.bell, seq, -1)
+		futexWait(n.ctlBell, seq, -1)
 	}
 }
 
@@ -732,6 +801,7 @@ func (n *Node) Close() error {
 		p.mu.Unlock()
 	}
 	ringBell(n.bell)
+	ringBell(n.ctlBell)
 	<-n.serveDone
 	// Peers may still ring the doorbell through their own mapping; ours
 	// becomes private zero pages (never unmapped, like a peer segment).

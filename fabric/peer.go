@@ -45,8 +45,9 @@ type peer struct {
 	memFd   int
 	l       layout
 	bellMem unsafe.Pointer // the peer's doorbell page
-	bell    *uint32
-	dmaOK   bool // the peer can pull from us with process_vm_readv
+	bell    *uint32        // the peer's data doorbell word
+	ctlBell *uint32        // the peer's control doorbell word (its event loop's)
+	dmaOK   bool           // the peer can pull from us with process_vm_readv
 
 	ctlMu sync.Mutex // serialises senders on ctlTx
 	ctlTx producer
@@ -56,10 +57,13 @@ type peer struct {
 	conns map[connKey]*Conn
 	alloc slabAlloc
 
-	ctlRxMu  sync.Mutex // held while reading ctlRx
-	dead     atomic.Bool
-	released bool // under mu
-	pidfd    *os.File
+	ctlRxMu sync.Mutex // held while reading ctlRx
+	// quietConnect (under ctlRxMu): the reader is Accept's poll, which
+	// takes a queued connection itself, so CONNECT does not announce it.
+	quietConnect bool
+	dead         atomic.Bool
+	released     bool // under mu
+	pidfd        *os.File
 }
 
 func (n *Node) newPeer(addr netip.Addr, pid, side int, mem unsafe.Pointer, memFd int, l layout, bellFd int, dmaOK bool) (*peer, error) {
@@ -74,13 +78,13 @@ func (n *Node) newPeer(addr netip.Addr, pid, side int, mem unsafe.Pointer, memFd
 	}
 	p := &peer{
 		n: n, addr: addr, pid: pid, side: side, mem: mem, memFd: memFd, l: l,
-		bellMem: bellMem, bell: (*uint32)(bellMem), dmaOK: dmaOK,
+		bellMem: bellMem, bell: (*uint32)(bellMem), ctlBell: (*uint32)(unsafe.Add(bellMem, ctlBellOff)), dmaOK: dmaOK,
 		conns: map[connKey]*Conn{},
 		alloc: slabAlloc{size: l.slabSize, maxConn: uint32(l.maxConns)},
 		pidfd: os.NewFile(uintptr(pfd), "pidfd"),
 	}
 	tx := l.ctlRing(mem, side)
-	tx.bell = p.bell
+	tx.bell = p.ctlBell
 	p.ctlTx = newProducer(tx)
 	p.ctlRx = newConsumer(l.ctlRing(mem, 1-side))
 	p.ctlRx.batch = 0 // publish at once: control senders must not wait for a batch
@@ -326,11 +330,9 @@ func (p *peer) onConnect(id uint32, size, block uint64) {
 	n.mu.Lock()
 	n.acceptQ = append(n.acceptQ, c)
 	n.mu.Unlock()
-	select {
-	case n.acceptCh <- struct{}{}:
-	default:
+	if !p.quietConnect {
+		n.announceAccept()
 	}
-	n.localEvent()
 }
 
 func (p *peer) onClose(key connKey) {

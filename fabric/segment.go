@@ -26,9 +26,15 @@ import (
 // Memory is touched only where rings are used: tmpfs allocates a page when
 // it is first written, so a large slab costs address space, not memory.
 const (
-	segMagic   = 0x4241465043544c55 // "ULTCPFAB"
-	segVersion = 1
+	segMagic = 0x4241465043544c55 // "ULTCPFAB"
+	// Version 2: control rings ring the doorbell page's second word
+	// (ctlBellOff), data rings the first.
+	segVersion = 2
 	pageSize   = 4096
+	// ctlBellOff is the offset in a node's doorbell page of the word its
+	// event loop sleeps on (control rings); the first word is for data
+	// rings and Node.Wait. A cache line apart.
+	ctlBellOff = 64
 	slabAlign  = 64 << 10
 
 	hdrMagic    = 0
