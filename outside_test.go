@@ -670,3 +670,67 @@ func TestGatewayDeathResetsOnlyConnectionsThroughIt(t *testing.T) {
 		t.Fatalf("Dial outside after the gateway died: %v, want ENETUNREACH", err)
 	}
 }
+
+// REVOKE while a writer owns the send side (blocked in the fabric for
+// ring room): the answer waits for the send side and still arrives,
+// carrying the end of every byte the node sent in custody.
+func TestCustodyRevokedWaitsForABusySendSide(t *testing.T) {
+	dir := testDir(t)
+	a := newStack(t, dir, addrA, func(c *Config) { c.RingSize = 8 << 10 })
+	f, c := establishOutside(t, a, joinGateway(t, dir))
+	f.custody(t, addrGW, custody.Message{Type: custody.Grant})
+	done := make(chan error, 1)
+	go func() {
+		// More than the initial window (10 segments, RFC 6928), which is
+		// more than the 8 KiB ring: the writer blocks for room.
+		_, err := c.Write(make([]byte, 20000))
+		done <- err
+	}()
+	waitFor(t, "the GRANT to be taken in", func() bool { return a.GatewayStats().Grants == 1 })
+	f.custody(t, addrGW, custody.Message{Type: custody.Revoke})
+	waitFor(t, "the REVOKE to be taken in", func() bool { return a.GatewayStats().Revokes == 1 })
+	var end uint32
+	for i := 0; ; i++ {
+		if i == 100 {
+			t.Fatal("no REVOKED among 100 records")
+		}
+		rec := f.record(t)
+		if rec[9] != custody.Proto {
+			var seg tcp.Segment
+			p, err := decodeRecord(rec, len(rec), addrA.As4(), extHost.Addr().As4(), &seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			end = seg.Hdr.Seq + uint32(len(p))
+			continue
+		}
+		m, err := custody.Parse(rec[ipHdrLen:])
+		if err != nil || m.Type != custody.Revoked || m.Seq != end {
+			t.Fatalf("custody answer %v (%v), want REVOKED{%d} (the end of the data sent)", m, err, end)
+		}
+		break
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An ICMP "fragmentation needed" from a router outside, which the gateway
+// puts on the flow's ring, lowers the send MSS (RFC 1191): the quoted
+// packet is the node's, to the outside host.
+func TestICMPFragNeededFromOutsideLowersMSS(t *testing.T) {
+	dir := testDir(t)
+	a := newStack(t, dir, addrA)
+	f, c := establishOutside(t, a, joinGateway(t, dir))
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	d := f.recv(t)
+	f.fc.Send(icmpRecord(t, "198.51.100.1", "10.77.0.1", 3, 4, 1280, "10.77.0.1", extHost.Addr().String(),
+		f.node.Port(), extHost.Port(), d.Hdr.Seq))
+	// 1280 − 40 − 12 (timestamps).
+	waitFor(t, "SndMSS 1228", func() bool { return c.Info().SndMSS == 1228 })
+	if st := a.Stats(); st.ICMPErrors != 1 || st.ICMPDrops != 0 {
+		t.Fatalf("ICMPErrors %d, ICMPDrops %d; want 1, 0", st.ICMPErrors, st.ICMPDrops)
+	}
+}
