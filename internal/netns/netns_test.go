@@ -266,6 +266,15 @@ func TestHasListenerReadsProcNetTCP(t *testing.T) {
 	}
 }
 
+func TestHasListenerReadsProcNetTCP6(t *testing.T) {
+	const tcp6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:1451 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+`
+	if got, err := hasListener(strings.NewReader(tcp6), 5201); err != nil || !got {
+		t.Fatalf("hasListener(tcp6, 5201) = %v, %v; want true", got, err)
+	}
+}
+
 func TestParseNFTCounts(t *testing.T) {
 	const listing = `table netdev ultcp_loss_vb {
 	chain ingress {

@@ -126,19 +126,22 @@ func (p *Proc) Kill() {
 
 // WaitListen waits until the process (or, through `ip netns exec`, the
 // program it became) has a TCP socket listening on port in its namespace,
-// by reading /proc/PID/net/tcp — which shows the sockets of the process's
+// by reading /proc/PID/net/tcp and tcp6 — which shows the sockets of the process's
 // own namespace — so no tool or connection attempt is needed.
 func (p *Proc) WaitListen(port int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	path := fmt.Sprintf("/proc/%d/net/tcp", p.Cmd.Process.Pid)
 	for {
 		select {
 		case <-p.done:
 			return fmt.Errorf("netns: %s exited before listening on %d: %v", p.Cmd.Args, port, p.Wait())
 		default:
 		}
-		f, err := os.Open(path)
-		if err == nil {
+		// A dual-stack listener (iperf3's) is in tcp6 only.
+		for _, file := range []string{"tcp", "tcp6"} {
+			f, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", p.Cmd.Process.Pid, file))
+			if err != nil {
+				continue
+			}
 			ok, err := hasListener(f, port)
 			f.Close()
 			if err != nil {
