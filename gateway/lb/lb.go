@@ -406,6 +406,7 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 	aR := alpha(dt, s.cfg.RateSmoothing)
 	var arrived float64
 	var assigned int
+	prior := s.meanRate(0)
 	// Iterate over a snapshot index: a removal shrinks s.up.
 	for i := 0; i < len(s.up); i++ {
 		m := s.up[i]
@@ -427,13 +428,27 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 			m.backlog += aB * (float64(occ) - m.backlog)
 			// A rate sample only when the member held data at both
 			// readings: it had work the whole interval (or stalled).
-			if m.lastOcc > 0 && occ > 0 {
+			switch {
+			case m.lastOcc > 0 && occ > 0:
 				r := float64(delta) / float64(dt)
-				if m.rateKnown {
+				switch {
+				case m.rateKnown:
 					m.rate += aR * (r - m.rate)
-				} else {
+				case prior > 0:
+					// Start from the others' rate: one noisy
+					// sample (a single worker consumes in steps)
+					// must not decide alone.
+					m.rate, m.rateKnown = prior+aR*(r-prior), true
+				case r > 0:
 					m.rate, m.rateKnown = r, true
 				}
+			case occ == 0 && m.rateKnown && prior > 0:
+				// Idle: no evidence about its speed any more, so
+				// the estimate relaxes towards the others'. Without
+				// this a member measured slow (or stalled) would get
+				// no connection, hence no data, hence no sample that
+				// could ever clear it.
+				m.rate += aR * (prior - m.rate)
 			}
 			if delta > 0 || occ == 0 {
 				m.progressAt = now
@@ -517,18 +532,7 @@ func (s *Service) pickQueue(flowHash uint64) *Member {
 	}
 	// Members whose rate is not known yet (just joined, or never busy)
 	// are assumed as fast as the average known one.
-	var sum float64
-	var n int
-	for _, m := range s.up {
-		if m.rateKnown {
-			sum += m.rate
-			n++
-		}
-	}
-	meanRate := 1.0
-	if n > 0 && sum > 0 {
-		meanRate = sum / float64(n)
-	}
+	meanRate := s.meanRate(1)
 	// One pass for the scores and the best, one for the near-equal set.
 	s.scores = s.scores[:0]
 	best := math.Inf(1)
@@ -558,6 +562,23 @@ func (s *Service) pickQueue(flowHash uint64) *Member {
 		return s.up[b]
 	}
 	return s.up[a]
+}
+
+// meanRate is the mean drain rate of the members up whose rate is known,
+// or def if there is none.
+func (s *Service) meanRate(def float64) float64 {
+	var sum float64
+	var n int
+	for _, m := range s.up {
+		if m.rateKnown {
+			sum += m.rate
+			n++
+		}
+	}
+	if n == 0 || sum <= 0 {
+		return def
+	}
+	return sum / float64(n)
 }
 
 // random advances the service's xorshift generator, mixed with the flow
