@@ -73,13 +73,15 @@ func main() {
 	}
 }
 
-// handler serves / (a greeting with the addresses of the connection) and
-// /stats (the stack's counters as JSON).
+// handler serves / (a greeting with the addresses of the connection),
+// /stats (the stack's counters as JSON) and /bytes?n=N (N deterministic
+// bytes, bytes.go).
 func handler(s *ultcp.Stack) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from ultcp: you are %s, this is %s\n", r.RemoteAddr, r.Context().Value(http.LocalAddrContextKey))
 	})
+	mux.HandleFunc("GET /bytes", serveBytes)
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(s.Stats())
