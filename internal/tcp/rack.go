@@ -34,6 +34,7 @@ type rackState struct {
 	rtt    time.Duration // RACK.rtt
 	valid  bool
 	fack   uint32 // RACK.fack: highest end sequence delivered
+	fackOK bool   // fack holds a delivered end (before that, 0 is no sequence number)
 	// reorderingSeen is RACK.reordering_seen: a segment was delivered
 	// below one delivered earlier, so the reordering window is used even
 	// when DupThresh segments are SACKed.
@@ -81,11 +82,14 @@ func (c *Conn) delivered(s *txSeg, now time.Duration) {
 	}
 	// Step 3: a never-retransmitted segment delivered below the highest
 	// one delivered so far arrived out of order.
-	if s.flags&segRetx == 0 && seqLT(s.end, r.fack) {
+	if s.flags&segRetx == 0 && r.fackOK && seqLT(s.end, r.fack) {
 		r.reorderingSeen = true
 	}
-	if seqGT(s.end, r.fack) {
-		r.fack = s.end
+	if !r.fackOK || seqGT(s.end, r.fack) {
+		// Unset until the first delivery: compared with a zero fack,
+		// every sequence number in the half of the space "below" 0
+		// would look reordered.
+		r.fack, r.fackOK = s.end, true
 	}
 }
 

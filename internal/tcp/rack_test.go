@@ -96,3 +96,17 @@ func TestRACKMarksLostBySendTimeNotCount(t *testing.T) {
 		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+tsv(at)+",5010><DATA=988>",
 		"<SEQ=1089><ACK=301><CTL=ACK><WND=8000><TS="+tsv(at)+",5010><DATA=988>")
 }
+
+// RFC 8985 §6.2 step 3: the first segment delivered is not "below" the
+// highest delivered so far, whatever half of sequence space it is in.
+func TestRACKFirstDeliveryIsNotReorderingInUpperHalf(t *testing.T) {
+	c := &Conn{}
+	c.delivered(&txSeg{start: 3_000_000_000, end: 3_000_001_000}, time.Millisecond)
+	if c.rack.reorderingSeen {
+		t.Fatal("the first delivery, at 3e9, counted as reordering")
+	}
+	c.delivered(&txSeg{start: 2_999_999_000, end: 3_000_000_000}, time.Millisecond)
+	if !c.rack.reorderingSeen {
+		t.Fatal("a delivery below the first did not count as reordering")
+	}
+}
