@@ -734,3 +734,18 @@ func TestICMPFragNeededFromOutsideLowersMSS(t *testing.T) {
 		t.Fatalf("ICMPErrors %d, ICMPDrops %d; want 1, 0", st.ICMPErrors, st.ICMPDrops)
 	}
 }
+
+// BenchmarkRouteOutside is what a Dial to the outside pays to find the
+// gateway (fabric.Gateway: the registration file, the node's pid file and
+// kill(pid, 0)).
+func BenchmarkRouteOutside(b *testing.B) {
+	dir := testDir(b)
+	a := newStack(b, dir, addrA)
+	joinGateway(b, dir)
+	b.ReportAllocs()
+	for b.Loop() {
+		if hop, err := a.routeFor(extHost.Addr()); err != nil || hop != addrGW {
+			b.Fatalf("routeFor = %v, %v", hop, err)
+		}
+	}
+}
