@@ -606,9 +606,10 @@ func (childTB) Helper()                           {}
 func (childTB) Fatal(args ...any)                 { panic(fmt.Sprint(args...)) }
 func (childTB) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
 
-// Killing the gateway process fails every connection through it with
-// ECONNRESET (the fabric notices the death); connections inside the
-// fabric keep working, old and new.
+// Killing the gateway process mid-transfer fails every connection
+// through it with ECONNRESET, a blocked Read and a blocked Write alike (the
+// fabric notices the death); connections inside the fabric keep working,
+// old and new.
 func TestGatewayDeathResetsOnlyConnectionsThroughIt(t *testing.T) {
 	dir := testDir(t)
 	a := newStack(t, dir, addrA)
@@ -650,13 +651,25 @@ func TestGatewayDeathResetsOnlyConnectionsThroughIt(t *testing.T) {
 		_, err := c.Read(make([]byte, 10))
 		readErr <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // let Read block (and sleep)
+	writeErr := make(chan error, 1)
+	go func() {
+		// More than the send buffer: the fake gateway acknowledges
+		// nothing, so Write blocks mid-transfer.
+		_, err := c.Write(make([]byte, 4*DefaultSendBuf))
+		writeErr <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let Read and Write block (and sleep)
 	killed := time.Now()
 	ch.Kill()
 	err = <-readErr
 	t.Logf("Read returned %v after the gateway was killed", time.Since(killed))
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("Read through a dead gateway: %v, want ECONNRESET", err)
+	}
+	err = <-writeErr
+	t.Logf("Write returned %v after the gateway was killed", time.Since(killed))
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Write through a dead gateway: %v, want ECONNRESET", err)
 	}
 	echoWith(t, inside)
 	echoOnce(t, a, "10.77.0.2:7")
