@@ -51,6 +51,8 @@ var (
 	ErrPermission = errors.New("tun: permission denied (creating a TUN device needs CAP_NET_ADMIN)")
 	// ErrNameInUse: a network interface of that name already exists.
 	ErrNameInUse = errors.New("tun: interface name in use")
+	// ErrDown: a Write while the interface is administratively down.
+	ErrDown = errors.New("tun: interface is down")
 	// ErrBufferTooSmall: a Read buffer that cannot hold the largest packet.
 	ErrBufferTooSmall = errors.New("tun: read buffer too small")
 )
@@ -223,7 +225,8 @@ func (d *Device) Read(buf []byte) (Packet, error) {
 // with NeedsCsum gets its checksum finished by it. The header is checked
 // first (ErrBadGSO, ErrBadVnetHdr, ErrTooBig); a packet the kernel still
 // refuses is an error wrapping its errno (EINVAL for a packet that is not
-// IPv4 or IPv6, or whose GSO fields the kernel rejects). Write honours the
+// IPv4 or IPv6, or whose GSO fields the kernel rejects; ErrDown and EIO
+// while the interface is down). Write honours the
 // write deadline and returns os.ErrClosed after Close. It keeps no
 // reference to p's memory once it returns.
 func (d *Device) Write(p Packet) error {
@@ -253,6 +256,10 @@ func (d *Device) Write(p Packet) error {
 			err = os.ErrClosed
 		}
 		return &os.PathError{Op: "write", Path: d.f.Name(), Err: err}
+	}
+	if d.werr == unix.EIO {
+		// tun_get_user refuses packets while the interface is down.
+		return fmt.Errorf("write %s: %w: %w", d.name, ErrDown, d.werr)
 	}
 	if d.werr != 0 {
 		return fmt.Errorf("tun %s: write of %d bytes: kernel refused the packet: %w", d.name, p.Len(), d.werr)

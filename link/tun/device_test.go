@@ -368,6 +368,21 @@ func TestWriteNonIPIsEINVALFromKernel(t *testing.T) {
 	t.Log(err)
 }
 
+func TestWriteOnDownInterfaceIsErrDown(t *testing.T) {
+	privateNetns(t)
+	d, err := Open(Config{Name: "ultcptest0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	headers, _ := gsoPacket(farAddr)
+	err = d.Write(Packet{Data: headers})
+	if !errors.Is(err, ErrDown) || !errors.Is(err, unix.EIO) {
+		t.Fatalf("Write before LinkUp: %v, want ErrDown wrapping EIO", err)
+	}
+	t.Log(err)
+}
+
 func TestWriteEmptyIsErrBadVnetHdr(t *testing.T) {
 	privateNetns(t)
 	d := openTun(t, "ultcptest0", false, "10.99.0.1/24")

@@ -43,9 +43,15 @@ func privateNetns(tb testing.TB) {
 }
 
 // openTun opens a TUN device in the current (private) namespace and gives it
-// addr, MTU 1500 and link up, with lo up too.
+// addr, MTU 1500 and link up, with lo up too, and IPv6 off.
 func openTun(tb testing.TB, name string, offload bool, addr string) *Device {
 	tb.Helper()
+	// No IPv6 on new devices: its neighbour discovery would put packets on
+	// the device that no test asked for (the file is this thread's
+	// namespace's).
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", []byte("1\n"), 0); err != nil && !os.IsNotExist(err) {
+		tb.Fatalf("disable_ipv6: %v", err)
+	}
 	d, err := Open(Config{Name: name, MTU: 1500, Offload: offload})
 	if err != nil {
 		tb.Fatalf("Open %s: %v", name, err)
