@@ -44,7 +44,8 @@
 //     "The Power of Two Choices"): it would be flooded while others sat
 //     idle, and the next reading would swing everything elsewhere. Three
 //     things prevent it. The penalty makes each assignment visible at
-//     once, as if its bytes had already arrived. The EWMA keeps a single
+//     once, as if its bytes had already arrived (half of it carries over
+//     each reading, because a request lands about one RTT after its SYN). The EWMA keeps a single
 //     reading (a burst that is consumed a microsecond later) from
 //     swinging the choice. And members whose expected delays are within
 //     Config.Slack of the best are treated as equal: two of them are drawn

@@ -104,8 +104,8 @@ var (
 // Defaults for Config's zero fields.
 const (
 	DefaultInterval      = time.Millisecond
-	DefaultSmoothing     = 2 * time.Millisecond
-	DefaultRateSmoothing = 20 * time.Millisecond
+	DefaultSmoothing     = time.Millisecond
+	DefaultRateSmoothing = 100 * time.Millisecond
 	DefaultStallTimeout  = 250 * time.Millisecond
 	DefaultTableSize     = 65537
 	DefaultSlack         = 0.1
@@ -213,7 +213,8 @@ type Member struct {
 	backlog      float64 // EWMA of occupancy, bytes
 	rate         float64 // EWMA of drain rate, bytes per ns; valid if rateKnown
 	rateKnown    bool
-	pending      int           // connections assigned since the last reading
+	pending      int           // connections assigned since the last reading (plus half the carried-over penalty)
+	picked       int           // connections assigned since the last reading
 	progressAt   time.Duration // last reading at which it consumed or held nothing
 	stuck        time.Duration // how long it has held data without consuming, at the last reading
 	// Round robin: the smooth weighted round robin's current weight.
@@ -333,7 +334,7 @@ func (s *Service) Join(addr netip.Addr, weight int, load Load) (*Member, error) 
 		s.members = append(s.members, m)
 	}
 	m.weight, m.load, m.state = weight, load, Up
-	m.seen, m.pending, m.stuck, m.current = false, 0, 0, 0
+	m.seen, m.pending, m.picked, m.stuck, m.current = false, 0, 0, 0, 0
 	m.backlog, m.rateKnown = 0, false
 	s.up = append(s.up, m)
 	s.membershipChanged()
@@ -424,7 +425,7 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 		} else {
 			delta := cons - m.lastConsumed
 			arrived += float64(delta) + float64(occ) - float64(m.lastOcc)
-			assigned += m.pending
+			assigned += m.picked
 			m.backlog += aB * (float64(occ) - m.backlog)
 			// A rate sample only when the member held data at both
 			// readings: it had work the whole interval (or stalled).
@@ -454,7 +455,10 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 				m.progressAt = now
 			}
 		}
-		m.lastOcc, m.lastConsumed, m.pending = occ, cons, 0
+		// Connections assigned just before this reading may not have
+		// sent their request yet (it lands about one RTT after the SYN),
+		// so half the penalty carries over to the next interval.
+		m.lastOcc, m.lastConsumed, m.pending, m.picked = occ, cons, m.pending/2, 0
 		m.stuck = now - m.progressAt
 		if m.stuck >= s.cfg.StallTimeout {
 			m.removals++
@@ -508,6 +512,7 @@ func (s *Service) Pick(flowHash uint64) (*Member, error) {
 	}
 	m.assigned++
 	m.pending++
+	m.picked++
 	s.picks++
 	return m, nil
 }
