@@ -23,8 +23,9 @@ import (
 // the virtio-net header and the packet back to back, so Packet.Data aliases
 // the buffer and nothing is copied in user space. With Offload a packet may
 // be a GRO'd or locally built super-packet of up to 64 KiB, so the buffer
-// must hold VnetHdrLen+MaxPacketLen bytes (ReadBufferLen); the kernel drops
-// a packet that does not fit rather than truncating it, so a short buffer is
+// must hold VnetHdrLen+MaxPacketLen bytes (ReadBufferLen): the kernel
+// truncates a packet that does not fit without saying so (read returns the
+// buffer's length, the rest is gone; seen on 6.18), so a short buffer is
 // refused up front.
 //
 // Write: one writev(2) per packet of [header | Data | Payload]. The header

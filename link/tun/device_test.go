@@ -172,21 +172,54 @@ func gsoOf(headers, payload []byte) Packet {
 // payload in separate slices) into an offloading device and reads, from a
 // second device without offload that the namespace forwards to, the 45
 // segments the kernel cut it into: each a valid IPv4/TCP packet with a good
-// checksum, the right sequence number and its slice of the payload.
+// checksum, the right sequence number and its slice of the payload, PSH on
+// the last only.
 func TestWriteGSOIsSegmentedByKernel(t *testing.T) {
 	privateNetns(t)
+	headers, payload := gsoPacket(farAddr)
+	segs := writeAndSegment(t, gsoOf(headers, payload))
+	for k, seg := range segs {
+		if psh := seg[13]&tcpPSH != 0; psh != (k == len(segs)-1) {
+			t.Errorf("segment %d of %d: PSH %v, want it on the last only", k, len(segs), psh)
+		}
+	}
+}
+
+// TestWriteGSOWithECNKeepsCWROnFirstSegment: a super-packet flagged
+// VIRTIO_NET_HDR_GSO_ECN whose header has CWR is cut so that only the first
+// segment carries CWR (RFC 3168 §6.1.2: CWR on the first new data after a
+// window reduction).
+func TestWriteGSOWithECNKeepsCWROnFirstSegment(t *testing.T) {
+	privateNetns(t)
+	headers, payload := gsoPacket(farAddr)
+	const tcpCWR = 0x80
+	headers[20+13] |= tcpCWR
+	p := gsoOf(headers, payload)
+	p.ECN = true
+	for k, seg := range writeAndSegment(t, p) {
+		if cwr := seg[13]&tcpCWR != 0; cwr != (k == 0) {
+			t.Errorf("segment %d: CWR %v, want it on the first only", k, cwr)
+		}
+	}
+}
+
+// writeAndSegment writes p, a super-packet from gsoPacket, into an
+// offloading device and returns the TCP segments the kernel forwards to a
+// device without offload, after checking each one's length, TTL, checksums
+// and sequence number, and that their payloads make up p's.
+func writeAndSegment(t *testing.T, p Packet) []wire.TCPSegment {
+	t.Helper()
 	in := openTun(t, "ultcpin0", true, "10.99.0.1/24")
 	out := openTun(t, "ultcpout0", false, "10.98.0.1/24")
 	setForwarding(t, true)
-	before, err := netlink.LinkByName("ultcpin0")
+	before, err := netlink.LinkByName(in.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	headers, payload := gsoPacket(farAddr)
-	if err := in.Write(gsoOf(headers, payload)); err != nil {
+	if err := in.Write(p); err != nil {
 		t.Fatalf("Write GSO: %v", err)
 	}
-	after, err := netlink.LinkByName("ultcpin0")
+	after, err := netlink.LinkByName(in.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,13 +227,13 @@ func TestWriteGSOIsSegmentedByKernel(t *testing.T) {
 		t.Errorf("device counted %d received packets for one super-packet", got)
 	}
 	buf := make([]byte, ReadBufferLen)
+	var segs []wire.TCPSegment
 	var got []byte
 	for k := 0; k < gsoSegments; k++ {
-		p := readMatching(t, out, buf, func(ip wire.IPv4Packet) bool { return ip.Dst() == farAddr })
-		ip := wire.IPv4Packet(p.Data)
-		seg := wire.TCPSegment(ip.Payload())
-		if p.GSOSize != 0 || p.NeedsCsum {
-			t.Fatalf("segment %d: GSOSize %d NeedsCsum %v from a device without offload", k, p.GSOSize, p.NeedsCsum)
+		q := readMatching(t, out, buf, func(ip wire.IPv4Packet) bool { return ip.Dst() == farAddr })
+		ip := wire.IPv4Packet(q.Data)
+		if q.GSOSize != 0 || q.NeedsCsum {
+			t.Fatalf("segment %d: GSOSize %d NeedsCsum %v from a device without offload", k, q.GSOSize, q.NeedsCsum)
 		}
 		if ip.TotalLen() != 40+gsoMSS || ip.TTL() != 63 {
 			t.Fatalf("segment %d: total length %d TTL %d, want %d and 63 (forwarded once)", k, ip.TotalLen(), ip.TTL(), 40+gsoMSS)
@@ -211,14 +244,17 @@ func TestWriteGSOIsSegmentedByKernel(t *testing.T) {
 		if err := wire.VerifyTCPChecksum(ip.Src(), ip.Dst(), ip.Payload()); err != nil {
 			t.Fatalf("segment %d: TCP checksum: %v", k, err)
 		}
+		seg := wire.TCPSegment(append([]byte(nil), ip.Payload()...))
 		if want := uint32(1000 + k*gsoMSS); seg.Seq() != want {
 			t.Fatalf("segment %d: seq %d, want %d", k, seg.Seq(), want)
 		}
+		segs = append(segs, seg)
 		got = append(got, seg.Payload()...)
 	}
-	if !bytes.Equal(got, payload) {
-		t.Fatalf("the %d segments' payloads (%d bytes) differ from the super-packet's (%d bytes)", gsoSegments, len(got), len(payload))
+	if want := append(append([]byte(nil), p.Data[40:]...), p.Payload...); !bytes.Equal(got, want) {
+		t.Fatalf("the %d segments' payloads (%d bytes) differ from the super-packet's (%d bytes)", gsoSegments, len(got), len(want))
 	}
+	return segs
 }
 
 // TestWriteGSOReachesOffloadingDeviceWhole: forwarded to a device that

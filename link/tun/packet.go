@@ -105,8 +105,11 @@ type Packet struct {
 
 	// NeedsCsum: the L4 checksum is partial (VIRTIO_NET_HDR_F_NEEDS_CSUM):
 	// the checksum field, at CsumStart+CsumOffset, holds the sum of the
-	// pseudo-header only, and whoever delivers the packet sums the bytes from
-	// CsumStart to the end into it (RFC 1071 ones' complement).
+	// pseudo-header only (not complemented), and whoever delivers the packet
+	// stores there the complement of the sum of the bytes from CsumStart to
+	// the end (RFC 1071). For a GSO packet the pseudo-header's length is the
+	// whole super-packet's TCP length, as Linux's own TSO writes it; the
+	// kernel corrects it for each segment it cuts (tcp_gso_segment).
 	NeedsCsum bool
 	// CsumStart is where checksumming starts (the L4 header's offset in the
 	// packet); CsumOffset is the checksum field's offset from CsumStart (16
