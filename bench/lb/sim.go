@@ -1,0 +1,427 @@
+package lb
+
+import (
+	"container/heap"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	sched "github.com/ultcp/ultcp/gateway/lb"
+)
+
+// Scenarios of the benchmark (issue 8, Build 5): every backend alike; one
+// of them slowed by a fixed factor; one of them stalling periodically.
+const (
+	ScenarioEqual = "equal"
+	ScenarioSlow  = "slow"
+	ScenarioStall = "stall"
+)
+
+// Scenarios lists them in table order.
+var Scenarios = []string{ScenarioEqual, ScenarioSlow, ScenarioStall}
+
+// SimConfig describes the model the simulation runs. Zero fields take
+// the defaults of DefaultSimConfig.
+type SimConfig struct {
+	// Backends is the pool size; Workers how many requests one backend
+	// serves at once. A backend reads a request from its ring only when a
+	// worker takes it, so what waits is visible as ring occupancy (the
+	// premise of the queue policy; Backend serves the same way).
+	Backends, Workers int
+	// Cost is the mean service time of a request on a normal backend:
+	// half of it fixed, half exponentially distributed (CV 0.5).
+	Cost time.Duration
+	// Slowdown multiplies the cost on backend 0 in the slow scenario.
+	Slowdown float64
+	// StallEvery and StallFor: in the stall scenario, backend 0 stops
+	// (reads nothing, serves nothing) for StallFor every StallEvery.
+	StallEvery, StallFor time.Duration
+	// Concurrency > 0: a closed loop of that many clients, each sending
+	// its next request when the previous answer arrives. Otherwise an
+	// open loop of Poisson arrivals at Rate requests per second.
+	Concurrency int
+	Rate        float64
+	// RTT between the client and a backend through the gateway: the
+	// request lands in the backend's ring one RTT after the client's SYN
+	// (the handshake, then the request), the answer reaches the client
+	// half an RTT after the backend sends it.
+	RTT time.Duration
+	// RequestBytes is what one request puts into the backend's ring.
+	RequestBytes int
+	// Duration of simulated time, of which the first Warmup is not
+	// measured.
+	Duration, Warmup time.Duration
+	// Seed makes a run repeatable.
+	Seed uint64
+	// LB tunes the scheduler (its Policy field is set per run).
+	LB sched.Config
+}
+
+// DefaultSimConfig is four single-worker backends at 1 ms per request,
+// one slowed 4× or stalling 50 ms every 500 ms, driven by 16 clients in a
+// closed loop over a 200 µs RTT, for 20 simulated seconds.
+func DefaultSimConfig() SimConfig {
+	return SimConfig{
+		Backends: 4, Workers: 1, Cost: time.Millisecond, Slowdown: 4,
+		StallEvery: 500 * time.Millisecond, StallFor: 50 * time.Millisecond,
+		Concurrency: 16, RTT: 200 * time.Microsecond, RequestBytes: 100,
+		Duration: 20 * time.Second, Warmup: time.Second, Seed: 1,
+	}
+}
+
+func (c *SimConfig) setDefaults() error {
+	d := DefaultSimConfig()
+	if c.Backends == 0 {
+		c.Backends = d.Backends
+	}
+	if c.Workers == 0 {
+		c.Workers = d.Workers
+	}
+	if c.Cost == 0 {
+		c.Cost = d.Cost
+	}
+	if c.Slowdown == 0 {
+		c.Slowdown = d.Slowdown
+	}
+	if c.StallEvery == 0 {
+		c.StallEvery = d.StallEvery
+	}
+	if c.StallFor == 0 {
+		c.StallFor = d.StallFor
+	}
+	if c.Concurrency == 0 && c.Rate == 0 {
+		c.Concurrency = d.Concurrency
+	}
+	if c.RTT == 0 {
+		c.RTT = d.RTT
+	}
+	if c.RequestBytes == 0 {
+		c.RequestBytes = d.RequestBytes
+	}
+	if c.Duration == 0 {
+		c.Duration = d.Duration
+	}
+	if c.Warmup == 0 {
+		c.Warmup = d.Warmup
+	}
+	switch {
+	case c.Backends < 2 || c.Backends > 256:
+		return fmt.Errorf("lb sim: %d backends, want 2 to 256", c.Backends)
+	case c.Workers < 1 || c.Workers > 1024:
+		return fmt.Errorf("lb sim: %d workers per backend, want 1 to 1024", c.Workers)
+	case c.Cost < time.Microsecond:
+		return fmt.Errorf("lb sim: cost %v, want at least 1µs", c.Cost)
+	case c.Slowdown < 1 || math.IsNaN(c.Slowdown) || c.Slowdown > 1000:
+		return fmt.Errorf("lb sim: slowdown %v, want 1 to 1000", c.Slowdown)
+	case c.StallFor < 0 || c.StallFor >= c.StallEvery:
+		return fmt.Errorf("lb sim: stall %v every %v: the stall must be shorter than its period", c.StallFor, c.StallEvery)
+	case c.Concurrency < 0 || c.Concurrency > 100000:
+		return fmt.Errorf("lb sim: concurrency %d, want 1 to 100000", c.Concurrency)
+	case c.Concurrency == 0 && (c.Rate <= 0 || math.IsNaN(c.Rate) || c.Rate > 1e7):
+		return fmt.Errorf("lb sim: open-loop rate %v, want (0, 1e7] requests/s", c.Rate)
+	case c.RTT < 0 || c.RequestBytes < 1:
+		return fmt.Errorf("lb sim: RTT %v, request bytes %d", c.RTT, c.RequestBytes)
+	case c.Duration <= c.Warmup || c.Warmup < 0 || c.Duration > time.Hour:
+		return fmt.Errorf("lb sim: duration %v with warm-up %v", c.Duration, c.Warmup)
+	}
+	return nil
+}
+
+// SimResult is one simulated run.
+type SimResult struct {
+	Scenario string
+	Policy   sched.Policy
+	// Requests answered after the warm-up, and their rate.
+	Requests uint64
+	RPS      float64
+	Latency  *Histogram
+	// Share is the fraction of the measured requests each backend got.
+	Share []float64
+	// Removals counts members the scheduler removed for stalling.
+	Removals uint64
+}
+
+// The simulation is a discrete-event model: a heap of events ordered by
+// time (then by insertion), a fake clock that jumps from one to the next.
+type event struct {
+	at   time.Duration
+	seq  uint64
+	kind uint8
+	b    int32 // backend
+	req  int32 // request slot
+}
+
+const (
+	evSend = iota // a client sends a request (the SYN reaches the gateway)
+	evLand        // the request's bytes land in the backend's ring
+	evDone        // a worker finished a request
+	evWake        // a stall ended: the backend looks at its ring again
+	evTick        // the gateway's reading interval
+)
+
+type eventHeap []event
+
+func (h eventHeap) Len() int { return len(h) }
+func (h eventHeap) Less(i, j int) bool {
+	return h[i].at < h[j].at || h[i].at == h[j].at && h[i].seq < h[j].seq
+}
+func (h eventHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *eventHeap) Push(x any)   { *h = append(*h, x.(event)) }
+func (h *eventHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// simBackend is one backend; it is the scheduler's Load for it, read as
+// the gateway would read the ring pointers.
+type simBackend struct {
+	factor   float64
+	stalls   bool
+	phase    time.Duration
+	waiting  []int32 // requests in the ring, FIFO
+	occ      int64
+	consumed uint64
+	conns    int
+	busy     int
+	wakeSet  bool
+	served   uint64
+}
+
+func (b *simBackend) Occupancy() int64 { return b.occ }
+func (b *simBackend) Consumed() uint64 { return b.consumed }
+func (b *simBackend) Conns() int       { return b.conns }
+
+type simReq struct {
+	sent    time.Duration
+	client  int32
+	backend int32
+}
+
+type simulation struct {
+	cfg      SimConfig
+	svc      *sched.Service
+	backends []*simBackend
+	members  []*sched.Member
+	events   eventHeap
+	seq      uint64
+	rng      *rand.Rand
+	reqs     []simReq
+	free     []int32
+	hist     *Histogram
+	done     uint64
+	perBE    []uint64
+}
+
+// Simulate runs one scenario under one policy and returns what the
+// clients measured. It is deterministic for a given cfg.
+func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return SimResult{}, err
+	}
+	lbc := cfg.LB
+	lbc.Policy = policy
+	if lbc.Seed == 0 {
+		lbc.Seed = cfg.Seed
+	}
+	svc, err := sched.NewService(simVIP, lbc)
+	if err != nil {
+		return SimResult{}, err
+	}
+	s := &simulation{cfg: cfg, svc: svc, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6c62)), hist: &Histogram{},
+		perBE: make([]uint64, cfg.Backends)}
+	for i := 0; i < cfg.Backends; i++ {
+		b := &simBackend{factor: 1}
+		switch scenario {
+		case ScenarioEqual:
+		case ScenarioSlow:
+			if i == 0 {
+				b.factor = cfg.Slowdown
+			}
+		case ScenarioStall:
+			if i == 0 {
+				b.stalls = true
+				// Not aligned with the start or with the warm-up.
+				b.phase = cfg.StallEvery / 3
+			}
+		default:
+			return SimResult{}, fmt.Errorf("lb sim: unknown scenario %q (want equal, slow or stall)", scenario)
+		}
+		m, err := svc.Join(simAddr(i), 1, b)
+		if err != nil {
+			return SimResult{}, err
+		}
+		s.backends = append(s.backends, b)
+		s.members = append(s.members, m)
+	}
+	s.push(event{at: 0, kind: evTick})
+	if cfg.Concurrency > 0 {
+		for c := 0; c < cfg.Concurrency; c++ {
+			// Spread the clients' first requests over one cost.
+			s.push(event{at: time.Duration(s.rng.Int64N(int64(cfg.Cost))), kind: evSend, req: int32(c)})
+		}
+	} else {
+		s.push(event{at: s.interarrival(), kind: evSend, req: -1})
+	}
+	for len(s.events) > 0 {
+		e := heap.Pop(&s.events).(event)
+		if e.at > cfg.Duration {
+			break
+		}
+		s.handle(e)
+	}
+	res := SimResult{Scenario: scenario, Policy: policy, Requests: s.done, Latency: s.hist,
+		Removals: svc.Metrics().Removals}
+	res.RPS = float64(s.done) / (cfg.Duration - cfg.Warmup).Seconds()
+	for _, n := range s.perBE {
+		res.Share = append(res.Share, float64(n)/float64(max(s.done, 1)))
+	}
+	return res, nil
+}
+
+func (s *simulation) push(e event) {
+	e.seq = s.seq
+	s.seq++
+	heap.Push(&s.events, e)
+}
+
+func (s *simulation) interarrival() time.Duration {
+	return time.Duration(s.rng.ExpFloat64() / s.cfg.Rate * 1e9)
+}
+
+func (s *simulation) handle(e event) {
+	switch e.kind {
+	case evTick:
+		next := s.svc.Tick(e.at)
+		s.push(event{at: next, kind: evTick})
+	case evSend:
+		if e.req < 0 { // open loop: schedule the next arrival
+			s.push(event{at: e.at + s.interarrival(), kind: evSend, req: -1})
+		}
+		m, err := s.svc.Pick(s.rng.Uint64())
+		if err != nil {
+			// Every backend removed: the request fails at once; in a
+			// closed loop the client tries again after one RTT.
+			if e.req >= 0 {
+				s.push(event{at: e.at + s.cfg.RTT, kind: evSend, req: e.req})
+			}
+			return
+		}
+		bi := s.memberIndex(m)
+		s.backends[bi].conns++ // the gateway counts the conn at Pick
+		r := s.newReq(simReq{sent: e.at, client: e.req, backend: int32(bi)})
+		s.push(event{at: e.at + s.cfg.RTT, kind: evLand, b: int32(bi), req: r})
+	case evLand:
+		b := s.backends[e.b]
+		b.waiting = append(b.waiting, e.req)
+		b.occ += int64(s.cfg.RequestBytes)
+		s.start(int(e.b), e.at)
+	case evDone:
+		b := s.backends[e.b]
+		b.busy--
+		b.conns--
+		b.served++
+		r := s.reqs[e.req]
+		answered := e.at + s.cfg.RTT/2
+		if r.sent >= s.cfg.Warmup {
+			s.hist.Record(answered - r.sent)
+			s.done++
+			s.perBE[e.b]++
+		}
+		if r.client >= 0 {
+			s.push(event{at: answered, kind: evSend, req: r.client})
+		}
+		s.free = append(s.free, e.req)
+		s.start(int(e.b), e.at)
+	case evWake:
+		s.backends[e.b].wakeSet = false
+		s.start(int(e.b), e.at)
+	}
+}
+
+func (s *simulation) memberIndex(m *sched.Member) int {
+	for i, x := range s.members {
+		if x == m {
+			return i
+		}
+	}
+	panic("lb sim: Pick returned a member the simulation did not join")
+}
+
+func (s *simulation) newReq(r simReq) int32 {
+	if n := len(s.free); n > 0 {
+		i := s.free[n-1]
+		s.free = s.free[:n-1]
+		s.reqs[i] = r
+		return i
+	}
+	s.reqs = append(s.reqs, r)
+	return int32(len(s.reqs) - 1)
+}
+
+// start lets free workers of backend bi take requests from its ring.
+func (s *simulation) start(bi int, now time.Duration) {
+	b := s.backends[bi]
+	for b.busy < s.cfg.Workers && len(b.waiting) > 0 {
+		if b.stalls && s.stalled(b, now) {
+			if !b.wakeSet {
+				b.wakeSet = true
+				s.push(event{at: s.stallEnd(b, now), kind: evWake, b: int32(bi)})
+			}
+			return
+		}
+		r := b.waiting[0]
+		b.waiting = b.waiting[1:]
+		b.occ -= int64(s.cfg.RequestBytes)
+		b.consumed += uint64(s.cfg.RequestBytes)
+		b.busy++
+		work := s.serviceTime(b)
+		s.push(event{at: s.finish(b, now, work), kind: evDone, b: int32(bi), req: r})
+	}
+}
+
+// serviceTime is half fixed, half exponential, times the backend's factor.
+func (s *simulation) serviceTime(b *simBackend) time.Duration {
+	c := float64(s.cfg.Cost) * b.factor
+	return time.Duration(c/2 + s.rng.ExpFloat64()*c/2)
+}
+
+func (s *simulation) stalled(b *simBackend, t time.Duration) bool {
+	if t < b.phase {
+		return false
+	}
+	return (t-b.phase)%s.cfg.StallEvery < s.cfg.StallFor
+}
+
+func (s *simulation) stallEnd(b *simBackend, t time.Duration) time.Duration {
+	return t + s.cfg.StallFor - (t-b.phase)%s.cfg.StallEvery
+}
+
+func (s *simulation) nextStall(b *simBackend, t time.Duration) time.Duration {
+	if t < b.phase {
+		return b.phase
+	}
+	return t - (t-b.phase)%s.cfg.StallEvery + s.cfg.StallEvery
+}
+
+// finish is when work started at now completes: a stalled backend makes
+// no progress during its stalls.
+func (s *simulation) finish(b *simBackend, now, work time.Duration) time.Duration {
+	if !b.stalls {
+		return now + work
+	}
+	t := now
+	for {
+		if s.stalled(b, t) {
+			t = s.stallEnd(b, t)
+		}
+		ns := s.nextStall(b, t)
+		if t+work <= ns {
+			return t + work
+		}
+		work -= ns - t
+		t = ns
+	}
+}

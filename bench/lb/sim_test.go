@@ -1,0 +1,188 @@
+package lb
+
+import (
+	"bytes"
+	"encoding/xml"
+	"strings"
+	"testing"
+	"time"
+
+	sched "github.com/ultcp/ultcp/gateway/lb"
+)
+
+// shortSim is the default model over 3 simulated seconds.
+func shortSim() SimConfig {
+	c := DefaultSimConfig()
+	c.Duration, c.Warmup = 3*time.Second, 500*time.Millisecond
+	return c
+}
+
+func TestSimulateIsRepeatable(t *testing.T) {
+	a, err := Simulate(shortSim(), ScenarioSlow, sched.Queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Simulate(shortSim(), ScenarioSlow, sched.Queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Requests != b.Requests || a.Latency.Quantile(0.99) != b.Latency.Quantile(0.99) {
+		t.Fatalf("two runs of one seed differ: %d/%v and %d/%v", a.Requests, a.Latency.Quantile(0.99), b.Requests, b.Latency.Quantile(0.99))
+	}
+}
+
+func TestSimRoundRobinGivesEachBackendAQuarter(t *testing.T) {
+	r, err := Simulate(shortSim(), ScenarioEqual, sched.RoundRobin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range r.Share {
+		if s < 0.24 || s > 0.26 {
+			t.Errorf("backend %d answered %.3f of the requests, want 0.25", i, s)
+		}
+	}
+}
+
+func TestSimQueueSendsLittleToSlowBackend(t *testing.T) {
+	r, err := Simulate(shortSim(), ScenarioSlow, sched.Queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// At a quarter of the others' speed its fair share of the capacity
+	// is 1/13; round robin would give it 1/4.
+	if r.Share[0] > 0.15 {
+		t.Fatalf("the 4× slower backend answered %.3f of the requests under queue, want ≤ 0.15", r.Share[0])
+	}
+}
+
+func TestSimClosedLoopRoundRobinIsBoundBySlowBackend(t *testing.T) {
+	// 16 clients, round robin: every fourth request waits for the slow
+	// backend, so the pool runs at 4 × its rate of 250/s = 1000/s.
+	r, err := Simulate(shortSim(), ScenarioSlow, sched.RoundRobin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RPS < 950 || r.RPS > 1050 {
+		t.Fatalf("round robin with a 4× slower backend: %.0f req/s, want ~1000", r.RPS)
+	}
+}
+
+func TestSimStalledBackendMakesNoProgressDuringStall(t *testing.T) {
+	s := &simulation{cfg: DefaultSimConfig()}
+	b := &simBackend{stalls: true, phase: 100 * time.Millisecond}
+	// Stalls [100, 150) ms, [600, 650) ms. Work of 20 ms started at 90 ms:
+	// 10 ms before the stall, 10 after it.
+	if got := s.finish(b, 90*time.Millisecond, 20*time.Millisecond); got != 160*time.Millisecond {
+		t.Fatalf("finish = %v, want 160ms", got)
+	}
+	// Started inside the stall: nothing until 150 ms.
+	if got := s.finish(b, 120*time.Millisecond, 5*time.Millisecond); got != 155*time.Millisecond {
+		t.Fatalf("finish = %v, want 155ms", got)
+	}
+	// Long work crosses two stalls.
+	if got := s.finish(b, 0, 700*time.Millisecond); got != 800*time.Millisecond {
+		t.Fatalf("finish = %v, want 800ms", got)
+	}
+}
+
+func TestSimOpenLoopAnswersTheOfferedRate(t *testing.T) {
+	c := shortSim()
+	c.Concurrency, c.Rate = 0, 2000
+	r, err := Simulate(c, ScenarioEqual, sched.LeastConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RPS < 1850 || r.RPS > 2150 {
+		t.Fatalf("open loop at 2000/s answered %.0f/s", r.RPS)
+	}
+}
+
+func TestSimRejectsBadConfig(t *testing.T) {
+	for _, c := range []struct {
+		mod  func(*SimConfig)
+		want string
+	}{
+		{func(c *SimConfig) { c.StallFor = c.StallEvery }, "shorter than its period"},
+		{func(c *SimConfig) { c.Backends = 1 }, "1 backends"},
+		{func(c *SimConfig) { c.Concurrency, c.Rate = 0, -1 }, "open-loop rate"},
+		{func(c *SimConfig) { c.Warmup = c.Duration }, "warm-up"},
+	} {
+		cfg := DefaultSimConfig()
+		c.mod(&cfg)
+		if _, err := Simulate(cfg, ScenarioEqual, sched.Queue); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v, want an error containing %q", err, c.want)
+		}
+	}
+	if _, err := Simulate(DefaultSimConfig(), "flaky", sched.Queue); err == nil || !strings.Contains(err.Error(), "unknown scenario") {
+		t.Errorf("scenario flaky: %v", err)
+	}
+}
+
+func TestChecksJudgeTargets(t *testing.T) {
+	var r Results
+	h := func(ms float64) *Histogram {
+		var x Histogram
+		x.Record(time.Duration(ms * 1e6))
+		return &x
+	}
+	r.Add(ScenarioSlow, "queue", 1000, h(10), 0, nil)
+	r.Add(ScenarioSlow, "roundrobin", 1000, h(30), 0, nil)
+	r.Add(ScenarioSlow, "leastconn", 1000, h(9), 0, nil)
+	r.Add(ScenarioEqual, "queue", 950, h(1), 0, nil)
+	r.Add(ScenarioEqual, "roundrobin", 1000, h(1), 0, nil)
+	got := map[string]bool{}
+	for _, c := range r.Checks() {
+		got[c.Target] = c.Met
+	}
+	want := map[string]bool{
+		"slow: queue p99 ≤ 0.5 × roundrobin p99":      true,  // 10 ≤ 15
+		"slow: queue p99 ≤ leastconn p99":             false, // 10 > 9
+		"equal: queue req/s ≥ 0.9 × roundrobin req/s": true,  // 950 ≥ 900
+	}
+	if len(got) != len(want) {
+		t.Fatalf("checks %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if m, ok := got[k]; !ok || m != v {
+			t.Errorf("%s: met=%v (present %v), want %v", k, m, ok, v)
+		}
+	}
+}
+
+func TestCDFPlotIsSVGWithACurvePerRun(t *testing.T) {
+	r, err := SimulateAll(shortSim(), []string{ScenarioEqual, ScenarioSlow}, []sched.Policy{sched.Queue, sched.RoundRobin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := r.WriteCDFSVG(&buf); err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(&buf)
+	lines := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			if err.Error() == "EOF" {
+				break
+			}
+			t.Fatalf("not well-formed XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "polyline" {
+			lines++
+		}
+	}
+	if lines != 4 {
+		t.Fatalf("%d curves, want 4 (2 scenarios × 2 policies)", lines)
+	}
+}
+
+func BenchmarkSimulate(b *testing.B) {
+	c := shortSim()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Simulate(c, ScenarioSlow, sched.Queue); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
