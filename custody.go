@@ -76,17 +76,25 @@ func (c *Conn) custodyLocked(now time.Duration, rec []byte) {
 
 // parseCustody checks a custody record against c and parses its message.
 func (c *Conn) parseCustody(rec []byte) (custody.Message, bool) {
-	if len(rec) > maxCustodyRecord || !c.viaGateway() {
+	if !c.viaGateway() {
+		return custody.Message{}, false
+	}
+	gw, _ := wire.AddrFromNetip(c.fc.RemoteAddr())
+	return parseCustodyRecord(rec, gw, c.s.ip)
+}
+
+// parseCustodyRecord parses a custody record that must travel from the
+// gateway gw to self: a whole, unfragmented IPv4 packet of protocol 253
+// carrying one well-formed message.
+func parseCustodyRecord(rec []byte, gw, self wire.IPv4Addr) (custody.Message, bool) {
+	if len(rec) > maxCustodyRecord {
 		return custody.Message{}, false
 	}
 	// One copy out of the ring: the peer can still write what we read.
 	var buf [maxCustodyRecord]byte
 	b := buf[:copy(buf[:], rec)]
 	p, err := wire.NewIPv4Packet(b)
-	if err != nil || p.TotalLen() != len(b) || p.IsFragment() || p.Protocol() != custody.Proto || p.Dst() != c.s.ip {
-		return custody.Message{}, false
-	}
-	if gw, _ := wire.AddrFromNetip(c.fc.RemoteAddr()); p.Src() != gw {
+	if err != nil || p.TotalLen() != len(b) || p.IsFragment() || p.Protocol() != custody.Proto || p.Dst() != self || p.Src() != gw {
 		return custody.Message{}, false
 	}
 	m, err := custody.Parse(p.Payload())

@@ -762,3 +762,109 @@ func BenchmarkRouteOutside(b *testing.B) {
 		}
 	}
 }
+
+// custodyRecord is a custody record from src to dst carrying m's
+// encoding.
+func custodyRecord(t testing.TB, src, dst netip.Addr, m custody.Message) []byte {
+	t.Helper()
+	b := make([]byte, ipHdrLen, ipHdrLen+custody.MaxLen)
+	b, err := m.Append(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	encodeIPv4(b, src.As4(), dst.As4(), makeIPFields(0, DefaultTTL), custody.Proto, len(b))
+	return b
+}
+
+// A LOSS record from the gateway parses into its range; every cut of it,
+// and the same bytes from another source, to another node, as another
+// protocol or as a fragment, are refused.
+func TestParseCustodyRecordLiteralLoss(t *testing.T) {
+	gw, self := addrGW.As4(), addrA.As4()
+	rec := custodyRecord(t, addrGW, addrA, custody.Message{Type: custody.Loss, Start: 1000, End: 2448})
+	want := "45 00 00 24 00 00 40 00 40 fd 00 00 0a 4d 00 fe 0a 4d 00 01 55 43 01 04 00 00 00 00 00 00 03 e8 00 00 09 90"
+	if got := fmt.Sprintf("% x", rec); got != want {
+		t.Fatalf("LOSS{1000,2448} record\n %s, want\n %s", got, want)
+	}
+	if m, ok := parseCustodyRecord(rec, gw, self); !ok || m.Type != custody.Loss || m.Start != 1000 || m.End != 2448 {
+		t.Fatalf("parseCustodyRecord = %v, %v; want LOSS{1000,2448}, true", m, ok)
+	}
+	for n := 0; n < len(rec); n++ {
+		if _, ok := parseCustodyRecord(rec[:n], gw, self); ok {
+			t.Fatalf("a record cut to %d of %d bytes was accepted", n, len(rec))
+		}
+	}
+	for name, mutate := range map[string]func(b []byte){
+		"from another node": func(b []byte) { b[15] = 3 },
+		"to another node":   func(b []byte) { b[19] = 2 },
+		"of protocol 254":   func(b []byte) { b[9] = 254 },
+		"a fragment":        func(b []byte) { b[6] |= 0x20 },
+		"bad magic":         func(b []byte) { b[20] = 'X' },
+	} {
+		b := append([]byte(nil), rec...)
+		mutate(b)
+		if m, ok := parseCustodyRecord(b, gw, self); ok {
+			t.Fatalf("a record %s was accepted as %v", name, m)
+		}
+	}
+}
+
+// FuzzParseCustodyRecord: whatever lies on the ring, parseCustodyRecord
+// returns without panicking, and what it accepts is protocol 253 from the
+// gateway to us.
+func FuzzParseCustodyRecord(f *testing.F) {
+	f.Add(custodyRecord(f, addrGW, addrA, custody.Message{Type: custody.Grant}))
+	f.Add(custodyRecord(f, addrGW, addrA, custody.Message{Type: custody.Fail, Errno: 110}))
+	f.Add(custodyRecord(f, addrGW, addrA, custody.Message{Type: custody.Loss, Start: 1, End: 2}))
+	gw, self := addrGW.As4(), addrA.As4()
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		if _, ok := parseCustodyRecord(rec, gw, self); ok &&
+			(len(rec) < ipHdrLen+custody.HeaderLen || rec[9] != custody.Proto || [4]byte(rec[12:16]) != gw) {
+			t.Fatalf("accepted % x", rec)
+		}
+	})
+}
+
+// RFC 9293 §3.10.7.1 for the outside world: a SYN brought by the gateway
+// for a port nobody listens on is answered with a RST to the outside
+// host, on the gateway's fabric conn.
+func TestOutsideSynForNoListenerIsAnsweredWithRST(t *testing.T) {
+	dir := testDir(t)
+	a := newStack(t, dir, addrA)
+	_, rst := acceptOutside(t, joinGateway(t, dir), addrA)
+	if rst.String() != "<SEQ=0><ACK=3001><CTL=RST,ACK><WND=0>" || rst.Hdr.DstPort != extPeer.Port() {
+		t.Fatalf("answer %s to port %d, want <SEQ=0><ACK=3001><CTL=RST,ACK><WND=0> to %d", rst.String(), rst.Hdr.DstPort, extPeer.Port())
+	}
+	if st := a.Stats(); st.NoListener != 1 {
+		t.Fatalf("NoListener %d, want 1", st.NoListener)
+	}
+}
+
+// Two flows to two outside hosts through the gateway at once: each has
+// its own fabric conn, its own addresses, and its own bytes.
+func TestTwoOutsideFlowsAreSeparate(t *testing.T) {
+	dir := testDir(t)
+	a := newStack(t, dir, addrA)
+	gw := joinGateway(t, dir)
+	f1, c1 := establishOutside(t, a, gw)
+	f2, c2 := establishOutside(t, a, gw)
+	if f1.fc == f2.fc || f1.node == f2.node {
+		t.Fatalf("two flows share a fabric conn or a local port (%v, %v)", f1.node, f2.node)
+	}
+	c1.Write([]byte("one"))
+	c2.Write([]byte("two"))
+	if d := f2.recv(t); string(d.Payload) != "two" {
+		t.Fatalf("flow 2 carried %q, want \"two\"", d.Payload)
+	}
+	if d := f1.recv(t); string(d.Payload) != "one" {
+		t.Fatalf("flow 1 carried %q, want \"one\"", d.Payload)
+	}
+	f1.send(t, wire.FlagACK|wire.FlagPSH, []byte("to one"))
+	buf := make([]byte, 16)
+	if n, err := c1.Read(buf); err != nil || string(buf[:n]) != "to one" {
+		t.Fatalf("flow 1 Read %q, %v; want \"to one\"", buf[:n], err)
+	}
+	if g := a.GatewayStats(); g.Dials != 2 {
+		t.Fatalf("Dials %d, want 2", g.Dials)
+	}
+}
