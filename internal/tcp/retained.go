@@ -16,3 +16,20 @@ func (c *Conn) Retained() int { return c.sb.n }
 // has been emitted once, so a custodian handed this value when custody
 // ends holds every byte it was given and no byte the engine sends later.
 func (c *Conn) SndMax() uint32 { return c.sndMax }
+
+// RetainedInFlight returns the octets of sequence space sent, not yet
+// acknowledged and held by the engine for retransmission: everything in
+// flight in retaining mode, none of what a custodian holds in custody
+// mode (RFC 9293's SND.NXT − SND.UNA, less the custodian's part).
+func (c *Conn) RetainedInFlight() int {
+	if !c.retainedInFlight() {
+		return 0
+	}
+	return int(c.sndMax - seqMax(c.sndUna, c.custodyEnd))
+}
+
+// RetainedPeak returns the most octets of sequence space the engine has
+// held for retransmission at once over the connection's life (sent, not
+// yet acknowledged, not in a custodian's care): the memory a custodian
+// saves a node. Octets written and not yet sent are not counted.
+func (c *Conn) RetainedPeak() int { return c.board.peak }

@@ -49,6 +49,9 @@ type scoreboard struct {
 	// highSACK is one past the highest SACKed octet (RFC 6675's
 	// HighACK plus the SACKed data above it), valid when sacked > 0.
 	highSACK uint32
+	// peak is the most sequence space the records have spanned at once:
+	// the most octets sent and held for retransmission (retained.go).
+	peak int
 }
 
 // n returns the number of records.
@@ -75,6 +78,9 @@ func (b *scoreboard) add(start, end uint32, at time.Duration, fin bool) {
 		b.segs, b.head = b.segs[:k], 0
 	}
 	b.segs = append(b.segs, txSeg{start: start, end: end, sentAt: at, flags: f})
+	if d := int(end - b.segs[b.head].start); d > b.peak {
+		b.peak = d
+	}
 }
 
 // find returns the index (from the front) of the first record that ends
