@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"time"
 )
 
 // WriteCDFSVG draws the latency distribution of every run: one panel per
@@ -100,8 +99,7 @@ func (r *Results) WriteCDFSVG(w io.Writer) error {
 		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", x+30, ph+16, xmlEscape(p))
 	}
 	if r.Command != "" {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555">%s</text>`+"\n", width-10, ph+16, xmlEscape(r.Command))
-		b.WriteString("")
+		fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#555" text-anchor="end">%s</text>`+"\n", width-10, ph+26, xmlEscape(r.Command))
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
@@ -116,6 +114,3 @@ func percentLabel(f float64) string {
 func xmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
 }
-
-// msOf converts for tables.
-func msOf(d time.Duration) float64 { return float64(d) / 1e6 }

@@ -1,0 +1,212 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serve starts a backend on a kernel TCP listener on loopback and stops
+// it when the test ends.
+func serve(t *testing.T, cfg BackendConfig) (*Backend, string) {
+	t.Helper()
+	b, err := NewBackend(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("Serve did not return 5 s after its context ended")
+		}
+	})
+	return b, l.Addr().String()
+}
+
+// ask sends raw bytes and returns the whole answer.
+func ask(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(ans)
+}
+
+func TestBackendAnswersGETWithItsName(t *testing.T) {
+	b, addr := serve(t, BackendConfig{Name: "b1", Cost: 50 * time.Microsecond})
+	got := ask(t, addr, "GET /x/7 HTTP/1.1\r\nHost: a\r\n\r\n")
+	want := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 17\r\n\r\nultcp-lb b1 /x/7\n"
+	if got != want {
+		t.Fatalf("answer %q, want %q", got, want)
+	}
+	if name, err := verifyAnswer([]byte(got), "/x/7"); err != nil || string(name) != "b1" {
+		t.Fatalf("verifyAnswer: %q, %v", name, err)
+	}
+	if b.Served() != 1 {
+		t.Fatalf("served %d, want 1", b.Served())
+	}
+}
+
+func TestBackendRejectsOtherMethods(t *testing.T) {
+	_, addr := serve(t, BackendConfig{Name: "b1"})
+	if got := ask(t, addr, "POST / HTTP/1.1\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 405 ") {
+		t.Fatalf("POST answered %q, want 405", got)
+	}
+}
+
+func TestBackendRejectsMalformedRequestLine(t *testing.T) {
+	_, addr := serve(t, BackendConfig{Name: "b1"})
+	if got := ask(t, addr, "GET nopath\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 400 ") {
+		t.Fatalf("malformed request answered %q, want 400", got)
+	}
+}
+
+func TestReadHeadStopsAtTheBufferSize(t *testing.T) {
+	// A request head that does not end within the buffer is refused
+	// (the backend answers 431), never read without bound.
+	buf := make([]byte, 16)
+	if _, err := readHead(strings.NewReader("GET / HTTP/1.1\r\nX: aaaaaaaaaaaa\r\n\r\n"), buf); !errors.Is(err, errHeadTooLarge) {
+		t.Fatalf("readHead: %v, want errHeadTooLarge", err)
+	}
+}
+
+func TestReadHeadFindsTheEndAcrossReads(t *testing.T) {
+	// The blank line split over two reads: "\r\n\r" then "\n".
+	r := io.MultiReader(strings.NewReader("GET / HTTP/1.1\r\n\r"), strings.NewReader("\n"))
+	buf := make([]byte, 64)
+	n, err := readHead(r, buf)
+	if err != nil || string(buf[:n]) != "GET / HTTP/1.1\r\n\r\n" {
+		t.Fatalf("readHead: %q, %v", buf[:n], err)
+	}
+}
+
+func TestReadHeadReportsATruncatedHead(t *testing.T) {
+	if _, err := readHead(strings.NewReader("GET / HTTP/1.1\r\n"), make([]byte, 64)); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("readHead: %v, want io.ErrUnexpectedEOF", err)
+	}
+}
+
+func TestNewBackendRejectsBadConfig(t *testing.T) {
+	for _, c := range []struct {
+		cfg  BackendConfig
+		want string
+	}{
+		{BackendConfig{Name: "a b"}, "one word"},
+		{BackendConfig{Name: "a", Slowdown: 0.5}, "slowdown"},
+		{BackendConfig{Name: "a", StallEvery: time.Second, StallFor: time.Second}, "shorter than its period"},
+		{BackendConfig{Name: "a", Cost: -1}, "cost"},
+	} {
+		if _, err := NewBackend(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error containing %q", c.cfg, err, c.want)
+		}
+	}
+}
+
+func TestBackendStallWindowIsAtTheEndOfEachPeriod(t *testing.T) {
+	b, err := NewBackend(BackendConfig{Name: "s", StallEvery: 500 * time.Millisecond, StallFor: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.start = time.Unix(1000, 0)
+	for _, c := range []struct {
+		at   time.Duration
+		left time.Duration
+	}{
+		{0, 0}, {449 * time.Millisecond, 0}, {450 * time.Millisecond, 50 * time.Millisecond},
+		{480 * time.Millisecond, 20 * time.Millisecond}, {500 * time.Millisecond, 0},
+		{960 * time.Millisecond, 40 * time.Millisecond},
+	} {
+		if got := b.stallLeft(b.start.Add(c.at)); got != c.left {
+			t.Errorf("at %v: stall left %v, want %v", c.at, got, c.left)
+		}
+	}
+}
+
+func TestLoadClosedLoopVerifiesEveryAnswer(t *testing.T) {
+	b1, a1 := serve(t, BackendConfig{Name: "one", Cost: 20 * time.Microsecond})
+	res, err := RunLoad(context.Background(), LoadConfig{Addr: a1, Concurrency: 2, Duration: 300 * time.Millisecond, Path: "/p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 {
+		t.Fatalf("%d errors, first: %v", res.Errors, res.FirstError)
+	}
+	if res.Requests == 0 || res.Requests != res.ByServer["one"] || res.Latency.Count() != res.Requests {
+		t.Fatalf("requests %d, by server %v, histogram %d", res.Requests, res.ByServer, res.Latency.Count())
+	}
+	// Every verified answer was served; the backend may have served one
+	// more whose answer the end of the run cut off.
+	if s := b1.Served(); s < res.Requests || s > res.Requests+2 {
+		t.Fatalf("backend served %d, client verified %d", s, res.Requests)
+	}
+}
+
+func TestLoadOpenLoopSendsAtItsRate(t *testing.T) {
+	_, a := serve(t, BackendConfig{Name: "one", Workers: 4})
+	res, err := RunLoad(context.Background(), LoadConfig{Addr: a, Rate: 200, Duration: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 {
+		t.Fatalf("%d errors, first: %v", res.Errors, res.FirstError)
+	}
+	// 200/s for 0.3 s schedules requests at 0, 5, ..., 295 ms: 60 at most.
+	if res.Requests == 0 || res.Requests > 60 {
+		t.Fatalf("%d requests answered, want 1 to 60", res.Requests)
+	}
+}
+
+func TestLoadCountsRefusedConnectionsAsErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	res, err := RunLoad(context.Background(), LoadConfig{Addr: addr, Concurrency: 1, Duration: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors == 0 || res.FirstError == nil || res.Requests != 0 {
+		t.Fatalf("against a closed port: %d requests, %d errors (%v)", res.Requests, res.Errors, res.FirstError)
+	}
+}
+
+func TestVerifyAnswerRejectsWrongBodies(t *testing.T) {
+	for _, c := range []struct{ ans, want string }{
+		{"HTTP/1.1 500 Oops\r\n\r\n", "status"},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nultcp-lb a /\n", "Content-Length 5"},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n\r\nultcp-lb a /y\n", "not the answer"},
+		{"HTTP/1.1 200 OK\r\n", "complete head"},
+	} {
+		if _, err := verifyAnswer([]byte(c.ans), "/"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want an error containing %q", c.ans, err, c.want)
+		}
+	}
+}

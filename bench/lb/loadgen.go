@@ -1,0 +1,299 @@
+package lb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// LoadConfig describes a load generator run.
+type LoadConfig struct {
+	// Addr is the service, host:port.
+	Addr string
+	// Concurrency > 0: that many clients in a closed loop, each opening a
+	// fresh connection for its next request when the previous answer is
+	// in. Otherwise an open loop at Rate requests per second.
+	Concurrency int
+	Rate        float64
+	// MaxInFlight bounds the open loop's outstanding requests (default
+	// 4096); a request due when the bound is reached counts as an error.
+	MaxInFlight int
+	// Duration of the run; Timeout of one request (connect to last byte,
+	// default 5 s).
+	Duration, Timeout time.Duration
+	// Path requested (default "/").
+	Path string
+	// Dial opens a connection (default: net.Dialer over kernel TCP).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// LoadResult is what a run measured.
+type LoadResult struct {
+	// Requests answered and verified, and their latencies (connect to
+	// the answer's last byte; in the open loop from the request's
+	// scheduled start).
+	Requests uint64
+	Latency  *Histogram
+	// Errors: failed connects, timeouts, wrong answers, overload of the
+	// open loop. FirstError says what the first one was.
+	Errors     uint64
+	FirstError error
+	// Elapsed is the run's length, RPS = Requests / Elapsed.
+	Elapsed time.Duration
+	RPS     float64
+	// ByServer counts the answers per backend name.
+	ByServer map[string]uint64
+}
+
+// RunLoad runs the load generator until cfg.Duration has passed or ctx
+// ends.
+func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 4096
+	}
+	if cfg.Path == "" {
+		cfg.Path = "/"
+	}
+	if cfg.Dial == nil {
+		var d net.Dialer
+		cfg.Dial = d.DialContext
+	}
+	switch {
+	case cfg.Addr == "":
+		return LoadResult{}, errors.New("lb load: no address")
+	case cfg.Duration <= 0 || cfg.Duration > time.Hour:
+		return LoadResult{}, fmt.Errorf("lb load: duration %v, want (0, 1h]", cfg.Duration)
+	case cfg.Concurrency < 0 || cfg.Concurrency > 100000:
+		return LoadResult{}, fmt.Errorf("lb load: concurrency %d", cfg.Concurrency)
+	case cfg.Concurrency == 0 && (cfg.Rate <= 0 || cfg.Rate > 1e6 || cfg.Rate != cfg.Rate):
+		return LoadResult{}, fmt.Errorf("lb load: rate %v, want (0, 1e6] requests/s or a concurrency", cfg.Rate)
+	case cfg.Path[0] != '/' || bytes.ContainsAny([]byte(cfg.Path), " \r\n"):
+		return LoadResult{}, fmt.Errorf("lb load: bad path %q", cfg.Path)
+	case cfg.Timeout < 0 || cfg.MaxInFlight < 0:
+		return LoadResult{}, fmt.Errorf("lb load: timeout %v, max in flight %d", cfg.Timeout, cfg.MaxInFlight)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	g := &loadGen{cfg: cfg, res: LoadResult{Latency: &Histogram{}, ByServer: map[string]uint64{}},
+		req: []byte("GET " + cfg.Path + " HTTP/1.1\r\nHost: " + cfg.Addr + "\r\nUser-Agent: ultcp-bench-lb\r\nConnection: close\r\n\r\n")}
+	start := time.Now()
+	g.deadline = start.Add(cfg.Duration)
+	var wg sync.WaitGroup
+	if cfg.Concurrency > 0 {
+		for i := 0; i < cfg.Concurrency; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := g.newClient()
+				for ctx.Err() == nil && time.Now().Before(g.deadline) {
+					t0 := time.Now()
+					c.do(ctx, t0)
+				}
+				g.merge(c)
+			}()
+		}
+	} else {
+		g.openLoop(ctx, start, &wg)
+	}
+	wg.Wait()
+	g.res.Elapsed = time.Since(start)
+	g.res.RPS = float64(g.res.Requests) / g.res.Elapsed.Seconds()
+	return g.res, nil
+}
+
+type loadGen struct {
+	cfg LoadConfig
+	// deadline is when the run ends. Checked by the clock as well as
+	// through ctx: a dial past its context's deadline fails at once, and
+	// on a busy machine the context's timer can fire well after that.
+	deadline time.Time
+	req      []byte
+	mu       sync.Mutex
+	res      LoadResult
+}
+
+// client is one request-issuing goroutine's state: its own histogram and
+// buffer, merged at the end, so requests share no lock.
+type client struct {
+	g        *loadGen
+	buf      []byte
+	hist     Histogram
+	ok, errs uint64
+	firstErr error
+	servers  map[string]uint64
+}
+
+func (g *loadGen) newClient() *client {
+	return &client{g: g, buf: make([]byte, 4096), servers: map[string]uint64{}}
+}
+
+func (g *loadGen) merge(c *client) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.res.Latency.Merge(&c.hist)
+	g.res.Requests += c.ok
+	g.res.Errors += c.errs
+	if g.res.FirstError == nil {
+		g.res.FirstError = c.firstErr
+	}
+	for k, v := range c.servers {
+		g.res.ByServer[k] += v
+	}
+}
+
+// openLoop starts one request every 1/Rate on its own goroutine,
+// whatever happened to the earlier ones.
+func (g *loadGen) openLoop(ctx context.Context, start time.Time, wg *sync.WaitGroup) {
+	interval := time.Duration(float64(time.Second) / g.cfg.Rate)
+	sem := make(chan struct{}, g.cfg.MaxInFlight)
+	// Clients are reused through a pool (one goroutine holds one at a
+	// time); every client ever made is merged at the end.
+	var made []*client
+	var madeMu sync.Mutex
+	pool := sync.Pool{New: func() any {
+		c := g.newClient()
+		madeMu.Lock()
+		made = append(made, c)
+		madeMu.Unlock()
+		return c
+	}}
+	overload := 0
+	for i := 0; ; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if d := time.Until(due); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		if ctx.Err() != nil || !due.Before(g.deadline) {
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			overload++
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := pool.Get().(*client)
+			c.do(ctx, due)
+			pool.Put(c)
+			<-sem
+		}()
+	}
+	wg.Wait()
+	for _, c := range made {
+		g.merge(c)
+	}
+	if overload > 0 {
+		g.mu.Lock()
+		g.res.Errors += uint64(overload)
+		if g.res.FirstError == nil {
+			g.res.FirstError = fmt.Errorf("lb load: %d requests not sent: %d in flight already", overload, g.cfg.MaxInFlight)
+		}
+		g.mu.Unlock()
+	}
+}
+
+// do runs one request: connect, send, read the whole answer, verify it.
+// The latency counts from start; a run that ends mid-request does not
+// count it at all.
+func (c *client) do(ctx context.Context, start time.Time) {
+	err := c.exchange(ctx)
+	if err != nil {
+		if ctx.Err() != nil || !time.Now().Before(c.g.deadline) {
+			return // the run ended under it
+		}
+		c.errs++
+		if c.firstErr == nil {
+			c.firstErr = err
+		}
+		return
+	}
+	c.ok++
+	c.hist.Record(time.Since(start))
+}
+
+func (c *client) exchange(ctx context.Context) error {
+	g := c.g
+	rctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
+	defer cancel()
+	conn, err := g.cfg.Dial(rctx, "tcp", g.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(rctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := conn.Write(g.req); err != nil {
+		return err
+	}
+	n := 0
+	for {
+		if n == len(c.buf) {
+			return fmt.Errorf("lb load: answer longer than %d bytes", len(c.buf))
+		}
+		m, err := conn.Read(c.buf[n:])
+		n += m
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	name, err := verifyAnswer(c.buf[:n], g.cfg.Path)
+	if err != nil {
+		return err
+	}
+	c.servers[string(name)]++
+	return nil
+}
+
+// verifyAnswer checks a Backend's answer to GET path: status 200, a
+// Content-Length that matches the body, and the body "ultcp-lb NAME
+// PATH\n". It returns NAME.
+func verifyAnswer(ans []byte, path string) ([]byte, error) {
+	head, body, ok := bytes.Cut(ans, []byte("\r\n\r\n"))
+	if !ok {
+		return nil, fmt.Errorf("lb load: answer without a complete head (%d bytes)", len(ans))
+	}
+	status, headers, _ := bytes.Cut(head, []byte("\r\n"))
+	if !bytes.HasPrefix(status, []byte("HTTP/1.1 200 ")) {
+		return nil, fmt.Errorf("lb load: status %q", status)
+	}
+	length := -1
+	for _, h := range bytes.Split(headers, []byte("\r\n")) {
+		k, v, _ := bytes.Cut(h, []byte(":"))
+		if bytes.EqualFold(bytes.TrimSpace(k), []byte("Content-Length")) {
+			l, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err != nil {
+				return nil, fmt.Errorf("lb load: Content-Length %q", v)
+			}
+			length = l
+		}
+	}
+	if length != len(body) {
+		return nil, fmt.Errorf("lb load: Content-Length %d, body of %d bytes", length, len(body))
+	}
+	rest, ok := bytes.CutPrefix(body, []byte("ultcp-lb "))
+	name, p, ok2 := bytes.Cut(rest, []byte(" "))
+	if !ok || !ok2 || len(name) == 0 || string(p) != path+"\n" {
+		return nil, fmt.Errorf("lb load: body %q is not the answer to %s", body, path)
+	}
+	return name, nil
+}
