@@ -86,7 +86,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 	g := &loadGen{cfg: cfg, res: LoadResult{Latency: &Histogram{}, ByServer: map[string]uint64{}},
 		req: []byte("GET " + cfg.Path + " HTTP/1.1\r\nHost: " + cfg.Addr + "\r\nUser-Agent: ultcp-bench-lb\r\nConnection: close\r\n\r\n")}
 	start := time.Now()
-	g.deadline = start.Add(cfg.Duration)
+	g.deadline, _ = ctx.Deadline() // the earlier of ctx's own and Duration
 	var wg sync.WaitGroup
 	if cfg.Concurrency > 0 {
 		for i := 0; i < cfg.Concurrency; i++ {
