@@ -109,20 +109,21 @@ func (c *Conn) setRemote(rip wire.IPv4Addr) {
 	c.tuple.rip = rip
 }
 
-// routeEmbryo decides, from the first record b of a fabric connection a
-// peer opened, whom the embryo's segments must come from: the fabric
+// routeEmbryo decides, from the first TCP record b of a fabric connection
+// a peer opened, whom the embryo's segments must come from: the fabric
 // peer, or, for a packet whose source lies outside the subnet, that
 // outside host, provided the fabric peer is the registered gateway. It
 // reports false (and counts) when a non-gateway peer sends as an outside
-// address; the caller then drops the fabric connection. What is not an
-// IPv4 packet is left to decodeRecord to refuse.
+// address; the caller then drops the fabric connection. A record that is
+// not an IPv4 TCP packet decides nothing: decodeRecord refuses it, or it
+// is a custody message that came before the SYN (embryo.input).
 func (s *Stack) routeEmbryo(e *embryo, b []byte) bool {
 	fpeer := e.fc.RemoteAddr()
 	e.peer, _ = wire.AddrFromNetip(fpeer)
-	e.routed = true
-	if len(b) < ipHdrLen || b[0]>>4 != 4 {
+	if len(b) < ipHdrLen || b[0]>>4 != 4 || b[9] != 6 {
 		return true
 	}
+	e.routed = true
 	src := netip.AddrFrom4([4]byte(b[12:16]))
 	if !s.outside(src) {
 		return true

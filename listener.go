@@ -408,6 +408,14 @@ func (e *embryo) input(now time.Duration) {
 			return
 		}
 		payload, perr := decodeRecord(r.Data, len(r.Data)+r.DMALen, e.peer, s.ip, &e.seg)
+		if perr == errCustody && !r.DMA {
+			// The gateway spoke of custody before any connection
+			// exists to act on it: dropped and counted, as custody
+			// advice that fits nothing (custody.go); the flow goes on.
+			s.gw.drops.Add(1)
+			e.fc.Release()
+			continue
+		}
 		if perr != nil || r.DMA {
 			s.stats.badRecords.Add(1)
 			e.fc.Release()

@@ -868,3 +868,32 @@ func TestTwoOutsideFlowsAreSeparate(t *testing.T) {
 		t.Fatalf("Dials %d, want 2", g.Dials)
 	}
 }
+
+// A custody message the gateway sends before the SYN it forwards finds
+// no connection: it is dropped and counted, and the SYN that follows on
+// the same fabric conn is still routed from outside and answered.
+func TestCustodyMessageBeforeSynDoesNotHarmTheFlow(t *testing.T) {
+	dir := testDir(t)
+	a := newStack(t, dir, addrA)
+	l, err := a.ListenTCP("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	gw := joinGateway(t, dir)
+	fc, err := gw.Dial(context.Background(), addrA, fabric.ConnConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc.Send(custodyRecord(t, addrGW, addrA, custody.Message{Type: custody.Grant}))
+	f := &flow{fc: fc, node: netip.AddrPortFrom(addrA, 80), ext: extPeer, snd: 3000, tsVal: extSYNTS}
+	h := wire.TCPHeader{SrcPort: extPeer.Port(), DstPort: 80, Seq: f.snd, Flags: wire.FlagSYN, Window: 65535}
+	h.Options = wire.TCPOptions{MSS: 1460, HasTimestamp: true, TSVal: f.tsVal}
+	f.sendHdr(t, h, nil)
+	if sa := f.recv(t); sa.Hdr.Flags != wire.FlagSYN|wire.FlagACK || sa.Hdr.Ack != 3001 {
+		t.Fatalf("answer to the SYN %v, want <CTL=SYN,ACK><ACK=3001>", sa.String())
+	}
+	if g, st := a.GatewayStats(), a.Stats(); g.CustodyDrops != 1 || g.Inbound != 1 || st.BadRecords != 0 {
+		t.Fatalf("CustodyDrops %d, Inbound %d, BadRecords %d; want 1, 1, 0", g.CustodyDrops, g.Inbound, st.BadRecords)
+	}
+}
