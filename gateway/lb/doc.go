@@ -58,6 +58,14 @@
 //
 //   - roundrobin: smooth weighted round robin (equal weights: A B C A B C).
 //
+//   - sed: shortest expected delay as queue computes it, but with the
+//     backlog counted as open connections (Load.Conns) × the bytes per
+//     connection, so that requests being served count as well as those
+//     waiting in the ring; the ring still gives the drain rate and the
+//     stall time. It is IPVS's sed with the weights measured instead of
+//     configured. Not one of the four: it is there because the
+//     simulation showed where queue's ring-only view loses (see Tuning).
+//
 //   - hash: Maglev consistent hashing (Eisenbud et al., NSDI 2016, §3.4):
 //     a lookup table of prime size M filled from each member's permutation
 //     of the slots, indexed by the flow hash. Each member owns ⌊M/N⌋ or

@@ -20,10 +20,15 @@ const (
 	RoundRobin
 	// Hash: Maglev consistent hashing of the flow hash.
 	Hash
+	// SED: shortest expected delay with the backlog counted in open
+	// connections (Load.Conns) instead of ring bytes, and the drain rate
+	// and stalls still read from the ring (doc.go). Not one of issue 8's
+	// four; kept for comparison with queue.
+	SED
 )
 
 // Policies lists every policy, in the order tables print them.
-var Policies = []Policy{Queue, LeastConn, RoundRobin, Hash}
+var Policies = []Policy{Queue, LeastConn, RoundRobin, Hash, SED}
 
 func (p Policy) String() string {
 	switch p {
@@ -35,6 +40,8 @@ func (p Policy) String() string {
 		return "roundrobin"
 	case Hash:
 		return "hash"
+	case SED:
+		return "sed"
 	}
 	return fmt.Sprintf("Policy(%d)", uint8(p))
 }
@@ -46,7 +53,7 @@ func ParsePolicy(s string) (Policy, error) {
 			return p, nil
 		}
 	}
-	return 0, fmt.Errorf("lb: unknown policy %q (want queue, leastconn, roundrobin or hash)", s)
+	return 0, fmt.Errorf("lb: unknown policy %q (want queue, leastconn, roundrobin, hash or sed)", s)
 }
 
 // Load is how the scheduler sees one member. The gateway implements it
@@ -145,7 +152,7 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
-	if c.Policy > Hash {
+	if c.Policy > SED {
 		return fmt.Errorf("lb: unknown policy %d", c.Policy)
 	}
 	for _, d := range []struct {
@@ -430,6 +437,12 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 			// A rate sample only when the member held data at both
 			// readings: it had work the whole interval (or stalled).
 			switch {
+			case delta == 0 && m.rateKnown && now-m.progressAt > time.Duration(stallGaps*s.connBytes/max(m.rate, 1e-9)):
+				// Nothing consumed for several times the usual gap
+				// between two requests: a stall, not slowness. The
+				// stall time in the score covers it; feeding zeros to
+				// the rate would keep the member looking slow long
+				// after it resumed.
 			case m.lastOcc > 0 && occ > 0:
 				r := float64(delta) / float64(dt)
 				switch {
@@ -485,6 +498,10 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 	return s.nextReading
 }
 
+// stallGaps: a member that has consumed nothing for this many times its
+// usual gap between connections' worth of bytes is stalled (Tick).
+const stallGaps = 4
+
 // alpha is the EWMA weight of a sample dt after the previous one for a
 // time constant tau: 1 - e^(-dt/tau), so that the average forgets at the
 // same speed whatever the interval.
@@ -501,7 +518,7 @@ func (s *Service) Pick(flowHash uint64) (*Member, error) {
 	}
 	var m *Member
 	switch s.cfg.Policy {
-	case Queue:
+	case Queue, SED:
 		m = s.pickQueue(flowHash)
 	case LeastConn:
 		m = s.pickLeastConn()
@@ -520,6 +537,11 @@ func (s *Service) Pick(flowHash uint64) (*Member, error) {
 // expectedDelay is the queue policy's score of m in nanoseconds (doc.go).
 func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
 	backlog := m.backlog + s.connBytes*float64(m.pending+1)
+	if s.cfg.Policy == SED {
+		// Every open connection counts as one connection's bytes,
+		// whether they wait in the ring or are being served.
+		backlog = s.connBytes * float64(max(m.load.Conns(), 0)+1)
+	}
 	rate := meanRate
 	if m.rateKnown {
 		rate = m.rate

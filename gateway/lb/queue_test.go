@@ -217,3 +217,15 @@ func TestTickBeforeDueDoesNotRead(t *testing.T) {
 		t.Fatalf("an early Tick read occupancy %d, want no reading", got)
 	}
 }
+
+func TestSEDWeighsConnectionsByDrainRate(t *testing.T) {
+	s, l := pool(t, Config{Policy: SED}, 1, 1)
+	readTwice(s, l, []int64{100, 100}, []uint64{1000, 250})
+	l[0].conns, l[1].conns = 3, 1
+	// (3+1) × 512 B at 1 B/µs = 2.0 ms against (1+1) × 512 B at
+	// 0.25 B/µs = 4.1 ms: the busier but faster member wins, where
+	// leastconn would choose .2.
+	if got := picks(t, s, 1); got[0] != 1 {
+		t.Fatalf("picked .%d, want .1", got[0])
+	}
+}
