@@ -149,6 +149,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "fabric" {
 		return runFabricBench(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "lb" {
+		return runBenchLB(args[1:], stdout, stderr)
+	}
 	fs, f := newNetPIPEFlags(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

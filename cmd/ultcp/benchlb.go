@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	benchlb "github.com/ultcp/ultcp/bench/lb"
+	"github.com/ultcp/ultcp/gateway/lb"
+)
+
+// benchLBFlags are the flags of `ultcp bench lb`.
+type benchLBFlags struct {
+	simulate  bool
+	quick     bool
+	json      string
+	plot      string
+	scenarios string
+	policies  string
+	sim       benchlb.SimConfig
+}
+
+func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
+	fs := flag.NewFlagSet("ultcp bench lb", flag.ContinueOnError)
+	fs.SetOutput(w)
+	f := &benchLBFlags{sim: benchlb.DefaultSimConfig()}
+	var names []string
+	for _, p := range lb.Policies {
+		names = append(names, p.String())
+	}
+	d := f.sim
+	fs.BoolVar(&f.simulate, "simulate", false, "run the in-process model of the pool (package bench/lb) instead of real backends behind the gateway")
+	fs.BoolVar(&f.quick, "quick", false, "5 simulated seconds per run instead of --duration")
+	fs.StringVar(&f.json, "json", "", "also write {\"runs\": [...]} to `FILE`")
+	fs.StringVar(&f.plot, "plot", "", "draw the latency CDFs into `FILE`.svg")
+	fs.StringVar(&f.scenarios, "scenarios", strings.Join(benchlb.Scenarios, ","), "comma-separated `LIST` of scenarios")
+	fs.StringVar(&f.policies, "policies", strings.Join(names, ","), "comma-separated `LIST` of policies")
+	fs.IntVar(&f.sim.Backends, "backends", d.Backends, "backends in the pool")
+	fs.IntVar(&f.sim.Workers, "workers", d.Workers, "requests one backend serves at once")
+	fs.DurationVar(&f.sim.Cost, "cost", d.Cost, "mean service time of a request")
+	fs.Float64Var(&f.sim.Slowdown, "slowdown", d.Slowdown, "cost factor of backend 0 in the slow scenario")
+	fs.DurationVar(&f.sim.StallEvery, "stall-every", d.StallEvery, "period of backend 0's stalls in the stall scenario")
+	fs.DurationVar(&f.sim.StallFor, "stall-for", d.StallFor, "length of each stall")
+	fs.IntVar(&f.sim.Concurrency, "concurrency", d.Concurrency, "clients in a closed loop (0: open loop at --rate)")
+	fs.Float64Var(&f.sim.Rate, "rate", 0, "open-loop requests per second (with --concurrency 0)")
+	fs.DurationVar(&f.sim.RTT, "rtt", d.RTT, "round trip between client and backend")
+	fs.DurationVar(&f.sim.Duration, "duration", d.Duration, "simulated time per run")
+	fs.DurationVar(&f.sim.Warmup, "warmup", d.Warmup, "simulated time not measured at the start of each run")
+	fs.Uint64Var(&f.sim.Seed, "seed", d.Seed, "random seed of the model and the scheduler")
+	fs.DurationVar(&f.sim.LB.Interval, "lb-interval", lb.DefaultInterval, "scheduler: interval between readings of the rings")
+	fs.DurationVar(&f.sim.LB.Smoothing, "lb-smoothing", lb.DefaultSmoothing, "scheduler: time constant of the backlog EWMA")
+	fs.DurationVar(&f.sim.LB.RateSmoothing, "lb-rate-smoothing", lb.DefaultRateSmoothing, "scheduler: time constant of the drain-rate EWMA")
+	fs.Float64Var(&f.sim.LB.Slack, "lb-slack", lb.DefaultSlack, "scheduler: members within this fraction of the best are equal")
+	fs.DurationVar(&f.sim.LB.StallTimeout, "lb-stall-timeout", lb.DefaultStallTimeout, "scheduler: remove a member that consumed nothing for this long")
+	return fs, f
+}
+
+func benchLBUsage(w io.Writer) {
+	fs, _ := newBenchLBFlags(w)
+	fmt.Fprintln(w, "\nusage: ultcp bench lb --simulate [flags]\n\nscenarios: equal (alike), slow (backend 0 slowed), stall (backend 0 stalls periodically)\n\nflags:")
+	fs.PrintDefaults()
+}
+
+// runBenchLB is `ultcp bench lb`: the load-balancing comparison of issue
+// 8. Today only its simulation runs; the measured run needs the gateway.
+func runBenchLB(args []string, stdout, stderr io.Writer) int {
+	fs, f := newBenchLBFlags(stderr)
+	fs.Usage = func() { benchLBUsage(stderr) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ultcp bench lb: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if !f.simulate {
+		fmt.Fprintln(stderr, "ultcp bench lb: the measured run (real backends behind the gateway, load from the ext namespace) is not built yet; --simulate runs the model")
+		return 2
+	}
+	if f.plot != "" && !strings.HasSuffix(f.plot, ".svg") {
+		fmt.Fprintf(stderr, "ultcp bench lb: --plot %s: only SVG is drawn (name the file .svg)\n", f.plot)
+		return 2
+	}
+	scenarios, err := splitList(f.scenarios, benchlb.Scenarios)
+	if err != nil {
+		fmt.Fprintf(stderr, "ultcp bench lb: --scenarios: %v\n", err)
+		return 2
+	}
+	var policies []lb.Policy
+	for _, name := range strings.Split(f.policies, ",") {
+		p, err := lb.ParsePolicy(strings.TrimSpace(name))
+		if err != nil {
+			fmt.Fprintf(stderr, "ultcp bench lb: --policies: %v\n", err)
+			return 2
+		}
+		policies = append(policies, p)
+	}
+	cfg := f.sim
+	if f.quick {
+		cfg.Duration, cfg.Warmup = 5*time.Second, 500*time.Millisecond
+	}
+	start := time.Now()
+	res, err := benchlb.SimulateAll(cfg, scenarios, policies)
+	if err != nil {
+		fmt.Fprintf(stderr, "ultcp bench lb: %v\n", err)
+		return 2
+	}
+	res.Command = strings.TrimSpace("ultcp bench lb " + strings.Join(args, " "))
+	load := fmt.Sprintf("closed loop of %d clients", cfg.Concurrency)
+	if cfg.Concurrency == 0 {
+		load = fmt.Sprintf("open loop at %.0f requests/s", cfg.Rate)
+	}
+	res.Notes = []string{
+		"a model, not a measurement: bench/lb's discrete-event simulation driving gateway/lb on a fake clock",
+		fmt.Sprintf("%d backends × %d worker, cost %v (half fixed, half exponential), %s, RTT %v, %v per run after %v warm-up, seed %d",
+			cfg.Backends, cfg.Workers, cfg.Cost, load, cfg.RTT, cfg.Duration-cfg.Warmup, cfg.Warmup, cfg.Seed),
+		fmt.Sprintf("slow: backend 0 × %g; stall: backend 0 stops %v every %v", cfg.Slowdown, cfg.StallFor, cfg.StallEvery),
+	}
+	fmt.Fprintf(stdout, "%s  (%s, %.1f s)\n", res.Command, start.UTC().Format(time.RFC3339), time.Since(start).Seconds())
+	for _, n := range res.Notes {
+		fmt.Fprintf(stdout, "  %s\n", n)
+	}
+	fmt.Fprintln(stdout)
+	t := res.Table()
+	t.WriteText(stdout)
+	fmt.Fprintln(stdout)
+	c := res.CheckTable()
+	c.WriteText(stdout)
+	if f.json != "" {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err == nil {
+			err = os.WriteFile(f.json, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "ultcp bench lb: writing %s: %v\n", f.json, err)
+			return 1
+		}
+	}
+	if f.plot != "" {
+		var b bytes.Buffer
+		err := res.WriteCDFSVG(&b)
+		if err == nil {
+			err = os.WriteFile(f.plot, b.Bytes(), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "ultcp bench lb: writing %s: %v\n", f.plot, err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// splitList parses a comma-separated list whose items must be in known.
+func splitList(s string, known []string) ([]string, error) {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		x = strings.TrimSpace(x)
+		ok := false
+		for _, k := range known {
+			ok = ok || k == x
+		}
+		if !ok {
+			return nil, fmt.Errorf("unknown %q (want some of %s)", x, strings.Join(known, ","))
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
