@@ -124,8 +124,12 @@ type Conn struct {
 	forgotten   bool
 	err         atomic.Pointer[error]
 	watch       atomic.Bool
-	wakeAt      int // sender: the wake-at it asks for
-	dmaWakeAt   int // receiver: the current record's wake-at
+	wakeAt      int    // sender: the wake-at it asks for
+	dmaWakeAt   int    // receiver: the current record's wake-at
+	assistTag   uint32 // receiver: tag of its last assist offer (assist.go)
+	// assistOffers and assistPushed count the receiver's assist offers
+	// and the units the sender pushed for them (receiving goroutine).
+	assistOffers, assistPushed uint64
 }
 
 func newConn(p *peer, key connKey, block uint64, tx, rx ringMem) *Conn {
@@ -442,16 +446,29 @@ func (c *Conn) SendDMA(prefix, p []byte) error {
 	if len(p) > 0 {
 		c.pin.Pin(unsafe.SliceData(p))
 	}
+	var helps []byte
+	if len(p) >= assistMin && c.peer.weAccess {
+		// We push part of the record while we wait (assist.go).
+		// Announced before the record, so that a receiver spinning for
+		// it sees the announcement with it.
+		helps = p
+		atomic.StoreUint64(c.tx.ctl64(offAssistWant), c.tx.dmaSent+1)
+	}
 	c.tx.commit(dmaDescLen+len(prefix), kindDMA)
 	c.tx.dmaSent++
-	err = c.waitDMA(c.tx.dmaSent, len(p))
+	err = c.waitDMA(c.tx.dmaSent, len(p), helps)
+	if helps != nil {
+		atomic.StoreUint64(c.tx.ctl64(offAssistWant), 0)
+	}
 	c.pin.Unpin()
 	runtime.KeepAlive(p)
 	return err
 }
 
-// waitDMA waits until the receiver has completed DMA record seq.
-func (c *Conn) waitDMA(seq uint64, n int) error {
+// waitDMA waits until the receiver has completed DMA record seq. With
+// helps (the record's buffer) it pushes the units of the receiver's
+// assist offers it claims (assist.go) whenever it is awake.
+func (c *Conn) waitDMA(seq uint64, n int, helps []byte) error {
 	d := c.tx.ctl64(offDMADone)
 	w := c.tx.ctl32(offProdArmed)
 	// A short copy is spun through with the full budget: sleeping would
@@ -461,6 +478,9 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 	predicted := time.Duration(n>>10) * dmaNsPerKiB
 	if predicted >= dmaSleepAbove {
 		spin = min(c.spin, dmaSpin)
+		if helps != nil {
+			spin = c.spin // time for the offer to come (assist.go)
+		}
 	}
 	s := spinner{budget: spin}
 	woken := false
@@ -473,6 +493,12 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 			if err := c.sendErr(st); err != nil {
 				return err
 			}
+		}
+		if helps != nil && c.assist(helps, seq) {
+			// The offer is all claimed: the completion follows within
+			// about a unit's copy. Spin for it.
+			s = spinner{budget: c.spin}
+			continue
 		}
 		if s.more() {
 			continue
@@ -501,6 +527,12 @@ func (c *Conn) waitDMA(seq uint64, n int) error {
 			futexWait(w, old|armSleeper, t)
 		}
 		woke := time.Now()
+		if helps != nil && c.assist(helps, seq) {
+			// Woken by an offer (not the early wake-up): helped; the
+			// wake-at steering below does not apply.
+			s = spinner{budget: c.spin}
+			continue
+		}
 		first := !woken
 		woken = true
 		if int64(atomic.LoadUint64(d)-seq) >= 0 {
@@ -692,6 +724,14 @@ func (c *Conn) Pull(dst []byte) (int, error) {
 		}
 	}
 	want := min(len(dst), c.dmaLen-c.dmaOff)
+	if c.canOfferAssist(want) {
+		// The sender spins for this record: it pushes the end while we
+		// pull the beginning (assist.go).
+		if err := c.pullAssisted(dst, want); err != nil {
+			return 0, err
+		}
+		return want, nil
+	}
 	done := 0
 	c.maybeEarlyWake()
 	for done < want {

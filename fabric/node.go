@@ -266,7 +266,7 @@ func (n *Node) contact(ctx context.Context, addr netip.Addr) (*peer, error) {
 	if _, err := uc.Write(ack[:]); err != nil {
 		return nil, fmt.Errorf("fabric: ack to %v: %w", addr, err)
 	}
-	p, err := n.newPeer(addr, pid, 0, mem, fd, l, peerBell, theyReadUs)
+	p, err := n.newPeer(addr, pid, 0, mem, fd, l, peerBell, theyReadUs, weReadThem)
 	if err != nil {
 		return nil, err
 	}
@@ -454,7 +454,7 @@ func (n *Node) handleHello(uc *net.UnixConn) {
 	if k, err := io_ReadFull(uc, ack[:]); err != nil || k != ackLen || le.Uint64(ack[0:]) != segMagic || le.Uint32(ack[8:]) != statusOK {
 		return
 	}
-	p, err := n.newPeer(from, pid, 1, mem, segFd, l, peerBell, le.Uint32(ack[12:]) == 1)
+	p, err := n.newPeer(from, pid, 1, mem, segFd, l, peerBell, le.Uint32(ack[12:]) == 1, weReadThem)
 	if err != nil {
 		return
 	}

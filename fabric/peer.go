@@ -48,6 +48,10 @@ type peer struct {
 	bell    *uint32        // the peer's data doorbell word
 	ctlBell *uint32        // the peer's control doorbell word (its event loop's)
 	dmaOK   bool           // the peer can pull from us with process_vm_readv
+	// weAccess: we could read the peer's probe word, so the kernel also
+	// lets us process_vm_writev into it (the same ptrace access check):
+	// as a DMA sender we may push part of a record (assist.go).
+	weAccess bool
 
 	ctlMu sync.Mutex // serialises senders on ctlTx
 	ctlTx producer
@@ -66,7 +70,7 @@ type peer struct {
 	pidfd        *os.File
 }
 
-func (n *Node) newPeer(addr netip.Addr, pid, side int, mem unsafe.Pointer, memFd int, l layout, bellFd int, dmaOK bool) (*peer, error) {
+func (n *Node) newPeer(addr netip.Addr, pid, side int, mem unsafe.Pointer, memFd int, l layout, bellFd int, dmaOK, weAccess bool) (*peer, error) {
 	bellMem, err := mapShared(bellFd, pageSize) // the caller closes bellFd
 	if err != nil {
 		return nil, err
@@ -78,7 +82,7 @@ func (n *Node) newPeer(addr netip.Addr, pid, side int, mem unsafe.Pointer, memFd
 	}
 	p := &peer{
 		n: n, addr: addr, pid: pid, side: side, mem: mem, memFd: memFd, l: l,
-		bellMem: bellMem, bell: (*uint32)(bellMem), ctlBell: (*uint32)(unsafe.Add(bellMem, ctlBellOff)), dmaOK: dmaOK,
+		bellMem: bellMem, bell: (*uint32)(bellMem), ctlBell: (*uint32)(unsafe.Add(bellMem, ctlBellOff)), dmaOK: dmaOK, weAccess: weAccess,
 		conns: map[connKey]*Conn{},
 		alloc: slabAlloc{size: l.slabSize, maxConn: uint32(l.maxConns)},
 		pidfd: os.NewFile(uintptr(pfd), "pidfd"),
