@@ -57,18 +57,17 @@ func ParsePolicy(s string) (Policy, error) {
 }
 
 // Load is how the scheduler sees one member. The gateway implements it
-// from the fabric connections it holds to the node: for each connection
-// it knows the bytes it has written (its own head pointer) and
-// fabric.Conn.RingOccupancy (head minus the node's published tail).
-// Occupancy and Consumed are read once per reading interval (Tick),
-// Conns once per Pick of the leastconn policy.
+// from the fabric connections it holds to the node (RingLoad does, given
+// each connection's occupancy and tail position). Occupancy and Consumed
+// are read once per reading interval (Tick), Conns once per Pick of the
+// leastconn and sed policies.
 type Load interface {
 	// Occupancy is the number of bytes written to the member and not yet
 	// consumed by it, summed over its connections.
 	Occupancy() int64
 	// Consumed is the cumulative number of bytes the member has consumed
-	// (bytes written minus Occupancy, counting connections that closed).
-	// It never goes backwards.
+	// (the sum of its rings' tail positions, counting connections that
+	// closed). It never goes backwards.
 	Consumed() uint64
 	// Conns is the number of the member's open connections, including a
 	// connection Pick has just returned: the gateway must count it before
