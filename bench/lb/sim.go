@@ -49,6 +49,11 @@ type SimConfig struct {
 	RTT time.Duration
 	// RequestBytes is what one request puts into the backend's ring.
 	RequestBytes int
+	// Grace > 0 models a node stack that takes a request out of the ring
+	// after it has waited that long even though no worker has read it
+	// (ultcp's progress engine does so after Config.Grace, 5 ms): the
+	// bytes count as consumed and the ring no longer shows the wait.
+	Grace time.Duration
 	// Duration of simulated time, of which the first Warmup is not
 	// measured.
 	Duration, Warmup time.Duration
@@ -120,8 +125,8 @@ func (c *SimConfig) setDefaults() error {
 		return fmt.Errorf("lb sim: concurrency %d, want 1 to 100000", c.Concurrency)
 	case c.Concurrency == 0 && (c.Rate <= 0 || math.IsNaN(c.Rate) || c.Rate > 1e7):
 		return fmt.Errorf("lb sim: open-loop rate %v, want (0, 1e7] requests/s", c.Rate)
-	case c.RTT < 0 || c.RequestBytes < 1:
-		return fmt.Errorf("lb sim: RTT %v, request bytes %d", c.RTT, c.RequestBytes)
+	case c.RTT < 0 || c.RequestBytes < 1 || c.Grace < 0:
+		return fmt.Errorf("lb sim: RTT %v, request bytes %d, grace %v", c.RTT, c.RequestBytes, c.Grace)
 	case c.Duration <= c.Warmup || c.Warmup < 0 || c.Duration > time.Hour:
 		return fmt.Errorf("lb sim: duration %v with warm-up %v", c.Duration, c.Warmup)
 	}
@@ -153,11 +158,12 @@ type event struct {
 }
 
 const (
-	evSend = iota // a client sends a request (the SYN reaches the gateway)
-	evLand        // the request's bytes land in the backend's ring
-	evDone        // a worker finished a request
-	evWake        // a stall ended: the backend looks at its ring again
-	evTick        // the gateway's reading interval
+	evSend  = iota // a client sends a request (the SYN reaches the gateway)
+	evLand         // the request's bytes land in the backend's ring
+	evDone         // a worker finished a request
+	evWake         // a stall ended: the backend looks at its ring again
+	evTick         // the gateway's reading interval
+	evGrace        // a request has waited Grace in the ring
 )
 
 type eventHeap []event
@@ -198,6 +204,10 @@ type simReq struct {
 	sent    time.Duration
 	client  int32
 	backend int32
+	// inRing: its bytes are still in the ring (not read by a worker nor
+	// taken in by the stack after Grace).
+	inRing  bool
+	graceAt time.Duration // when the stack takes it in (Grace > 0)
 }
 
 type simulation struct {
@@ -317,6 +327,11 @@ func (s *simulation) handle(e event) {
 		b := s.backends[e.b]
 		b.waiting = append(b.waiting, e.req)
 		b.occ += int64(s.cfg.RequestBytes)
+		r := &s.reqs[e.req]
+		r.inRing, r.graceAt = true, e.at+s.cfg.Grace
+		if s.cfg.Grace > 0 {
+			s.push(event{at: r.graceAt, kind: evGrace, b: e.b, req: e.req})
+		}
 		s.start(int(e.b), e.at)
 	case evDone:
 		b := s.backends[e.b]
@@ -338,6 +353,20 @@ func (s *simulation) handle(e event) {
 	case evWake:
 		s.backends[e.b].wakeSet = false
 		s.start(int(e.b), e.at)
+	case evGrace:
+		r := &s.reqs[e.req]
+		// The slot may have been reused: only the request this event
+		// was scheduled for, still in the ring, is taken in.
+		if !r.inRing || r.backend != e.b || r.graceAt != e.at {
+			return
+		}
+		if b := s.backends[e.b]; b.stalls && s.stalled(b, e.at) {
+			// A stalled process takes nothing in either.
+			r.graceAt = s.stallEnd(b, e.at)
+			s.push(event{at: r.graceAt, kind: evGrace, b: e.b, req: e.req})
+			return
+		}
+		s.leaveRing(s.backends[e.b], r)
 	}
 }
 
@@ -374,12 +403,21 @@ func (s *simulation) start(bi int, now time.Duration) {
 		}
 		r := b.waiting[0]
 		b.waiting = b.waiting[1:]
-		b.occ -= int64(s.cfg.RequestBytes)
-		b.consumed += uint64(s.cfg.RequestBytes)
+		if rr := &s.reqs[r]; rr.inRing {
+			s.leaveRing(b, rr)
+		}
 		b.busy++
 		work := s.serviceTime(b)
 		s.push(event{at: s.finish(b, now, work), kind: evDone, b: int32(bi), req: r})
 	}
+}
+
+// leaveRing takes r's bytes out of b's ring: consumed, as the gateway
+// sees the tail move.
+func (s *simulation) leaveRing(b *simBackend, r *simReq) {
+	r.inRing = false
+	b.occ -= int64(s.cfg.RequestBytes)
+	b.consumed += uint64(s.cfg.RequestBytes)
 }
 
 // serviceTime is half fixed, half exponential, times the backend's factor.

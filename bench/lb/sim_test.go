@@ -3,6 +3,7 @@ package lb
 import (
 	"bytes"
 	"encoding/xml"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +185,29 @@ func BenchmarkSimulate(b *testing.B) {
 		if _, err := Simulate(c, ScenarioSlow, sched.Queue); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestSimGraceTakesAWaitingRequestOutOfTheRing(t *testing.T) {
+	cfg := DefaultSimConfig()
+	cfg.Grace = 5 * time.Millisecond
+	if err := cfg.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	b := &simBackend{factor: 1, busy: 1} // its one worker is busy
+	s := &simulation{cfg: cfg, backends: []*simBackend{b}, reqs: []simReq{{backend: 0}}, rng: rand.New(rand.NewPCG(1, 2))}
+	s.handle(event{at: 0, kind: evLand, b: 0, req: 0})
+	if b.occ != 100 || b.consumed != 0 {
+		t.Fatalf("after landing: occupancy %d, consumed %d; want 100, 0", b.occ, b.consumed)
+	}
+	s.handle(event{at: 5 * time.Millisecond, kind: evGrace, b: 0, req: 0})
+	if b.occ != 0 || b.consumed != 100 || len(b.waiting) != 1 {
+		t.Fatalf("after the grace: occupancy %d, consumed %d, waiting %d; want 0, 100, 1", b.occ, b.consumed, len(b.waiting))
+	}
+	// The worker frees up and serves it: the ring does not count it twice.
+	b.busy = 0
+	s.start(0, 6*time.Millisecond)
+	if b.occ != 0 || b.consumed != 100 || b.busy != 1 {
+		t.Fatalf("after the worker took it: occupancy %d, consumed %d, busy %d; want 0, 100, 1", b.occ, b.consumed, b.busy)
 	}
 }

@@ -50,6 +50,7 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 	fs.IntVar(&f.sim.Concurrency, "concurrency", d.Concurrency, "clients in a closed loop (0: open loop at --rate)")
 	fs.Float64Var(&f.sim.Rate, "rate", 0, "open-loop requests per second (with --concurrency 0)")
 	fs.DurationVar(&f.sim.RTT, "rtt", d.RTT, "round trip between client and backend")
+	fs.DurationVar(&f.sim.Grace, "grace", 0, "model a node stack that takes a request out of the ring after it waited this long unread (ultcp's Config.Grace is 5ms; 0: never)")
 	fs.DurationVar(&f.sim.Duration, "duration", d.Duration, "simulated time per run")
 	fs.DurationVar(&f.sim.Warmup, "warmup", d.Warmup, "simulated time not measured at the start of each run")
 	fs.Uint64Var(&f.sim.Seed, "seed", d.Seed, "random seed of the model and the scheduler")
@@ -124,6 +125,9 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 		fmt.Sprintf("%d backends × %d worker, cost %v (half fixed, half exponential), %s, RTT %v, %v per run after %v warm-up, seed %d",
 			cfg.Backends, cfg.Workers, cfg.Cost, load, cfg.RTT, cfg.Duration-cfg.Warmup, cfg.Warmup, cfg.Seed),
 		fmt.Sprintf("slow: backend 0 × %g; stall: backend 0 stops %v every %v", cfg.Slowdown, cfg.StallFor, cfg.StallEvery),
+	}
+	if cfg.Grace > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("a node's stack takes a request out of its ring after %v unread", cfg.Grace))
 	}
 	fmt.Fprintf(stdout, "%s  (%s, %.1f s)\n", res.Command, start.UTC().Format(time.RFC3339), time.Since(start).Seconds())
 	for _, n := range res.Notes {
