@@ -376,16 +376,17 @@ func TestSetOffloadsOffThenOn(t *testing.T) {
 }
 
 func TestParseFieldsCountsBadChecksumsAndMalformed(t *testing.T) {
-	const fields = "1\t1\t1\t\t\tgood\n" +
-		"2\t1\t0\t\t8388608\tbad tcp\n" +
-		"3\t0\t2\t\t8388608\tbad ip\n" +
-		"4\t1\t\t1\t8388608;6291456\tmalformed\n" +
-		"5\t1;1\t1\t\t6291456\ticmp quoting ip, a warning\n"
+	const fields = "1\t1\t1\t0x56a9\t\t\tgood\n" +
+		"2\t1\t0\t0x1234\t\t8388608\tbad tcp\n" +
+		"3\t0\t2\t0x1234\t\t8388608\tbad ip\n" +
+		"4\t1\t\t\t1\t8388608;6291456\tmalformed\n" +
+		"5\t1;1\t1\t0x0001\t\t6291456\ticmp quoting ip, a warning\n" +
+		"6\t1\t0\t0xffff\t\t6291456\t[TCP CHECKSUM 0xFFFF]\n"
 	r, err := parseFields(bufio.NewReader(strings.NewReader(fields)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Report{Packets: 5, IPChecksumOK: 5, TCPChecksumOK: 2, BadIPChecksum: 1, BadTCPChecksum: 1, Malformed: 1, ExpertErrors: 3,
+	want := Report{Packets: 6, IPChecksumOK: 6, TCPChecksumOK: 2, BadIPChecksum: 1, BadTCPChecksum: 1, TCPChecksumFFFF: 1, Malformed: 1, ExpertErrors: 3,
 		Examples: []string{"frame 2: bad tcp", "frame 3: bad ip", "frame 4: malformed"}}
 	if r.String() != want.String() || strings.Join(r.Examples, "|") != strings.Join(want.Examples, "|") {
 		t.Fatalf("parseFields = %v %q\nwant           %v %q", r, r.Examples, want, want.Examples)
