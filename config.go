@@ -74,8 +74,11 @@ type Config struct {
 	GatewayMSS int
 	// SendBuf bounds what a connection through the gateway keeps for
 	// retransmission while the gateway does not hold custody of its bytes
-	// (custody.go): it is the most such a connection has in flight.
-	// Connections inside the fabric keep nothing. Default DefaultSendBuf.
+	// (custody.go): it is the most such a connection has in flight. The
+	// engine allocates it whole on the connection's first write and keeps
+	// it (no send-buffer auto-tuning yet), so it is also the memory each
+	// such connection costs. Connections inside the fabric keep nothing.
+	// Default DefaultSendBuf.
 	SendBuf int
 
 	// Capture, if set, sees every IPv4 packet the stack sends and
