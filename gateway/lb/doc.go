@@ -49,8 +49,11 @@
 //     reading (a burst that is consumed a microsecond later) from
 //     swinging the choice. And members whose expected delays are within
 //     Config.Slack of the best are treated as equal: two of them are drawn
-//     at random and the lower one wins, so estimation errors spread
-//     connections instead of concentrating them.
+//     at random and the one with fewer open connections wins (then the
+//     lower delay), so estimation errors spread connections instead of
+//     concentrating them. The connection count only breaks these ties:
+//     in the simulation it brought queue to within a few per cent of
+//     leastconn with equal members, where the ring alone trailed by 5-10 %.
 //
 //   - leastconn: IPVS's least-connection (wlc with weights): the member
 //     with the fewest open connections (Load.Conns) per unit of weight;

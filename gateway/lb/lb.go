@@ -577,14 +577,18 @@ func (s *Service) pickQueue(flowHash uint64) *Member {
 	if len(s.near) == 1 {
 		return s.up[s.near[0]]
 	}
-	// Power of two choices among the near-equal members.
+	// Power of two choices among the near-equal members: the one with
+	// fewer open connections wins (the gateway's count is exact and
+	// immediate, where the ring is a reading up to an interval old), then
+	// the lower expected delay.
 	r := s.random(flowHash)
 	a := s.near[r%uint64(len(s.near))]
 	b := s.near[(r>>32)%uint64(len(s.near)-1)]
 	if b == a {
 		b = s.near[len(s.near)-1]
 	}
-	if s.scores[b] < s.scores[a] {
+	ca, cb := s.up[a].load.Conns(), s.up[b].load.Conns()
+	if cb < ca || cb == ca && s.scores[b] < s.scores[a] {
 		return s.up[b]
 	}
 	return s.up[a]
