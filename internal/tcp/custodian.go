@@ -93,6 +93,12 @@ type CustodianConfig struct {
 	// defaults 200 ms, 60 s, 1 s and 15.
 	RTOMin, RTOMax, RTOInitial time.Duration
 	MaxRetries                 int
+	// InitialRTT, when not zero, is a first RTT measurement (RFC 6298
+	// §2.2) of the path beyond the Custodian: the gateway times the
+	// handshake (a SYN out to the SYN-ACK back, or a SYN-ACK out to the
+	// ACK back). Without it the first loss is judged with no RTT known:
+	// RACK's reordering window is zero and the RTO is RTOInitial.
+	InitialRTT time.Duration
 }
 
 // Resend is one segment a Custodian asks its caller to send again: Len
@@ -170,6 +176,9 @@ func NewCustodian(cfg CustodianConfig) *Custodian {
 	e.rto = e.cfg.RTOInitial
 	e.state = Established
 	e.cc = noCongestion{}
+	if cfg.InitialRTT > 0 {
+		e.rttSample(cfg.InitialRTT)
+	}
 	return u
 }
 
@@ -377,13 +386,6 @@ func (u *Custodian) Ack(now time.Duration, h *wire.TCPHeader, payloadLen int, ou
 		}
 		e.retries, e.dupAcks = 0, 0
 		u.tlpAcked(ack, out)
-		if e.rack.haveSample {
-			// RACK's per-ACK sample (RFC 8985 §6.2) keeps the minimum
-			// RTT its reordering window is built from.
-			if r := max(now-e.rack.sampleAt, 1); e.minRTT == 0 || r < e.minRTT {
-				e.minRTT = r
-			}
-		}
 		if e.inRecovery {
 			if seqGEQ(ack, e.recover) {
 				e.inRecovery = false
@@ -406,6 +408,14 @@ func (u *Custodian) Ack(now time.Duration, h *wire.TCPHeader, payloadLen int, ou
 	}
 	for _, blk := range blocks {
 		delivered += e.board.sack(blk.Left, blk.Right, e, now)
+	}
+	if e.rack.haveSample {
+		// RACK's per-ACK sample (RFC 8985 §6.2) keeps the minimum RTT
+		// its reordering window is built from, before it is used: the
+		// first loss may come before any cumulative ACK.
+		if r := max(now-e.rack.sampleAt, 1); e.minRTT == 0 || r < e.minRTT {
+			e.minRTT = r
+		}
 	}
 	if e.sackOK && e.board.n() > 0 {
 		e.detectLoss(now, nil)

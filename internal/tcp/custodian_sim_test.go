@@ -1,0 +1,237 @@
+package tcp
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/ultcp/ultcp/internal/wire"
+)
+
+// The whole of gateway-assisted retransmission on a fake clock: a node's
+// engine in custody mode (it keeps nothing it sent) sends through a
+// gateway holding a Custodian, over a path that loses and delays
+// segments both ways, to an ordinary engine. The node→gateway hop is the
+// fabric (lossless, instant); the Custodian sees every segment the node
+// sends and every segment the peer sends that reaches the gateway, resends
+// what was lost with headers from the node's latest segment, and reports
+// each loss to the node (ReportLoss). Every octet must arrive, the node
+// must never have held anything for retransmission, and the Custodian must
+// end holding nothing.
+
+type custodySim struct {
+	t          *testing.T
+	rng        *rand.Rand
+	now        time.Duration
+	node, peer *Conn
+	cu         *Custodian
+	q          []pkt // to 0: arriving at the gateway from the peer; to 1: at the peer
+	delay      time.Duration
+	drop       float64
+	total      int
+	sent, rcvd int
+	out        []Segment
+	cuOut      CustodianOutput
+	buf        []byte
+	nodeHdr    wire.TCPHeader // the node's latest non-SYN header
+	peerSYN    wire.TCPOptions
+	drops      int
+	synAt, rtt time.Duration // the node's SYN passed the gateway; the handshake's RTT as the gateway saw it
+}
+
+// toPeer sends a segment from the gateway towards the peer, over the lossy
+// half of the path.
+func (s *custodySim) toPeer(seg Segment) {
+	if s.rng.Float64() < s.drop {
+		s.drops++
+		return
+	}
+	seg.Payload = append([]byte(nil), seg.Payload...)
+	s.q = append(s.q, pkt{at: s.now + s.delay + time.Duration(s.rng.Int64N(int64(s.delay/10)+1)), to: 1, seg: seg})
+}
+
+// fromNode is the gateway's outbound hook.
+func (s *custodySim) fromNode(segs []Segment) {
+	for i := range segs {
+		seg := segs[i]
+		h := &seg.Hdr
+		if h.Flags&wire.FlagSYN != 0 {
+			s.synAt = s.now
+		}
+		if h.Flags&wire.FlagSYN == 0 && h.Flags&wire.FlagRST == 0 {
+			s.nodeHdr = *h
+			if s.cu == nil {
+				s.cu = NewCustodian(CustodianConfig{MSS: 1000 - tsOptLen, SACK: true, Timestamps: true,
+					WindowShift: s.peerSYN.WScale, InitialRTT: s.rtt})
+			}
+			if len(seg.Payload) > 0 || h.Flags&wire.FlagFIN != 0 {
+				s.cu.Sent(s.now, h.Seq, seg.Payload, h.Flags&wire.FlagFIN != 0)
+			}
+		}
+		s.toPeer(seg)
+	}
+}
+
+// fromPeer sends the peer's segments towards the gateway, lossily.
+func (s *custodySim) fromPeer(segs []Segment) {
+	for i := range segs {
+		seg := segs[i]
+		if seg.Hdr.Flags&wire.FlagSYN != 0 {
+			s.peerSYN = seg.Hdr.Options
+		}
+		if s.rng.Float64() < s.drop {
+			s.drops++
+			continue
+		}
+		seg.Payload = append([]byte(nil), seg.Payload...)
+		s.q = append(s.q, pkt{at: s.now + s.delay, to: 0, seg: seg})
+	}
+}
+
+// atGateway is the gateway's inbound hook, then the fabric to the node.
+func (s *custodySim) atGateway(seg *Segment) {
+	if seg.Hdr.Flags&wire.FlagSYN != 0 && s.rtt == 0 {
+		s.rtt = s.now - s.synAt
+	}
+	if s.cu != nil {
+		s.cuOut.Reset()
+		s.cu.Ack(s.now, &seg.Hdr, len(seg.Payload), &s.cuOut)
+		s.act()
+	}
+	s.fromNode(s.node.Input(s.now, seg, s.out[:0]))
+}
+
+// act does what the Custodian asked.
+func (s *custodySim) act() {
+	for _, r := range s.cuOut.Resend {
+		p, ok := s.cu.Payload(nil, r.Seq, r.Len)
+		if !ok {
+			s.t.Fatalf("custodian asked to resend %v it does not hold", r)
+		}
+		h := s.nodeHdr
+		h.Seq, h.Flags, h.Options.NumSACK = r.Seq, wire.FlagACK, 0
+		if r.FIN {
+			h.Flags |= wire.FlagFIN
+		}
+		s.toPeer(Segment{Hdr: h, Payload: p})
+	}
+	for _, l := range s.cuOut.Loss {
+		s.node.ReportLoss(s.now, l.Start, l.End)
+	}
+	if s.cuOut.Failed {
+		s.t.Fatalf("custodian gave up at %v", s.now)
+	}
+}
+
+func (s *custodySim) app() {
+	for s.sent < s.total {
+		n := min(len(s.buf), s.total-s.sent)
+		p := s.buf[:n]
+		for k := range p {
+			p[k] = octet(0, s.sent+k)
+		}
+		k, err := s.node.Write(p)
+		if err != nil {
+			s.t.Fatalf("node Write: %v", err)
+		}
+		s.sent += k
+		if k == 0 {
+			break
+		}
+	}
+	s.fromNode(s.node.Output(s.now, s.out[:0]))
+	for {
+		p, _ := s.peer.Peek()
+		if len(p) == 0 {
+			break
+		}
+		for k, b := range p {
+			if want := octet(0, s.rcvd+k); b != want {
+				s.t.Fatalf("peer: octet %d is %d, want %d", s.rcvd+k, b, want)
+			}
+		}
+		s.rcvd += s.peer.Discard(len(p))
+	}
+	s.fromPeer(s.peer.Output(s.now, s.out[:0]))
+}
+
+func (s *custodySim) run(limit time.Duration) {
+	for step := 0; step < 5_000_000; step++ {
+		s.app()
+		if s.rcvd == s.total && s.cu != nil && s.cu.Held() == 0 && s.node.sndUna == s.node.sndMax {
+			return
+		}
+		next, qi := time.Duration(-1), -1
+		for j, p := range s.q {
+			if next < 0 || p.at < next {
+				next, qi = p.at, j
+			}
+		}
+		timers := [...]time.Duration{s.node.Deadline(), s.peer.Deadline(), 0}
+		if s.cu != nil {
+			timers[2] = s.cu.Deadline()
+		}
+		for i, d := range timers {
+			if d != 0 && (next < 0 || d < next) {
+				next, qi = d, -1-i
+			}
+		}
+		if next < 0 {
+			s.t.Fatalf("stalled: sent %d, received %d", s.sent, s.rcvd)
+		}
+		s.now = max(s.now, next)
+		if s.now > limit {
+			s.t.Fatalf("not done by %v: sent %d, received %d, held %d", limit, s.sent, s.rcvd, s.cu.Held())
+		}
+		switch {
+		case qi >= 0:
+			p := s.q[qi]
+			s.q[qi] = s.q[len(s.q)-1]
+			s.q = s.q[:len(s.q)-1]
+			if p.to == 1 {
+				s.fromPeer(s.peer.Input(s.now, &p.seg, s.out[:0]))
+			} else {
+				s.atGateway(&p.seg)
+			}
+		case qi == -1:
+			s.fromNode(s.node.OnTimer(s.now, s.out[:0]))
+		case qi == -2:
+			s.fromPeer(s.peer.OnTimer(s.now, s.out[:0]))
+		default:
+			s.cuOut.Reset()
+			s.cu.OnTimer(s.now, &s.cuOut)
+			s.act()
+		}
+	}
+	s.t.Fatalf("no end after 5e6 steps: sent %d, received %d", s.sent, s.rcvd)
+}
+
+func TestCustodyEndToEndOverLossyPath(t *testing.T) {
+	for _, tc := range []struct {
+		seed uint64
+		drop float64
+	}{{1, 0.01}, {2, 0.05}, {3, 0.10}} {
+		cfg := Config{MSS: 1000}
+		ncfg := cfg
+		ncfg.Custody = true
+		s := &custodySim{t: t, rng: rand.New(rand.NewPCG(tc.seed, tc.seed)), delay: 10 * time.Millisecond,
+			drop: tc.drop, total: 1 << 20, buf: make([]byte, 64<<10)}
+		s.peer = NewListening(&cfg, 80, 0, 4294967000)
+		var out []Segment
+		s.node, out = Dial(0, &ncfg, 1234, 80, 4294960000, nil)
+		s.fromNode(out)
+		s.run(30 * time.Minute)
+		ns, cs := s.node.Stats(), s.cu.Stats()
+		if p := s.node.RetainedPeak(); p != 0 {
+			t.Errorf("loss %v: the node held %d octets for retransmission", tc.drop, p)
+		}
+		if cs.Retransmits == 0 || ns.CustodyLosses == 0 {
+			t.Errorf("loss %v: %d drops, yet %d resends and %d losses reported", tc.drop, s.drops, cs.Retransmits, ns.CustodyLosses)
+		}
+		if cs.Held != 0 || cs.Footprint > idleFreeChunks*custodyChunk {
+			t.Errorf("loss %v: custodian ends holding %d octets in %d bytes", tc.drop, cs.Held, cs.Footprint)
+		}
+		t.Logf("loss %v: %d drops, %v fake time, custodian %+v, node losses %d, node retransmits %d",
+			tc.drop, s.drops, s.now, cs, ns.CustodyLosses, ns.Retransmits)
+	}
+}
