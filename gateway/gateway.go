@@ -138,7 +138,9 @@ type Gateway struct {
 
 	occMu sync.Mutex
 	occ   map[wire.IPv4Addr]int // ring occupancy per node, refreshed each sweep
+	snap  snapshot
 
+	started   atomic.Bool
 	closeOnce sync.Once
 	closed    chan struct{}
 	runDone   chan struct{}
@@ -278,6 +280,9 @@ func (g *Gateway) now() time.Duration {
 // Run forwards until ctx is done, Close is called, or the device or the
 // fabric node fails. It returns nil after ctx or Close, else the error.
 func (g *Gateway) Run(ctx context.Context) error {
+	if !g.started.CompareAndSwap(false, true) {
+		return errors.New("gateway: Run called twice, or after Close")
+	}
 	defer close(g.runDone)
 	go g.readDevice()
 	stop := context.AfterFunc(ctx, g.node.Wake)
@@ -328,18 +333,25 @@ func (g *Gateway) isClosed() bool {
 	}
 }
 
-// Close stops Run (if running), closes every flow's connection, the
-// device and the fabric node (which removes the gateway registration).
+// Close stops Run (if running) and waits for it to end; it closes every
+// flow's connection, the device and the fabric node (which removes the
+// gateway registration).
 func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() {
 		close(g.closed)
 		g.node.Wake()
 	})
+	if g.started.CompareAndSwap(false, true) {
+		// Run never started: tear down here.
+		g.shutdown()
+		return nil
+	}
+	<-g.runDone
 	return nil
 }
 
-// shutdown runs when Run ends: the event loop's state is torn down from
-// the event loop itself.
+// shutdown runs when Run ends (or from Close if Run never ran): the event
+// loop's state is torn down from the event loop itself.
 func (g *Gateway) shutdown() {
 	g.closeOnce.Do(func() { close(g.closed) })
 	for _, f := range g.flows.byConn {
@@ -517,6 +529,7 @@ func (g *Gateway) sweep(now time.Duration) {
 	if len(g.live) > 4096 {
 		clear(g.live)
 	}
+	g.publish()
 }
 
 // closeFlow ends f: its fabric connection is closed (the node sees EOF)
