@@ -214,7 +214,8 @@ type simulation struct {
 	cfg      SimConfig
 	svc      *sched.Service
 	backends []*simBackend
-	members  []*sched.Member
+	index    map[*sched.Member]int
+	err      error
 	events   eventHeap
 	seq      uint64
 	rng      *rand.Rand
@@ -241,7 +242,7 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 		return SimResult{}, err
 	}
 	s := &simulation{cfg: cfg, svc: svc, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6c62)), hist: &Histogram{},
-		perBE: make([]uint64, cfg.Backends)}
+		perBE: make([]uint64, cfg.Backends), index: map[*sched.Member]int{}}
 	for i := 0; i < cfg.Backends; i++ {
 		b := &simBackend{factor: 1}
 		switch scenario {
@@ -264,7 +265,7 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 			return SimResult{}, err
 		}
 		s.backends = append(s.backends, b)
-		s.members = append(s.members, m)
+		s.index[m] = i
 	}
 	s.push(event{at: 0, kind: evTick})
 	if cfg.Concurrency > 0 {
@@ -275,12 +276,15 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 	} else {
 		s.push(event{at: s.interarrival(), kind: evSend, req: -1})
 	}
-	for len(s.events) > 0 {
+	for len(s.events) > 0 && s.err == nil {
 		e := heap.Pop(&s.events).(event)
 		if e.at > cfg.Duration {
 			break
 		}
 		s.handle(e)
+	}
+	if s.err != nil {
+		return SimResult{}, s.err
 	}
 	res := SimResult{Scenario: scenario, Policy: policy, Requests: s.done, Latency: s.hist,
 		Removals: svc.Metrics().Removals}
@@ -319,7 +323,11 @@ func (s *simulation) handle(e event) {
 			}
 			return
 		}
-		bi := s.memberIndex(m)
+		bi, ok := s.index[m]
+		if !ok {
+			s.err = fmt.Errorf("lb sim: Pick returned %v, which the simulation did not join", m.Addr())
+			return
+		}
 		s.backends[bi].conns++ // the gateway counts the conn at Pick
 		r := s.newReq(simReq{sent: e.at, client: e.req, backend: int32(bi)})
 		s.push(event{at: e.at + s.cfg.RTT, kind: evLand, b: int32(bi), req: r})
@@ -368,15 +376,6 @@ func (s *simulation) handle(e event) {
 		}
 		s.leaveRing(s.backends[e.b], r)
 	}
-}
-
-func (s *simulation) memberIndex(m *sched.Member) int {
-	for i, x := range s.members {
-		if x == m {
-			return i
-		}
-	}
-	panic("lb sim: Pick returned a member the simulation did not join")
 }
 
 func (s *simulation) newReq(r simReq) int32 {

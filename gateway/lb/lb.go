@@ -59,8 +59,8 @@ func ParsePolicy(s string) (Policy, error) {
 // Load is how the scheduler sees one member. The gateway implements it
 // from the fabric connections it holds to the node (RingLoad does, given
 // each connection's occupancy and tail position). Occupancy and Consumed
-// are read once per reading interval (Tick), Conns once per Pick of the
-// leastconn and sed policies.
+// are read once per reading interval (Tick), Conns during Pick (every
+// member for leastconn and sed, two near-equal ones for queue).
 type Load interface {
 	// Occupancy is the number of bytes written to the member and not yet
 	// consumed by it, summed over its connections.
