@@ -98,6 +98,14 @@ type flowCustody struct {
 	nodeWS, peerWS     int // window-scale shift offered, -1 for none
 	nodeSACK, peerSACK bool
 	nodeTS, peerTS     bool
+	// The handshake timed as the gateway sees it (RFC 6298 §2.2's first
+	// measurement for the custodian): when the node's SYN (or SYN-ACK)
+	// passed, and the RTT once the outside acknowledged it. A SYN sent
+	// twice is not timed (Karn).
+	nodeISS  uint32
+	synAt    time.Duration
+	synTimed bool
+	rtt      time.Duration
 
 	// The node's latest segment on the flow: resends copy its IPv4
 	// fields and TCP header.
@@ -159,7 +167,8 @@ func (k *keeper) Outbound(f *Flow, now time.Duration, hdr, payload []byte) {
 		return
 	}
 	if th.Flags&wire.FlagSYN != 0 {
-		fc.nodeSYN = true
+		fc.synTimed = !fc.nodeSYN
+		fc.nodeSYN, fc.nodeISS, fc.synAt = true, th.Seq, now
 		fc.nodeWS = shiftOf(&th.Options)
 		fc.nodeSACK, fc.nodeTS = th.Options.SACKPermitted, th.Options.HasTimestamp
 		return
@@ -197,6 +206,9 @@ func (k *keeper) Inbound(f *Flow, now time.Duration, pkt []byte) {
 	payload, err := th.Parse(pkt[ihl:])
 	if err != nil {
 		return
+	}
+	if fc.synTimed && fc.rtt == 0 && th.Flags&wire.FlagACK != 0 && th.Ack == fc.nodeISS+1 {
+		fc.rtt = max(now-fc.synAt, 1)
 	}
 	if th.Flags&wire.FlagSYN != 0 {
 		fc.peerSYN = true
@@ -244,6 +256,7 @@ func (k *keeper) maybeGrant(fc *flowCustody, now time.Duration) {
 	}
 	fc.cu = tcp.NewCustodian(tcp.CustodianConfig{
 		MSS: mss, SACK: fc.nodeSACK && fc.peerSACK, Timestamps: ts, WindowShift: uint8(shift),
+		InitialRTT: fc.rtt,
 	})
 	k.nCustody++
 	fc.phase = phaseGranted

@@ -130,12 +130,13 @@ func custPayload(seq uint32, n int) []byte {
 }
 
 // handshake runs a node-opened flow's three-way handshake through the
-// hooks and returns the GRANT check's messages.
+// hooks, taking 20 ms, and returns the messages the node got.
 func (h *custodyHarness) handshake(f *Flow) []custody.Message {
 	h.t.Helper()
 	k := h.k
 	k.FlowOpened(f, h.now)
 	k.Outbound(f, h.now, custNodeHdr(f, custNodeISS, 0, wire.FlagSYN, custSYNOpts(), 0), nil)
+	h.now += 20 * time.Millisecond // the outside path's RTT
 	k.Inbound(f, h.now, custPeerPkt(f, custPeerISS, custNodeISS+1, wire.FlagSYN|wire.FlagACK, custSYNOpts()))
 	if ms := h.io.nodeMsgs(h.t); len(ms) != 0 {
 		h.t.Fatalf("custody messages before the handshake completed: %v", ms)
@@ -173,6 +174,22 @@ func TestCustodyGrantsAfterTheHandshake(t *testing.T) {
 	}
 	if s := h.k.Stats(); s.Flows != 1 {
 		t.Fatalf("flows in custody %d, want 1", s.Flows)
+	}
+}
+
+// The handshake, timed at the gateway, is the custodian's first RTT
+// (RFC 6298 §2.2): RTO = SRTT + 4·RTTVAR = 3·RTT, at least 200 ms.
+func TestCustodyTimesTheHandshake(t *testing.T) {
+	h := newCustodyHarness(t, 1<<20)
+	f := custFlow(40000)
+	k := h.k
+	k.Outbound(f, 0, custNodeHdr(f, custNodeISS, 0, wire.FlagSYN, custSYNOpts(), 0), nil)
+	h.now = 100 * time.Millisecond
+	k.Inbound(f, h.now, custPeerPkt(f, custPeerISS, custNodeISS+1, wire.FlagSYN|wire.FlagACK, custSYNOpts()))
+	k.Outbound(f, h.now, custNodeHdr(f, custNodeISS+1, custPeerISS+1, wire.FlagACK, custTS(), 0), nil)
+	h.send(f, 0)
+	if d := k.Next(); d != h.now+300*time.Millisecond {
+		t.Fatalf("first deadline %v, want %v (the RTO from a 100 ms handshake)", d, h.now+300*time.Millisecond)
 	}
 }
 
@@ -346,10 +363,10 @@ func TestCustodyRetriesGrantWhenQueueIsFull(t *testing.T) {
 	if ms := h.handshake(f); len(ms) != 0 {
 		t.Fatalf("messages with the queue full: %v", ms)
 	}
-	if d := h.k.Next(); d != ctlRetry {
-		t.Fatalf("next %v, want the retry at %v", d, ctlRetry)
+	if d := h.k.Next(); d != h.now+ctlRetry {
+		t.Fatalf("next %v, want the retry at %v", d, h.now+ctlRetry)
 	}
-	h.now = ctlRetry
+	h.now += ctlRetry
 	h.k.Tick(h.now)
 	if ms := h.io.nodeMsgs(t); len(ms) != 1 || ms[0].Type != custody.Grant {
 		t.Fatalf("after the retry the node got %v, want GRANT", ms)
