@@ -104,12 +104,15 @@ func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort, lport uint16) (*
 	if err != nil {
 		return fail(nil, err)
 	}
-	fc, err := s.node.Dial(ctx, hop, fabric.ConnConfig{RingSize: s.cfg.RingSize})
-	if err != nil {
-		return fail(nil, err)
-	}
 	rip := raddr.Addr()
 	viaGW := hop != rip
+	fc, err := s.node.Dial(ctx, hop, fabric.ConnConfig{RingSize: s.cfg.RingSize})
+	if err != nil {
+		if viaGW {
+			s.forgetGateway(hop) // it may have died since the directory said it lived
+		}
+		return fail(nil, err)
+	}
 	s.mu.Lock()
 	if lport != 0 {
 		if _, used := s.inUse[fourTuple{lport: lport, rip: rip.As4(), rport: raddr.Port()}]; used {
