@@ -38,6 +38,10 @@ type Run struct {
 	// Share is the fraction of requests each backend answered (backend
 	// 0 is the slowed or stalling one).
 	Share []float64 `json:"share,omitempty"`
+	// Dead scenario only: how long after backend 0 stopped it was
+	// removed (null: never) and received its last connection.
+	RemovedAfterMs  *float64 `json:"removed_after_ms,omitempty"`
+	LastPickAfterMs *float64 `json:"last_pick_after_ms,omitempty"`
 }
 
 // Histograms keeps each run's latency distribution for the plot, keyed
@@ -79,6 +83,28 @@ func (r *Results) Table() bench.Table {
 			fmt.Sprint(x.Errors), share})
 	}
 	return t
+}
+
+// DeadTable renders the dead scenario's runs: how fast the policy
+// stopped sending to the stopped backend, when the scheduler removed it,
+// and how many requests failed. ok is false when there is none.
+func (r *Results) DeadTable() (t bench.Table, ok bool) {
+	t = bench.Table{Title: "dead: backend 0 stops for good mid-run", Header: []string{"policy", "last connection to it after", "removed after", "failed requests", "p99 ms"}}
+	for _, x := range r.Runs {
+		if x.Scenario != ScenarioDead {
+			continue
+		}
+		ok = true
+		removed, last := "never", "-"
+		if x.RemovedAfterMs != nil {
+			removed = fmt.Sprintf("%.0f ms", *x.RemovedAfterMs)
+		}
+		if x.LastPickAfterMs != nil {
+			last = fmt.Sprintf("%.1f ms", max(*x.LastPickAfterMs, 0))
+		}
+		t.Rows = append(t.Rows, []string{x.Policy, last, removed, fmt.Sprint(x.Errors), fmt.Sprintf("%.2f", x.P99ms)})
+	}
+	return t, ok
 }
 
 // Check is one of issue 8's targets, judged on the runs.
@@ -140,7 +166,16 @@ func SimulateAll(cfg SimConfig, scenarios []string, policies []sched.Policy) (*R
 			if err != nil {
 				return nil, err
 			}
-			r.Add(sc, p.String(), res.RPS, res.Latency, 0, res.Share)
+			r.Add(sc, p.String(), res.RPS, res.Latency, res.Errors, res.Share)
+			if sc == ScenarioDead {
+				run := &r.Runs[len(r.Runs)-1]
+				if res.RemovedAfter >= 0 {
+					v := float64(res.RemovedAfter) / 1e6
+					run.RemovedAfterMs = &v
+				}
+				v := float64(res.LastPickAfter) / 1e6
+				run.LastPickAfterMs = &v
+			}
 		}
 	}
 	return r, nil

@@ -16,6 +16,10 @@ const (
 	ScenarioEqual = "equal"
 	ScenarioSlow  = "slow"
 	ScenarioStall = "stall"
+	// ScenarioDead: backend 0 stops for good mid-run (killed, or hung):
+	// how fast the scheduler removes it and how many requests fail.
+	// Not in Scenarios: issue 8's table has the other three.
+	ScenarioDead = "dead"
 )
 
 // Scenarios lists them in table order.
@@ -37,6 +41,9 @@ type SimConfig struct {
 	// StallEvery and StallFor: in the stall scenario, backend 0 stops
 	// (reads nothing, serves nothing) for StallFor every StallEvery.
 	StallEvery, StallFor time.Duration
+	// DieAfter: in the dead scenario, backend 0 stops for good this long
+	// after the warm-up.
+	DieAfter time.Duration
 	// Concurrency > 0: a closed loop of that many clients, each sending
 	// its next request when the previous answer arrives. Otherwise an
 	// open loop of Poisson arrivals at Rate requests per second.
@@ -69,7 +76,7 @@ type SimConfig struct {
 func DefaultSimConfig() SimConfig {
 	return SimConfig{
 		Backends: 4, Workers: 1, Cost: time.Millisecond, Slowdown: 4,
-		StallEvery: 500 * time.Millisecond, StallFor: 50 * time.Millisecond,
+		StallEvery: 500 * time.Millisecond, StallFor: 50 * time.Millisecond, DieAfter: 2 * time.Second,
 		Concurrency: 16, RTT: 200 * time.Microsecond, RequestBytes: 100,
 		Duration: 20 * time.Second, Warmup: time.Second, Seed: 1,
 	}
@@ -94,6 +101,9 @@ func (c *SimConfig) setDefaults() error {
 	}
 	if c.StallFor == 0 {
 		c.StallFor = d.StallFor
+	}
+	if c.DieAfter == 0 {
+		c.DieAfter = d.DieAfter
 	}
 	if c.Concurrency == 0 && c.Rate == 0 {
 		c.Concurrency = d.Concurrency
@@ -125,6 +135,8 @@ func (c *SimConfig) setDefaults() error {
 		return fmt.Errorf("lb sim: concurrency %d, want 1 to 100000", c.Concurrency)
 	case c.Concurrency == 0 && (c.Rate <= 0 || math.IsNaN(c.Rate) || c.Rate > 1e7):
 		return fmt.Errorf("lb sim: open-loop rate %v, want (0, 1e7] requests/s", c.Rate)
+	case c.DieAfter < 0:
+		return fmt.Errorf("lb sim: negative DieAfter %v", c.DieAfter)
 	case c.RTT < 0 || c.RequestBytes < 1 || c.Grace < 0:
 		return fmt.Errorf("lb sim: RTT %v, request bytes %d, grace %v", c.RTT, c.RequestBytes, c.Grace)
 	case c.Duration <= c.Warmup || c.Warmup < 0 || c.Duration > time.Hour:
@@ -145,6 +157,12 @@ type SimResult struct {
 	Share []float64
 	// Removals counts members the scheduler removed for stalling.
 	Removals uint64
+	// Errors counts measured requests that failed: in the dead scenario,
+	// those on the dead backend when the gateway reset its connections.
+	Errors uint64
+	// Dead scenario: how long after backend 0 stopped the scheduler
+	// removed it, and sent it its last connection (-1: never removed).
+	RemovedAfter, LastPickAfter time.Duration
 }
 
 // The simulation is a discrete-event model: a heap of events ordered by
@@ -187,6 +205,9 @@ type simBackend struct {
 	factor   float64
 	stalls   bool
 	phase    time.Duration
+	deadAt   time.Duration // > 0: stops for good then
+	inServ   []int32       // requests its workers hold
+	lastPick time.Duration
 	waiting  []int32 // requests in the ring, FIFO
 	occ      int64
 	consumed uint64
@@ -223,7 +244,10 @@ type simulation struct {
 	free     []int32
 	hist     *Histogram
 	done     uint64
+	errors   uint64
 	perBE    []uint64
+	now      time.Duration // of the event being handled
+	removed  time.Duration // dead scenario: when backend 0 was removed
 }
 
 // Simulate runs one scenario under one policy and returns what the
@@ -232,17 +256,19 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 	if err := cfg.setDefaults(); err != nil {
 		return SimResult{}, err
 	}
+	s := &simulation{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6c62)), hist: &Histogram{},
+		perBE: make([]uint64, cfg.Backends), index: map[*sched.Member]int{}, removed: -1}
 	lbc := cfg.LB
 	lbc.Policy = policy
 	if lbc.Seed == 0 {
 		lbc.Seed = cfg.Seed
 	}
+	lbc.OnRemove = s.onRemove
 	svc, err := sched.NewService(simVIP, lbc)
 	if err != nil {
 		return SimResult{}, err
 	}
-	s := &simulation{cfg: cfg, svc: svc, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6c62)), hist: &Histogram{},
-		perBE: make([]uint64, cfg.Backends), index: map[*sched.Member]int{}}
+	s.svc = svc
 	for i := 0; i < cfg.Backends; i++ {
 		b := &simBackend{factor: 1}
 		switch scenario {
@@ -257,8 +283,12 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 				// Not aligned with the start or with the warm-up.
 				b.phase = cfg.StallEvery / 3
 			}
+		case ScenarioDead:
+			if i == 0 {
+				b.deadAt = cfg.Warmup + cfg.DieAfter
+			}
 		default:
-			return SimResult{}, fmt.Errorf("lb sim: unknown scenario %q (want equal, slow or stall)", scenario)
+			return SimResult{}, fmt.Errorf("lb sim: unknown scenario %q (want equal, slow, stall or dead)", scenario)
 		}
 		m, err := svc.Join(simAddr(i), 1, b)
 		if err != nil {
@@ -281,13 +311,20 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 		if e.at > cfg.Duration {
 			break
 		}
+		s.now = e.at
 		s.handle(e)
 	}
 	if s.err != nil {
 		return SimResult{}, s.err
 	}
 	res := SimResult{Scenario: scenario, Policy: policy, Requests: s.done, Latency: s.hist,
-		Removals: svc.Metrics().Removals}
+		Removals: svc.Metrics().Removals, Errors: s.errors, RemovedAfter: -1, LastPickAfter: -1}
+	if d := s.backends[0].deadAt; d > 0 {
+		if s.removed >= 0 {
+			res.RemovedAfter = s.removed - d
+		}
+		res.LastPickAfter = s.backends[0].lastPick - d
+	}
 	res.RPS = float64(s.done) / (cfg.Duration - cfg.Warmup).Seconds()
 	for _, n := range s.perBE {
 		res.Share = append(res.Share, float64(n)/float64(max(s.done, 1)))
@@ -329,6 +366,7 @@ func (s *simulation) handle(e event) {
 			return
 		}
 		s.backends[bi].conns++ // the gateway counts the conn at Pick
+		s.backends[bi].lastPick = e.at
 		r := s.newReq(simReq{sent: e.at, client: e.req, backend: int32(bi)})
 		s.push(event{at: e.at + s.cfg.RTT, kind: evLand, b: int32(bi), req: r})
 	case evLand:
@@ -343,6 +381,17 @@ func (s *simulation) handle(e event) {
 		s.start(int(e.b), e.at)
 	case evDone:
 		b := s.backends[e.b]
+		held := false
+		for i, x := range b.inServ {
+			if x == e.req {
+				b.inServ = append(b.inServ[:i], b.inServ[i+1:]...)
+				held = true
+				break
+			}
+		}
+		if !held {
+			return // failed when the gateway reset the member's connections
+		}
 		b.busy--
 		b.conns--
 		b.served++
@@ -368,7 +417,9 @@ func (s *simulation) handle(e event) {
 		if !r.inRing || r.backend != e.b || r.graceAt != e.at {
 			return
 		}
-		if b := s.backends[e.b]; b.stalls && s.stalled(b, e.at) {
+		if b := s.backends[e.b]; b.deadAt > 0 && e.at >= b.deadAt {
+			return // a dead process takes nothing in
+		} else if b.stalls && s.stalled(b, e.at) {
 			// A stalled process takes nothing in either.
 			r.graceAt = s.stallEnd(b, e.at)
 			s.push(event{at: r.graceAt, kind: evGrace, b: e.b, req: e.req})
@@ -376,6 +427,39 @@ func (s *simulation) handle(e event) {
 		}
 		s.leaveRing(s.backends[e.b], r)
 	}
+}
+
+// onRemove is the gateway's side of a removal (lb.Config.OnRemove): it
+// resets the member's connections, so every request waiting there or
+// being served fails, and a closed-loop client, told by the RST, sends
+// its next request half an RTT later.
+func (s *simulation) onRemove(m *sched.Member) {
+	bi, ok := s.index[m]
+	if !ok {
+		s.err = fmt.Errorf("lb sim: removal of %v, which the simulation did not join", m.Addr())
+		return
+	}
+	b := s.backends[bi]
+	if bi == 0 && b.deadAt > 0 && s.removed < 0 {
+		s.removed = s.now
+	}
+	fail := append(append([]int32(nil), b.waiting...), b.inServ...)
+	for _, ri := range fail {
+		r := &s.reqs[ri]
+		if r.inRing {
+			s.leaveRing(b, r)
+		}
+		if r.sent >= s.cfg.Warmup {
+			s.errors++
+		}
+		if r.client >= 0 {
+			s.push(event{at: s.now + s.cfg.RTT/2, kind: evSend, req: r.client})
+		}
+		// The slot is not reused: a stale evDone for it may be queued.
+	}
+	b.conns -= len(fail)
+	b.busy -= len(b.inServ)
+	b.waiting, b.inServ = b.waiting[:0], b.inServ[:0]
 }
 
 func (s *simulation) newReq(r simReq) int32 {
@@ -393,6 +477,9 @@ func (s *simulation) newReq(r simReq) int32 {
 func (s *simulation) start(bi int, now time.Duration) {
 	b := s.backends[bi]
 	for b.busy < s.cfg.Workers && len(b.waiting) > 0 {
+		if b.deadAt > 0 && now >= b.deadAt {
+			return
+		}
 		if b.stalls && s.stalled(b, now) {
 			if !b.wakeSet {
 				b.wakeSet = true
@@ -406,6 +493,7 @@ func (s *simulation) start(bi int, now time.Duration) {
 			s.leaveRing(b, rr)
 		}
 		b.busy++
+		b.inServ = append(b.inServ, r)
 		work := s.serviceTime(b)
 		s.push(event{at: s.finish(b, now, work), kind: evDone, b: int32(bi), req: r})
 	}
@@ -446,6 +534,9 @@ func (s *simulation) nextStall(b *simBackend, t time.Duration) time.Duration {
 // finish is when work started at now completes: a stalled backend makes
 // no progress during its stalls.
 func (s *simulation) finish(b *simBackend, now, work time.Duration) time.Duration {
+	if b.deadAt > 0 && now+work > b.deadAt {
+		return s.cfg.Duration + time.Hour // never, as far as the run goes
+	}
 	if !b.stalls {
 		return now + work
 	}

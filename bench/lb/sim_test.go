@@ -211,3 +211,35 @@ func TestSimGraceTakesAWaitingRequestOutOfTheRing(t *testing.T) {
 		t.Fatalf("after the worker took it: occupancy %d, consumed %d, busy %d; want 0, 100, 1", b.occ, b.consumed, b.busy)
 	}
 }
+
+func TestSimDeadBackendIsRemovedAndQueueStopsSendingWithinMilliseconds(t *testing.T) {
+	c := shortSim()
+	c.Concurrency, c.Rate, c.DieAfter = 0, 2600, time.Second
+	q, err := Simulate(c, ScenarioDead, sched.Queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := Simulate(c, ScenarioDead, sched.RoundRobin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Removed at the first reading 250 ms (StallTimeout) after it stopped.
+	for _, r := range []SimResult{q, rr} {
+		if r.RemovedAfter < 250*time.Millisecond || r.RemovedAfter > 252*time.Millisecond {
+			t.Errorf("%v: removed %v after it stopped, want 250ms to 252ms", r.Policy, r.RemovedAfter)
+		}
+	}
+	// queue sees the ring stop draining once it holds a request the
+	// backend does not take (an empty ring looks idle), and its stall
+	// time outgrows the others' delays within milliseconds; roundrobin
+	// sends it every fourth connection until the removal.
+	if q.LastPickAfter > 10*time.Millisecond {
+		t.Errorf("queue sent the stopped backend a connection %v after it stopped, want ≤ 10ms", q.LastPickAfter)
+	}
+	if rr.LastPickAfter < 240*time.Millisecond {
+		t.Errorf("roundrobin's last connection to it %v after it stopped, want ≥ 240ms", rr.LastPickAfter)
+	}
+	if q.Errors >= rr.Errors {
+		t.Errorf("failed requests: queue %d, roundrobin %d; want fewer under queue", q.Errors, rr.Errors)
+	}
+}

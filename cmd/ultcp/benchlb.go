@@ -39,7 +39,7 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 	fs.BoolVar(&f.quick, "quick", false, "5 simulated seconds per run instead of --duration")
 	fs.StringVar(&f.json, "json", "", "also write {\"runs\": [...]} to `FILE`")
 	fs.StringVar(&f.plot, "plot", "", "draw the latency CDFs into `FILE`.svg")
-	fs.StringVar(&f.scenarios, "scenarios", strings.Join(benchlb.Scenarios, ","), "comma-separated `LIST` of scenarios")
+	fs.StringVar(&f.scenarios, "scenarios", strings.Join(benchlb.Scenarios, ","), "comma-separated `LIST` of scenarios (also: dead)")
 	fs.StringVar(&f.policies, "policies", strings.Join(names, ","), "comma-separated `LIST` of policies")
 	fs.IntVar(&f.sim.Backends, "backends", d.Backends, "backends in the pool")
 	fs.IntVar(&f.sim.Workers, "workers", d.Workers, "requests one backend serves at once")
@@ -47,6 +47,7 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 	fs.Float64Var(&f.sim.Slowdown, "slowdown", d.Slowdown, "cost factor of backend 0 in the slow scenario")
 	fs.DurationVar(&f.sim.StallEvery, "stall-every", d.StallEvery, "period of backend 0's stalls in the stall scenario")
 	fs.DurationVar(&f.sim.StallFor, "stall-for", d.StallFor, "length of each stall")
+	fs.DurationVar(&f.sim.DieAfter, "die-after", d.DieAfter, "in the dead scenario, backend 0 stops for good this long after the warm-up")
 	fs.IntVar(&f.sim.Concurrency, "concurrency", d.Concurrency, "clients in a closed loop (0: open loop at --rate)")
 	fs.Float64Var(&f.sim.Rate, "rate", 0, "open-loop requests per second (with --concurrency 0)")
 	fs.DurationVar(&f.sim.RTT, "rtt", d.RTT, "round trip between client and backend")
@@ -64,7 +65,7 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 
 func benchLBUsage(w io.Writer) {
 	fs, _ := newBenchLBFlags(w)
-	fmt.Fprintln(w, "\nusage: ultcp bench lb --simulate [flags]\n\nscenarios: equal (alike), slow (backend 0 slowed), stall (backend 0 stalls periodically)\n\nflags:")
+	fmt.Fprintln(w, "\nusage: ultcp bench lb --simulate [flags]\n\nscenarios: equal (alike), slow (backend 0 slowed), stall (backend 0 stalls periodically),\n           dead (backend 0 stops for good; not run unless named)\n\nflags:")
 	fs.PrintDefaults()
 }
 
@@ -91,7 +92,7 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ultcp bench lb: --plot %s: only SVG is drawn (name the file .svg)\n", f.plot)
 		return 2
 	}
-	scenarios, err := splitList(f.scenarios, benchlb.Scenarios)
+	scenarios, err := splitList(f.scenarios, append(benchlb.Scenarios[:len(benchlb.Scenarios):len(benchlb.Scenarios)], benchlb.ScenarioDead))
 	if err != nil {
 		fmt.Fprintf(stderr, "ultcp bench lb: --scenarios: %v\n", err)
 		return 2
@@ -124,7 +125,7 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 		"a model, not a measurement: bench/lb's discrete-event simulation driving gateway/lb on a fake clock",
 		fmt.Sprintf("%d backends × %d worker, cost %v (half fixed, half exponential), %s, RTT %v, %v per run after %v warm-up, seed %d",
 			cfg.Backends, cfg.Workers, cfg.Cost, load, cfg.RTT, cfg.Duration-cfg.Warmup, cfg.Warmup, cfg.Seed),
-		fmt.Sprintf("slow: backend 0 × %g; stall: backend 0 stops %v every %v", cfg.Slowdown, cfg.StallFor, cfg.StallEvery),
+		fmt.Sprintf("slow: backend 0 × %g; stall: backend 0 stops %v every %v; dead: backend 0 stops %v after the warm-up", cfg.Slowdown, cfg.StallFor, cfg.StallEvery, cfg.DieAfter),
 	}
 	if cfg.Grace > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("a node's stack takes a request out of its ring after %v unread", cfg.Grace))
@@ -137,8 +138,13 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 	t := res.Table()
 	t.WriteText(stdout)
 	fmt.Fprintln(stdout)
-	c := res.CheckTable()
-	c.WriteText(stdout)
+	if dt, ok := res.DeadTable(); ok {
+		dt.WriteText(stdout)
+		fmt.Fprintln(stdout)
+	}
+	if c := res.CheckTable(); len(c.Rows) > 0 {
+		c.WriteText(stdout)
+	}
 	if f.json != "" {
 		b, err := json.MarshalIndent(res, "", "  ")
 		if err == nil {
