@@ -228,3 +228,23 @@ func FuzzParse(f *testing.F) {
 		_, _, _, _ = ParsePacket(b)
 	})
 }
+
+func BenchmarkAppendPacket(b *testing.B) {
+	buf := make([]byte, 0, MaxPacketLen)
+	m := Message{Type: Loss, Start: 1000, End: 2460}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := AppendPacket(buf[:0], gw, node, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParsePacket(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, err := ParsePacket(lossPacket); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
