@@ -226,7 +226,7 @@ type Member struct {
 	// Round robin: the smooth weighted round robin's current weight.
 	current int
 	// Maglev permutation: slot j of this member's preference list is
-	// (offset + j·skip) mod M; next is how far the fill got.
+	// (offset + j·skip) mod M.
 	offset, skip uint64
 }
 
@@ -318,6 +318,8 @@ func (s *Service) Policy() Policy { return s.cfg.Policy }
 // Join adds a member with the given weight (≥ 1) and load source, or
 // readmits a member that left or was removed (with the new weight and
 // load). A member that is up already is an error (ErrMemberExists).
+// Weights count for leastconn and roundrobin; queue and sed measure a
+// member's speed instead, and hash gives every member an equal share.
 func (s *Service) Join(addr netip.Addr, weight int, load Load) (*Member, error) {
 	if !addr.IsValid() {
 		return nil, fmt.Errorf("lb: join %v: invalid address", addr)
@@ -615,6 +617,9 @@ func (s *Service) meanRate(def float64) float64 {
 // hash so that two gateways with one seed still differ by traffic.
 func (s *Service) random(flowHash uint64) uint64 {
 	x := s.rng ^ flowHash*0x9E3779B97F4A7C15
+	if x == 0 { // xorshift's one fixed point
+		x = 0x2545F4914F6CDD1D
+	}
 	x ^= x << 13
 	x ^= x >> 7
 	x ^= x << 17
