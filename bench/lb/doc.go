@@ -25,7 +25,10 @@
 //     connection carries one request, and the gateway's counters (ring
 //     occupancy, consumed bytes, open connections) are exact. What it
 //     says about the policies holds for that model only; the measured run
-//     through the gateway is what counts.
+//     through the gateway is what counts. Besides the three
+//     scenarios it has a fourth, dead (backend 0 stops for good), which
+//     shows how soon each policy stops sending to a stopped member and
+//     when the scheduler removes it.
 //
 // The package must never assert timing in its tests (they check
 // structure, and the simulation's results, which are deterministic), and
