@@ -702,6 +702,7 @@ func TestCustodyRevokedWaitsForABusySendSide(t *testing.T) {
 	a := newStack(t, dir, addrA, func(c *Config) { c.RingSize = 8 << 10 })
 	f, c := establishOutside(t, a, joinGateway(t, dir))
 	f.custody(t, addrGW, custody.Message{Type: custody.Grant})
+	waitFor(t, "the GRANT to be taken in", func() bool { return a.GatewayStats().Grants == 1 })
 	done := make(chan error, 1)
 	go func() {
 		// More than the initial window (10 segments, RFC 6928), which is
@@ -709,7 +710,9 @@ func TestCustodyRevokedWaitsForABusySendSide(t *testing.T) {
 		_, err := c.Write(make([]byte, 20000))
 		done <- err
 	}()
-	waitFor(t, "the GRANT to be taken in", func() bool { return a.GatewayStats().Grants == 1 })
+	// The engine emitted the initial window: the writer, which holds the
+	// Conn's lock from then until it owns the send side, now owns it.
+	waitFor(t, "the initial window to be emitted", func() bool { return c.Info().Stats.BytesOut >= 10*1448 })
 	f.custody(t, addrGW, custody.Message{Type: custody.Revoke})
 	waitFor(t, "the REVOKE to be taken in", func() bool { return a.GatewayStats().Revokes == 1 })
 	var end uint32
