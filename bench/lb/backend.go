@@ -22,6 +22,12 @@ type BackendConfig struct {
 	// 1) multiplies it.
 	Cost     time.Duration
 	Slowdown float64
+	// Sleep makes the cost waited instead of computed. On a machine with
+	// fewer cores than backends, spinning backends share the CPU, so one
+	// backend's speed depends on how busy the others are; sleeping keeps
+	// them independent (each worker is then a server of fixed speed, as
+	// in the simulation), at the price of not loading the CPU.
+	Sleep bool
 	// StallEvery and StallFor: every StallEvery (from Serve's start) the
 	// backend stops for StallFor: it accepts, reads and computes nothing,
 	// like a process descheduled or paused by a collector. Zero: never.
@@ -149,7 +155,11 @@ func (b *Backend) handle(ctx context.Context, c net.Conn, buf, out []byte) []byt
 		c.Write([]byte("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
 		return out
 	}
-	b.spin(ctx, time.Duration(float64(b.cfg.Cost)*b.cfg.Slowdown))
+	if b.cfg.Sleep {
+		b.sleep(ctx, time.Duration(float64(b.cfg.Cost)*b.cfg.Slowdown))
+	} else {
+		b.spin(ctx, time.Duration(float64(b.cfg.Cost)*b.cfg.Slowdown))
+	}
 	body := len("ultcp-lb ") + len(b.cfg.Name) + 1 + len(path) + 1
 	out = append(out[:0], "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: "...)
 	out = strconv.AppendInt(out, int64(body), 10)
@@ -212,6 +222,30 @@ func (b *Backend) spin(ctx context.Context, d time.Duration) {
 		for time.Since(t0) < step {
 		}
 		d -= step
+	}
+}
+
+// sleep waits for d of running time, standing still during stalls.
+func (b *Backend) sleep(ctx context.Context, d time.Duration) {
+	for d > 0 && ctx.Err() == nil {
+		if b.waitStall(ctx) {
+			continue
+		}
+		// Up to the next stall at most, so that a stall stops the clock.
+		step := d
+		if b.cfg.StallFor > 0 {
+			into := time.Since(b.start) % b.cfg.StallEvery
+			step = min(d, b.cfg.StallEvery-b.cfg.StallFor-into)
+		}
+		t := time.NewTimer(step)
+		t0 := time.Now()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		d -= time.Since(t0)
 	}
 }
 

@@ -210,3 +210,13 @@ func TestVerifyAnswerRejectsWrongBodies(t *testing.T) {
 		}
 	}
 }
+
+func TestBackendSleepModeAnswers(t *testing.T) {
+	b, addr := serve(t, BackendConfig{Name: "s", Cost: 100 * time.Microsecond, Sleep: true})
+	if got := ask(t, addr, "GET / HTTP/1.1\r\n\r\n"); !strings.HasSuffix(got, "\r\n\r\nultcp-lb s /\n") {
+		t.Fatalf("answer %q", got)
+	}
+	if b.Served() != 1 {
+		t.Fatalf("served %d, want 1", b.Served())
+	}
+}
