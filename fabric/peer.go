@@ -382,14 +382,35 @@ func (p *peer) freeLocked(c *Conn) {
 		p.releaseLocked()
 	}
 	if int(c.key.side) == p.side && !p.released {
-		// Give the pair's pages back (they read as zeros afterwards, ready
-		// for the next connection): a system call on Close, none on Dial.
 		atomic.StoreUint64(c.tx.ctl64(offConnInfo), 0) // for Inspect: free
 		n := 2 * c.rx.size
-		unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(p.mem, p.l.slab[p.side]+c.block)), n), unix.MADV_REMOVE)
+		if c.tx.pubHead.Load() <= keepPagesBelow && atomic.LoadUint64(c.rx.ctl64(offTail)) <= keepPagesBelow {
+			// A short-lived connection touched a page or a few of each
+			// ring: keep them for the block's next connection, which
+			// then takes no page faults (four per connection, two per
+			// process), and skip the madvise. A ring needs only its
+			// first header zero: every later header position is zeroed
+			// by the producer (the terminator) before it publishes the
+			// record before it, so old bytes elsewhere are never read
+			// as records.
+			atomic.StoreUint64(c.tx.u64(0), 0)
+			atomic.StoreUint64(c.rx.u64(0), 0)
+		} else {
+			// Give the pair's pages back (they read as zeros afterwards,
+			// ready for the next connection): a system call on Close,
+			// none on Dial.
+			unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(p.mem, p.l.slab[p.side]+c.block)), n), unix.MADV_REMOVE)
+		}
 		p.alloc.release(c.key.id, c.block, n)
 	}
 }
+
+// keepPagesBelow: a connection that moved at most this many bytes each
+// way (as far as we know: our head, the tail the peer's consumer
+// published) keeps its ring pages when it is freed. A peer that wrote
+// more than it says only keeps more of our memory in use until the
+// block's next connection, which it could do anyway.
+const keepPagesBelow = 64 << 10
 
 // hints collects the watched connections the peer flagged in our ready
 // area. The bits are hints: a hostile peer can set any of them, which
