@@ -54,11 +54,7 @@ type Node struct {
 	acceptCh chan struct{}
 	events   []*Conn // watched connections whose state changed, for Wait
 
-	dmaWarn sync.Once
-	// pollers counts the goroutines between BeginAcceptPoll and
-	// EndAcceptPoll: while there are any, the event loop leaves the
-	// control rings unarmed (they read them).
-	pollers   atomic.Int32
+	dmaWarn   sync.Once
 	woken     atomic.Bool // Wake was called: the next Wait returns at once
 	closed    atomic.Bool
 	done      chan struct{}
@@ -623,55 +619,6 @@ func (n *Node) Accept(ctx context.Context) (*Conn, error) {
 	}
 }
 
-// BeginAcceptPoll says that the calling goroutine is about to poll
-// Accept (with a context that is already done) in a loop, as a server's
-// spinning accept does, until EndAcceptPoll. Meanwhile peers do not ring
-// the node's event loop for control messages: the poller reads them
-// itself, so a CONNECT costs the dialler no FUTEX_WAKE and the node no
-// wake-up of its event loop, which on a two-CPU machine would preempt the
-// poller (or the dialler's spinning goroutine) for microseconds.
-func (n *Node) BeginAcceptPoll() {
-	if n.pollers.Add(1) != 1 {
-		return
-	}
-	n.mu.Lock()
-	peers := n.peerList
-	n.mu.Unlock()
-	for _, p := range peers {
-		atomic.AndUint32(p.ctlRx.ctl32(offConsArmed), ^uint32(armNode))
-	}
-}
-
-// EndAcceptPoll ends what BeginAcceptPoll began. The last poller to end
-// arms the control rings again and then reads them once more, so that a
-// message that came after its last poll and rang no doorbell is handled
-// (the arm, re-check protocol of the event loop).
-func (n *Node) EndAcceptPoll() {
-	if n.pollers.Add(-1) != 0 {
-		return
-	}
-	n.armControl()
-	n.mu.Lock()
-	peers := n.peerList
-	n.mu.Unlock()
-	for _, p := range peers {
-		p.drainControl()
-	}
-}
-
-// armControl asks every live peer to ring the event loop's doorbell for
-// its next control message.
-func (n *Node) armControl() {
-	n.mu.Lock()
-	peers := n.peerList
-	n.mu.Unlock()
-	for _, p := range peers {
-		if !p.dead.Load() {
-			atomic.OrUint32(p.ctlRx.ctl32(offConsArmed), armNode)
-		}
-	}
-}
-
 // dequeue takes the first connection of the accept queue, or nil.
 func (n *Node) dequeue() *Conn {
 	n.mu.Lock()
@@ -808,10 +755,10 @@ func (n *Node) serve() {
 		if busy {
 			continue
 		}
-		if n.pollers.Load() == 0 {
-			// With a poller the rings stay unarmed: it reads them, and
-			// the last poller arms them when it stops (EndAcceptPoll).
-			n.armControl()
+		for _, p := range peers {
+			if !p.dead.Load() {
+				atomic.OrUint32(p.ctlRx.ctl32(offConsArmed), armNode)
+			}
 		}
 		for _, p := range peers {
 			if p.drainControl() {
