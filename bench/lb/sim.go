@@ -44,6 +44,11 @@ type SimConfig struct {
 	// DieAfter: in the dead scenario, backend 0 stops for good this long
 	// after the warm-up.
 	DieAfter time.Duration
+	// Cores > 0 makes the backends share that many CPUs (processor
+	// sharing: with n requests in service anywhere, each progresses at
+	// min(1, Cores/n) of full speed), as spinning backends on a small
+	// machine do. 0: every worker has its own CPU.
+	Cores int
 	// Concurrency > 0: a closed loop of that many clients, each sending
 	// its next request when the previous answer arrives. Otherwise an
 	// open loop of Poisson arrivals at Rate requests per second.
@@ -135,6 +140,8 @@ func (c *SimConfig) setDefaults() error {
 		return fmt.Errorf("lb sim: concurrency %d, want 1 to 100000", c.Concurrency)
 	case c.Concurrency == 0 && (c.Rate <= 0 || math.IsNaN(c.Rate) || c.Rate > 1e7):
 		return fmt.Errorf("lb sim: open-loop rate %v, want (0, 1e7] requests/s", c.Rate)
+	case c.Cores < 0 || c.Cores > 1024:
+		return fmt.Errorf("lb sim: %d cores, want 0 to 1024", c.Cores)
 	case c.DieAfter < 0:
 		return fmt.Errorf("lb sim: negative DieAfter %v", c.DieAfter)
 	case c.RTT < 0 || c.RequestBytes < 1 || c.Grace < 0:
@@ -171,8 +178,9 @@ type event struct {
 	at   time.Duration
 	seq  uint64
 	kind uint8
-	b    int32 // backend
-	req  int32 // request slot
+	b    int32  // backend
+	req  int32  // request slot
+	ver  uint64 // evShare: the schedule it belongs to
 }
 
 const (
@@ -182,6 +190,8 @@ const (
 	evWake         // a stall ended: the backend looks at its ring again
 	evTick         // the gateway's reading interval
 	evGrace        // a request has waited Grace in the ring
+	evShare        // Cores > 0: the next request in service finishes
+	evEdge         // Cores > 0: a backend stalls, resumes or dies
 )
 
 type eventHeap []event
@@ -248,6 +258,17 @@ type simulation struct {
 	perBE    []uint64
 	now      time.Duration // of the event being handled
 	removed  time.Duration // dead scenario: when backend 0 was removed
+	// Cores > 0: the requests in service, their CPU work left (ns at
+	// full speed), when that was last brought up to date, and the
+	// version of the pending evShare.
+	jobs   []psJob
+	psLast time.Duration
+	psVer  uint64
+}
+
+type psJob struct {
+	b, req int32
+	left   float64
 }
 
 // Simulate runs one scenario under one policy and returns what the
@@ -298,6 +319,16 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 		s.index[m] = i
 	}
 	s.push(event{at: 0, kind: evTick})
+	if cfg.Cores > 0 {
+		for i, b := range s.backends {
+			if b.stalls {
+				s.push(event{at: b.phase, kind: evEdge, b: int32(i)})
+			}
+			if b.deadAt > 0 {
+				s.push(event{at: b.deadAt, kind: evEdge, b: int32(i)})
+			}
+		}
+	}
 	if cfg.Concurrency > 0 {
 		for c := 0; c < cfg.Concurrency; c++ {
 			// Spread the clients' first requests over one cost.
@@ -380,36 +411,27 @@ func (s *simulation) handle(e event) {
 		}
 		s.start(int(e.b), e.at)
 	case evDone:
-		b := s.backends[e.b]
-		held := false
-		for i, x := range b.inServ {
-			if x == e.req {
-				b.inServ = append(b.inServ[:i], b.inServ[i+1:]...)
-				held = true
-				break
-			}
-		}
-		if !held {
-			return // failed when the gateway reset the member's connections
-		}
-		b.busy--
-		b.conns--
-		b.served++
-		r := s.reqs[e.req]
-		answered := e.at + s.cfg.RTT/2
-		if r.sent >= s.cfg.Warmup {
-			s.hist.Record(answered - r.sent)
-			s.done++
-			s.perBE[e.b]++
-		}
-		if r.client >= 0 {
-			s.push(event{at: answered, kind: evSend, req: r.client})
-		}
-		s.free = append(s.free, e.req)
-		s.start(int(e.b), e.at)
+		s.complete(e.b, e.req, e.at)
 	case evWake:
 		s.backends[e.b].wakeSet = false
 		s.start(int(e.b), e.at)
+	case evShare:
+		if e.ver == s.psVer {
+			s.psFinish(e.at)
+		}
+	case evEdge:
+		// The share of the CPU changes: bring the work up to date with
+		// the state before the edge, then plan with the state after.
+		s.psAdvance(e.at)
+		b := s.backends[e.b]
+		if b.stalls && !(b.deadAt > 0 && e.at >= b.deadAt) {
+			next := s.nextStall(b, e.at)
+			if s.stalled(b, e.at) {
+				next = s.stallEnd(b, e.at)
+			}
+			s.push(event{at: next, kind: evEdge, b: e.b})
+		}
+		s.psSchedule(e.at)
 	case evGrace:
 		r := &s.reqs[e.req]
 		// The slot may have been reused: only the request this event
@@ -457,9 +479,121 @@ func (s *simulation) onRemove(m *sched.Member) {
 		}
 		// The slot is not reused: a stale evDone for it may be queued.
 	}
+	if s.cfg.Cores > 0 {
+		s.psAdvance(s.now)
+		kept := s.jobs[:0]
+		for _, j := range s.jobs {
+			if int(j.b) != bi {
+				kept = append(kept, j)
+			}
+		}
+		s.jobs = kept
+		s.psSchedule(s.now)
+	}
 	b.conns -= len(fail)
 	b.busy -= len(b.inServ)
 	b.waiting, b.inServ = b.waiting[:0], b.inServ[:0]
+}
+
+// complete ends request ri's service on backend bi at now: the answer
+// goes back, a closed-loop client sends its next request, the worker
+// takes the next one.
+func (s *simulation) complete(bi, ri int32, now time.Duration) {
+	b := s.backends[bi]
+	held := false
+	for i, x := range b.inServ {
+		if x == ri {
+			b.inServ = append(b.inServ[:i], b.inServ[i+1:]...)
+			held = true
+			break
+		}
+	}
+	if !held {
+		return // failed when the gateway reset the member's connections
+	}
+	b.busy--
+	b.conns--
+	b.served++
+	r := s.reqs[ri]
+	answered := now + s.cfg.RTT/2
+	if r.sent >= s.cfg.Warmup {
+		s.hist.Record(answered - r.sent)
+		s.done++
+		s.perBE[bi]++
+	}
+	if r.client >= 0 {
+		s.push(event{at: answered, kind: evSend, req: r.client})
+	}
+	s.free = append(s.free, ri)
+	s.start(int(bi), now)
+}
+
+// running reports whether backend b's process runs at t (not stalled,
+// not dead).
+func (s *simulation) running(b *simBackend, t time.Duration) bool {
+	return !(b.deadAt > 0 && t >= b.deadAt) && !(b.stalls && s.stalled(b, t))
+}
+
+// psAdvance brings the work left of every request in service up to now,
+// at the shared speed of the interval since the last update (nothing
+// started, ended, stalled or resumed in between: each is an event that
+// calls this first).
+func (s *simulation) psAdvance(now time.Duration) {
+	if now <= s.psLast {
+		return
+	}
+	n := 0
+	for _, j := range s.jobs {
+		if s.running(s.backends[j.b], s.psLast) {
+			n++
+		}
+	}
+	if n > 0 {
+		speed := min(1, float64(s.cfg.Cores)/float64(n))
+		done := float64(now-s.psLast) * speed
+		for i := range s.jobs {
+			if s.running(s.backends[s.jobs[i].b], s.psLast) {
+				s.jobs[i].left -= done
+			}
+		}
+	}
+	s.psLast = now
+}
+
+// psSchedule (re)plans the next completion among the running requests.
+func (s *simulation) psSchedule(now time.Duration) {
+	s.psVer++
+	n, least := 0, math.Inf(1)
+	for _, j := range s.jobs {
+		if s.running(s.backends[j.b], now) {
+			n++
+			least = min(least, j.left)
+		}
+	}
+	if n == 0 {
+		return
+	}
+	speed := min(1, float64(s.cfg.Cores)/float64(n))
+	s.push(event{at: now + time.Duration(math.Ceil(max(least, 0)/speed)), kind: evShare, ver: s.psVer})
+}
+
+// psFinish completes the requests whose work is done.
+func (s *simulation) psFinish(now time.Duration) {
+	s.psAdvance(now)
+	var done []psJob
+	kept := s.jobs[:0]
+	for _, j := range s.jobs {
+		if j.left <= 0.5 && s.running(s.backends[j.b], now) {
+			done = append(done, j)
+		} else {
+			kept = append(kept, j)
+		}
+	}
+	s.jobs = kept
+	for _, j := range done {
+		s.complete(j.b, j.req, now)
+	}
+	s.psSchedule(now)
 }
 
 func (s *simulation) newReq(r simReq) int32 {
@@ -495,6 +629,12 @@ func (s *simulation) start(bi int, now time.Duration) {
 		b.busy++
 		b.inServ = append(b.inServ, r)
 		work := s.serviceTime(b)
+		if s.cfg.Cores > 0 {
+			s.psAdvance(now)
+			s.jobs = append(s.jobs, psJob{b: int32(bi), req: r, left: float64(work)})
+			s.psSchedule(now)
+			continue
+		}
 		s.push(event{at: s.finish(b, now, work), kind: evDone, b: int32(bi), req: r})
 	}
 }

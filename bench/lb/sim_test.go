@@ -243,3 +243,40 @@ func TestSimDeadBackendIsRemovedAndQueueStopsSendingWithinMilliseconds(t *testin
 		t.Errorf("failed requests: queue %d, roundrobin %d; want fewer under queue", q.Errors, rr.Errors)
 	}
 }
+
+func TestSimSharedCoresBoundThroughput(t *testing.T) {
+	// Four single-worker backends at 1 ms a request on one shared CPU:
+	// the pool answers at most 1000 requests a second, and nearly that
+	// when 16 clients keep it busy.
+	c := shortSim()
+	c.Cores = 1
+	r, err := Simulate(c, ScenarioEqual, sched.LeastConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RPS > 1010 || r.RPS < 950 {
+		t.Fatalf("%.0f req/s on one shared core, want 950 to 1010", r.RPS)
+	}
+	// Two cores: twice that.
+	c.Cores = 2
+	if r, err = Simulate(c, ScenarioEqual, sched.LeastConn); err != nil {
+		t.Fatal(err)
+	}
+	if r.RPS > 2020 || r.RPS < 1900 {
+		t.Fatalf("%.0f req/s on two shared cores, want 1900 to 2020", r.RPS)
+	}
+}
+
+func TestSimSharedCoresPauseStalledBackend(t *testing.T) {
+	c := shortSim()
+	c.Cores = 2
+	for _, sc := range []string{ScenarioStall, ScenarioDead} {
+		r, err := Simulate(c, sc, sched.Queue)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Requests == 0 || r.Share[0] >= 0.25 {
+			t.Fatalf("%s on shared cores: %d requests, backend 0 answered %.3f, want requests and < 0.25", sc, r.Requests, r.Share[0])
+		}
+	}
+}

@@ -43,6 +43,7 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 	fs.StringVar(&f.policies, "policies", strings.Join(names, ","), "comma-separated `LIST` of policies")
 	fs.IntVar(&f.sim.Backends, "backends", d.Backends, "backends in the pool")
 	fs.IntVar(&f.sim.Workers, "workers", d.Workers, "requests one backend serves at once")
+	fs.IntVar(&f.sim.Cores, "cores", 0, "CPUs the backends share, as spinning backends on a small machine do (0: a CPU per worker)")
 	fs.DurationVar(&f.sim.Cost, "cost", d.Cost, "mean service time of a request")
 	fs.Float64Var(&f.sim.Slowdown, "slowdown", d.Slowdown, "cost factor of backend 0 in the slow scenario")
 	fs.DurationVar(&f.sim.StallEvery, "stall-every", d.StallEvery, "period of backend 0's stalls in the stall scenario")
@@ -126,6 +127,9 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 		fmt.Sprintf("%d backends × %d worker, cost %v (half fixed, half exponential), %s, RTT %v, %v per run after %v warm-up, seed %d",
 			cfg.Backends, cfg.Workers, cfg.Cost, load, cfg.RTT, cfg.Duration-cfg.Warmup, cfg.Warmup, cfg.Seed),
 		fmt.Sprintf("slow: backend 0 × %g; stall: backend 0 stops %v every %v; dead: backend 0 stops %v after the warm-up", cfg.Slowdown, cfg.StallFor, cfg.StallEvery, cfg.DieAfter),
+	}
+	if cfg.Cores > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("the backends share %d CPUs (processor sharing)", cfg.Cores))
 	}
 	if cfg.Grace > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("a node's stack takes a request out of its ring after %v unread", cfg.Grace))
