@@ -23,7 +23,11 @@
 //     not the Must-show run: service times are drawn from a distribution
 //     (half fixed, half exponential), the network is a constant RTT, every
 //     connection carries one request, and the gateway's counters (ring
-//     occupancy, consumed bytes, open connections) are exact. What it
+//     occupancy, consumed bytes, open connections) are exact. Options
+//     bring it closer to this machine: Cores makes the backends share a
+//     few CPUs (spinning backends on 2 cores do), Grace lets a node's
+//     stack take an unread request out of its ring (ultcp does after
+//     Config.Grace). What it
 //     says about the policies holds for that model only; the measured run
 //     through the gateway is what counts. Besides the three
 //     scenarios it has a fourth, dead (backend 0 stops for good), which
