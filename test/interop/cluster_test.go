@@ -150,7 +150,8 @@ func newUltcpCluster(t *testing.T, tp *Topology, impair string, extra ...string)
 	buildBinaries(t)
 	c := &ultcpCluster{tp: tp, fabric: fmt.Sprintf("interop-%d-%d", os.Getpid(), fabricSeq.Add(1)), gwLog: &syncBuffer{}}
 	t.Cleanup(func() { os.RemoveAll(filepath.Join(fabric.DefaultRoot, c.fabric)) })
-	args := []string{"gateway", "--fabric", c.fabric, "--addr", GatewayAddr.String(), "--subnet", ClusterNet.String(), "--tun", "ultcp0"}
+	args := []string{"gateway", "--fabric", c.fabric, "--addr", GatewayAddr.String(), "--subnet", ClusterNet.String(), "--tun", "ultcp0",
+		"--metrics", metricsAddr}
 	if impair != "" {
 		args = append(args, "--impair", impair)
 	}
@@ -161,6 +162,9 @@ func newUltcpCluster(t *testing.T, tp *Topology, impair string, extra ...string)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway's metrics (non-zero):\n%s", c.metrics())
+		}
 		c.gateway.Stop()
 		if t.Failed() {
 			t.Logf("gateway's log:\n%s", c.gwLog.tail(8<<10))
@@ -172,6 +176,27 @@ func newUltcpCluster(t *testing.T, tp *Topology, impair string, extra ...string)
 		t.Fatalf("gateway not forwarding: %v\n%s", err, c.gwLog.tail(8<<10))
 	}
 	return c
+}
+
+// metricsAddr is where the gateway serves its metrics, inside gw.
+const metricsAddr = "127.0.0.1:9477"
+
+// metrics returns the gateway's non-zero metrics (for a failed test's log).
+func (c *ultcpCluster) metrics() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := c.tp.GW.Run(ctx, "curl", "--silent", "--show-error", "http://"+metricsAddr+"/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for line := range strings.Lines(string(out)) {
+		if strings.HasPrefix(line, "#") || strings.HasSuffix(line, " 0\n") || strings.HasPrefix(line, "go_") || strings.HasPrefix(line, "process_") || strings.HasPrefix(line, "promhttp_") {
+			continue
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }
 
 // node starts a node process (root namespace: it touches no network) and

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,13 +139,13 @@ func runCondition(t *testing.T, kind string, cond condition, sz sizes) {
 		if !r.Clean() {
 			t.Errorf("tshark found problems: %v; first: %q", r, r.Examples)
 		}
-		if t.Failed() {
-			keepCapture(t, capFile)
-		}
 		if r.TCPChecksumOK == 0 {
 			t.Errorf("tshark verified no TCP checksum: %v", r)
 		}
 	})
+	if t.Failed() {
+		keepCapture(t, capFile)
+	}
 }
 
 // curlDownload fetches n bytes from the HTTP server in the cluster with
@@ -158,7 +159,12 @@ func curlDownload(t *testing.T, tp *Topology, n int64, timeout time.Duration) {
 		"--output", "-", "http://"+ServerAddr.String()+"/bytes?n="+strconv.FormatInt(n, 10))
 	cmd.Stdout, cmd.Stderr = sink, &stderr
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	stop := watchProgress(cancel, sink)
+	err := cmd.Run()
+	if stop() {
+		t.Fatalf("curl stalled: no progress for %v after %d of %d bytes", stallTimeout, sink.N, n)
+	}
+	if err != nil {
 		t.Fatalf("curl after %v: %v: %s (received %d bytes)", time.Since(start).Round(time.Millisecond), err, stderr.String(), sink.N)
 	}
 	d := time.Since(start)
@@ -191,8 +197,14 @@ func socatBoth(t *testing.T, tp *Topology, cl cluster, n int64, timeout time.Dur
 	cmd := cl.nc(ctx, port, timeout)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = &Pattern{N: n}, sink, &stderr
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("client after %v: %v: %s (received %d of %d bytes; socat received %d)", time.Since(start).Round(time.Millisecond), err, strings.TrimSpace(stderr.String()), sink.N, n, extSink.N)
+	stop := watchProgress(cancel, sink, extSink)
+	err = cmd.Run()
+	if stop() {
+		peer.Stop()
+		t.Fatalf("stalled: no progress for %v; the client received %d of %d bytes, socat %d", stallTimeout, sink.N, n, extSink.N)
+	}
+	if err != nil {
+		t.Fatalf("client after %v: %v: %s (received %d of %d bytes; socat received %d)", time.Since(start).Round(time.Millisecond), err, strings.TrimSpace(stderr.String()), sink.N, n, extSink.Count())
 	}
 	d := time.Since(start)
 	if err := peer.Wait(); err != nil {
@@ -225,4 +237,42 @@ func keepCapture(t *testing.T, file string) {
 		return
 	}
 	t.Logf("capture kept in %s", dst)
+}
+
+// stallTimeout ends a transfer that has made no progress for this long
+// (a stall is a failure; waiting out the whole bound only delays it).
+const stallTimeout = 20 * time.Second
+
+// watchProgress cancels the transfer when none of the sinks has grown for
+// stallTimeout. stop ends the watch and says whether it cancelled.
+func watchProgress(cancel context.CancelFunc, sinks ...*Sink) (stop func() (stalled bool)) {
+	done := make(chan struct{})
+	var stalled atomic.Bool
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		last, since := int64(-1), time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			var total int64
+			for _, s := range sinks {
+				total += s.Count()
+			}
+			if total != last {
+				last, since = total, time.Now()
+			} else if time.Since(since) >= stallTimeout {
+				stalled.Store(true)
+				cancel()
+				return
+			}
+		}
+	}()
+	return func() bool {
+		close(done)
+		return stalled.Load()
+	}
 }

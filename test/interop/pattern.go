@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"io"
+	"sync/atomic"
 )
 
 // Pattern is the deterministic payload of the interop transfers: word k
@@ -59,14 +60,19 @@ func PatternSum(n int64) [32]byte {
 	return s
 }
 
-// Sink counts and hashes what is written to it.
+// Sink counts and hashes what is written to it. Its count may be read
+// (Count) while a process writes to it.
 type Sink struct {
-	N int64
+	N int64 // bytes written; read it only after the writer is done
+	n atomic.Int64
 	h interface {
 		io.Writer
 		Sum([]byte) []byte
 	}
 }
+
+// Count is the bytes written so far, safe while a writer runs.
+func (s *Sink) Count() int64 { return s.n.Load() }
 
 // NewSink returns an empty sink.
 func NewSink() *Sink { return &Sink{h: sha256.New()} }
@@ -74,6 +80,7 @@ func NewSink() *Sink { return &Sink{h: sha256.New()} }
 // Write implements io.Writer.
 func (s *Sink) Write(b []byte) (int, error) {
 	s.N += int64(len(b))
+	s.n.Add(int64(len(b)))
 	return s.h.Write(b)
 }
 
