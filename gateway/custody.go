@@ -57,6 +57,7 @@ type keeper struct {
 	nCustody    int   // flows with a custodian
 
 	stats CustodyStats
+	pool  *tcp.ChunkPool // the custodians' chunks, shared
 
 	out tcp.CustodianOutput // reused for every call
 	pkt []byte              // a resend being built
@@ -134,8 +135,12 @@ func newKeeper(cfg CustodyConfig) (custodian, error) {
 	}
 	return &keeper{
 		limit: cfg.Limit, gw: cfg.Gateway, io: cfg.IO, log: log,
-		pkt: make([]byte, 0, wire.IPv4HeaderLen+wire.TCPHeaderLen+wire.TCPMaxOptionsLen+0xffff),
-		rec: make([]byte, 0, custody.MaxPacketLen),
+		// Free chunks are kept up to a quarter of the limit (at least
+		// 1 MiB), so flows starting and stopping allocate little and
+		// idle flows hold nothing.
+		pool: tcp.NewChunkPool(int(max(cfg.Limit/4, 1<<20))),
+		pkt:  make([]byte, 0, wire.IPv4HeaderLen+wire.TCPHeaderLen+wire.TCPMaxOptionsLen+0xffff),
+		rec:  make([]byte, 0, custody.MaxPacketLen),
 	}, nil
 }
 
@@ -256,7 +261,7 @@ func (k *keeper) maybeGrant(fc *flowCustody, now time.Duration) {
 	}
 	fc.cu = tcp.NewCustodian(tcp.CustodianConfig{
 		MSS: mss, SACK: fc.nodeSACK && fc.peerSACK, Timestamps: ts, WindowShift: uint8(shift),
-		InitialRTT: fc.rtt,
+		InitialRTT: fc.rtt, Pool: k.pool,
 	})
 	k.nCustody++
 	fc.phase = phaseGranted

@@ -99,6 +99,10 @@ type CustodianConfig struct {
 	// ACK back). Without it the first loss is judged with no RTT known:
 	// RACK's reordering window is zero and the RTO is RTOInitial.
 	InitialRTT time.Duration
+	// Pool, when not nil, supplies the store's chunks and takes them
+	// back (shared by the flows of one gateway); else the Custodian
+	// keeps a few of its own for reuse.
+	Pool *ChunkPool
 }
 
 // Resend is one segment a Custodian asks its caller to send again: Len
@@ -134,7 +138,7 @@ func (o *CustodianOutput) Reset() {
 // CustodianStats are a Custodian's counters.
 type CustodianStats struct {
 	Held, HeldPeak  int    // data octets held now and at most
-	Footprint       int    // bytes of store memory allocated now (held or kept for reuse)
+	Footprint       int    // bytes of store memory in use now, with chunks kept for reuse (not a Pool's)
 	Copied          uint64 // data octets copied in
 	NotHeld         uint64 // data octets seen but not held (revoked, gap, out of range)
 	NodeResends     uint64 // segments the node sent again over held records
@@ -165,6 +169,7 @@ func NewCustodian(cfg CustodianConfig) *Custodian {
 		cfg.WindowShift = 14 // RFC 7323 §2.3
 	}
 	u := &Custodian{cfg: cfg}
+	u.store.pool = cfg.Pool
 	e := &u.e
 	e.cfg = Config{RTOMin: cfg.RTOMin, RTOMax: cfg.RTOMax, RTOInitial: cfg.RTOInitial,
 		MaxRetries: cfg.MaxRetries, NoRACK: cfg.NoRACK}.withDefaults()

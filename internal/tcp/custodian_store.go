@@ -12,8 +12,44 @@ type custodyStore struct {
 	chunks [][]byte // chunks[head+k] is chunk k; nil where nothing is held
 	head   int
 	base   uint32
-	free   [][]byte // released chunks kept for reuse, at most maxFreeChunks
+	free   [][]byte // released chunks kept for reuse, at most maxFreeChunks (no pool)
 	inUse  int      // non-nil entries of chunks
+	pool   *ChunkPool
+}
+
+// ChunkPool lends custodians the chunks of their stores, so that the flows
+// of a gateway share one supply: an idle flow then keeps no memory, and a
+// flow that starts sending takes chunks another flow gave back instead of
+// allocating. It keeps at most MaxFree chunks; beyond that, returned
+// chunks go to the garbage collector. Like the engine it takes no locks:
+// the custodians sharing a pool must be driven by one goroutine.
+type ChunkPool struct {
+	free    [][]byte
+	maxFree int
+}
+
+// NewChunkPool returns a pool keeping up to maxFreeBytes of free chunks.
+func NewChunkPool(maxFreeBytes int) *ChunkPool {
+	return &ChunkPool{maxFree: max(maxFreeBytes/custodyChunk, 1)}
+}
+
+// FreeBytes returns the memory the pool holds for reuse.
+func (p *ChunkPool) FreeBytes() int { return len(p.free) * custodyChunk }
+
+func (p *ChunkPool) get() []byte {
+	if k := len(p.free); k > 0 {
+		c := p.free[k-1]
+		p.free[k-1] = nil
+		p.free = p.free[:k-1]
+		return c
+	}
+	return make([]byte, custodyChunk)
+}
+
+func (p *ChunkPool) put(c []byte) {
+	if len(p.free) < p.maxFree {
+		p.free = append(p.free, c)
+	}
 }
 
 const (
@@ -132,6 +168,9 @@ func (s *custodyStore) release() {
 
 func (s *custodyStore) get() []byte {
 	s.inUse++
+	if s.pool != nil {
+		return s.pool.get()
+	}
 	if k := len(s.free); k > 0 {
 		c := s.free[k-1]
 		s.free[k-1] = nil
@@ -146,6 +185,10 @@ func (s *custodyStore) put(c []byte) {
 		return
 	}
 	s.inUse--
+	if s.pool != nil {
+		s.pool.put(c)
+		return
+	}
 	if len(s.free) < maxFreeChunks {
 		s.free = append(s.free, c)
 	}

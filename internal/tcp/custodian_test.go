@@ -147,6 +147,25 @@ func TestCustodianFreesStoreChunksAsAcksPass(t *testing.T) {
 	}
 }
 
+// Custodians sharing a ChunkPool: what one gives back the other takes,
+// and an idle flow keeps nothing.
+func TestCustodianChunkPoolIsShared(t *testing.T) {
+	pool := NewChunkPool(8 * custodyChunk)
+	a := NewCustodian(CustodianConfig{MSS: 1000, SACK: true, Pool: pool})
+	b := NewCustodian(CustodianConfig{MSS: 1000, SACK: true, Pool: pool})
+	a.Sent(0, 0, numbered(0, 3*custodyChunk), false)
+	hdr := wire.TCPHeader{Flags: wire.FlagACK, Window: 65535, Ack: 3 * custodyChunk}
+	var out CustodianOutput
+	a.Ack(time.Millisecond, &hdr, 0, &out)
+	if fp, free := a.Stats().Footprint, pool.FreeBytes(); fp != 0 || free != 3*custodyChunk {
+		t.Fatalf("idle custodian footprint %d, pool free %d; want 0, 3 chunks", fp, free)
+	}
+	b.Sent(0, 0, numbered(0, 2*custodyChunk), false)
+	if fp, free := b.Stats().Footprint, pool.FreeBytes(); fp != 2*custodyChunk || free != custodyChunk {
+		t.Fatalf("second custodian footprint %d, pool free %d; want 2 chunks taken from the pool's 3", fp, free)
+	}
+}
+
 func TestCustodianCutsLargeSegmentsIntoMSSRecords(t *testing.T) {
 	h := newCustody(t, CustodianConfig{MSS: 1000})
 	h.u.Sent(0, 1000, numbered(1000, 2500), false)
