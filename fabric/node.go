@@ -607,7 +607,10 @@ func (n *Node) Accept(ctx context.Context) (*Conn, error) {
 			}
 			return c, nil
 		}
-		if ctx.Err() == nil && s.more() {
+		if err := ctx.Err(); err != nil {
+			return nil, err // a poll: the queue and the rings were read
+		}
+		if s.more() {
 			continue
 		}
 		select {
