@@ -79,6 +79,7 @@ const (
 	dueGrant uint8 = 1 << iota
 	dueRevoke
 	dueFail
+	dueLoss
 )
 
 // ctlRetry is how soon a control record that found the flow's queue full
@@ -91,8 +92,11 @@ type flowCustody struct {
 	idx   int // in keeper.flows
 	phase uint8
 	due   uint8 // control records to try again at retryAt
-	cu    *tcp.Custodian
-	held  int // cu.Held() as last accounted
+	// loss is the LOSS to try again (dueLoss): only the first range
+	// waiting, since the node reacts once per window anyway.
+	loss tcp.LossRange
+	cu   *tcp.Custodian
+	held int // cu.Held() as last accounted
 
 	// What the SYNs said (RFC 9293 §3.7.1, RFC 7323, RFC 2018).
 	nodeSYN, peerSYN   bool
@@ -280,18 +284,10 @@ func (k *keeper) act(fc *flowCustody, now time.Duration) {
 		k.stats.Retransmits++
 	}
 	for _, l := range o.Loss {
-		k.rec = k.rec[:0]
-		rec, err := custody.AppendPacket(k.rec, k.gw, fc.f.Key.Node, custody.Message{Type: custody.Loss, Start: l.Start, End: l.End})
-		if err == nil {
-			err = k.io.ToNode(fc.f, rec)
+		if fc.due&dueLoss == 0 {
+			fc.loss = l
 		}
-		if err != nil {
-			// The loss was repaired; only the node's congestion
-			// response is missed.
-			k.log.Debug("gateway: custody LOSS not sent", "flow", fc.f.Key, "err", err)
-			continue
-		}
-		k.stats.LossReports++
+		k.sendCtl(fc, now, dueLoss)
 	}
 	if o.Failed {
 		k.fail(fc, now)
@@ -445,8 +441,8 @@ func (k *keeper) release(fc *flowCustody) {
 	k.stats.HeldBytes = k.held
 }
 
-// sendCtl sends GRANT, REVOKE or FAIL; one that finds the flow's control
-// queue full is tried again after ctlRetry.
+// sendCtl sends GRANT, REVOKE, LOSS (fc.loss) or FAIL; one that finds the
+// flow's control queue full is tried again after ctlRetry.
 func (k *keeper) sendCtl(fc *flowCustody, now time.Duration, what uint8) {
 	var m custody.Message
 	switch what {
@@ -456,6 +452,13 @@ func (k *keeper) sendCtl(fc *flowCustody, now time.Duration, what uint8) {
 		m.Type = custody.Revoke
 	case dueFail:
 		m = custody.Message{Type: custody.Fail, Errno: uint32(syscall.ETIMEDOUT)}
+	case dueLoss:
+		if fc.due&dueLoss != 0 && what == dueLoss && fc.retryAt > now {
+			// An earlier LOSS waits for the queue: the node will
+			// react to that one; this window needs no second.
+			return
+		}
+		m = custody.Message{Type: custody.Loss, Start: fc.loss.Start, End: fc.loss.End}
 	}
 	fc.due &^= what
 	k.rec = k.rec[:0]
@@ -463,7 +466,13 @@ func (k *keeper) sendCtl(fc *flowCustody, now time.Duration, what uint8) {
 	if err == nil {
 		err = k.io.ToNode(fc.f, rec)
 	}
-	if err == nil || errors.Is(err, errFlowClosed) {
+	if err == nil {
+		if what == dueLoss {
+			k.stats.LossReports++
+		}
+		return
+	}
+	if errors.Is(err, errFlowClosed) {
 		return
 	}
 	fc.due |= what
@@ -517,7 +526,7 @@ func (k *keeper) Tick(now time.Duration) {
 	for len(k.timed) > 0 && k.timed[0].deadline <= now {
 		fc := k.timed[0]
 		if fc.due != 0 && fc.retryAt <= now {
-			for _, what := range [...]uint8{dueGrant, dueRevoke, dueFail} {
+			for _, what := range [...]uint8{dueGrant, dueRevoke, dueLoss, dueFail} {
 				if fc.due&what != 0 {
 					k.sendCtl(fc, now, what)
 				}

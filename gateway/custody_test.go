@@ -373,6 +373,35 @@ func TestCustodyRetriesGrantWhenQueueIsFull(t *testing.T) {
 	}
 }
 
+// A LOSS that finds the queue full goes out a millisecond later: the
+// node's congestion control must hear of every repaired window.
+func TestCustodyRetriesLossWhenQueueIsFull(t *testing.T) {
+	h := newCustodyHarness(t, 1<<20)
+	f := custFlow(40000)
+	h.handshake(f)
+	for i := range 5 {
+		h.send(f, i)
+	}
+	h.now = 50 * time.Millisecond
+	h.ack(f, 1)
+	h.ack(f, 1, 2, 3)
+	h.ack(f, 1, 2, 4)
+	h.io.full = 1
+	h.ack(f, 1, 2, 5)
+	if len(h.io.outside) != 1 || len(h.io.nodeMsgs(t)) != 0 {
+		t.Fatalf("%d resends, LOSS sent into a full queue", len(h.io.outside))
+	}
+	if d := h.k.Next(); d != h.now+ctlRetry {
+		t.Fatalf("next %v, want the retry at %v", d, h.now+ctlRetry)
+	}
+	h.now += ctlRetry
+	h.k.Tick(h.now)
+	ms := h.io.nodeMsgs(t)
+	if len(ms) != 1 || ms[0] != (custody.Message{Type: custody.Loss, Start: custSeq(1), End: custSeq(2)}) {
+		t.Fatalf("after the retry the node got %v, want LOSS{%d,%d}", ms, custSeq(1), custSeq(2))
+	}
+}
+
 // The hooks' steady state (a segment out, its ACK in) allocates nothing.
 func TestCustodyHooksAllocateNothing(t *testing.T) {
 	h := newCustodyHarness(t, 1<<30)
