@@ -147,6 +147,11 @@ type ultcpCluster struct {
 // newUltcpCluster starts the gateway, with an impairment spec or "".
 func newUltcpCluster(t *testing.T, tp *Topology, impair string, extra ...string) *ultcpCluster {
 	t.Helper()
+	return newUltcpClusterTB(t, tp, impair, extra...)
+}
+
+func newUltcpClusterTB(t testing.TB, tp *Topology, impair string, extra ...string) *ultcpCluster {
+	t.Helper()
 	buildBinaries(t)
 	c := &ultcpCluster{tp: tp, fabric: fmt.Sprintf("interop-%d-%d", os.Getpid(), fabricSeq.Add(1)), gwLog: &syncBuffer{}}
 	t.Cleanup(func() { os.RemoveAll(filepath.Join(fabric.DefaultRoot, c.fabric)) })
