@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -183,6 +184,32 @@ func TestEndToEndLinuxTCPThroughTheGatewayToANode(t *testing.T) {
 	if string(out) != want {
 		t.Fatalf("node answered %q, want %q", out, want)
 	}
+
+	// Download: the node sends 8 MiB to Linux in ext.
+	down := payload[:8<<20]
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		_, err = c.Write(down)
+		served <- err
+	}()
+	start := time.Now()
+	got, err := ext.Run(ctx, "socat", "-T", "30", "-u", "TCP:10.77.0.2:5000", "STDOUT")
+	if err != nil {
+		t.Fatalf("socat download: %v (%d bytes)", err, len(got))
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("node write: %v", err)
+	}
+	if !bytes.Equal(got, down) {
+		t.Fatalf("download: got %d bytes, want the node's %d", len(got), len(down))
+	}
+	t.Logf("download of %d MiB: %v", len(down)>>20, time.Since(start))
 
 	// A connection to a port nobody listens on is refused by the node.
 	if _, err := ext.Run(ctx, "socat", "-T", "5", "/dev/null", "TCP:10.77.0.2:5001"); err == nil || !strings.Contains(err.Error(), "refused") {

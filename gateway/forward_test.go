@@ -383,3 +383,23 @@ func TestIdleFlowIsClosedAfterTheTimeout(t *testing.T) {
 	h.g.node.Wake()
 	h.waitFor("the idle flow closed", func() bool { return h.g.Stats().FlowsClosed[closeIdle].Load() == 1 })
 }
+
+func TestAFlowWithMoreRecordsThanOneTurnsBudgetIsServedToTheEnd(t *testing.T) {
+	h := newHarness(t, nil)
+	c := establishedFromNode(h, 1460)
+	// Pure ACKs with distinct ACK numbers: never coalesced, one packet
+	// each, several turns' worth (recordBudget per turn).
+	n := 3*recordBudget + 5
+	for i := range n {
+		s := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001 + uint32(i), flags: flagACK, zeroChecksums: true}
+		if err := c.Send(s.bytes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		p := h.devOut()
+		if got := binary.BigEndian.Uint32(p.Data[28:]); got != 9001+uint32(i) {
+			t.Fatalf("packet %d acks %d, want %d", i, got, 9001+i)
+		}
+	}
+}

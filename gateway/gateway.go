@@ -457,10 +457,10 @@ func (g *Gateway) serveConns(now time.Duration) bool {
 	}
 	clear(g.ready)
 	g.ready = g.ready[:0]
-	q := g.againQ
-	n := len(q)
+	n := len(g.againQ)
 	for i := 0; i < n; i++ {
-		f := q[i]
+		// Index g.againQ each time: serving may append to it (and move it).
+		f := g.againQ[i]
 		f.again = false
 		if f.closed {
 			continue
@@ -470,9 +470,9 @@ func (g *Gateway) serveConns(now time.Duration) bool {
 		}
 	}
 	// Flows queued again during the loop were appended after n.
-	rest := copy(q, q[n:])
-	clear(q[rest:])
-	g.againQ = q[:rest]
+	rest := copy(g.againQ, g.againQ[n:])
+	clear(g.againQ[rest:])
+	g.againQ = g.againQ[:rest]
 	return any
 }
 
