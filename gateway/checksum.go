@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/binary"
-	"math/bits"
 
 	"github.com/ultcp/ultcp/internal/wire"
 )
@@ -19,54 +18,32 @@ import (
 //     the kernel finishes it if and where it must (a veth peer in the same
 //     machine takes CHECKSUM_PARTIAL as verified, so nobody computes it).
 //
-// GSO writes must use offload (virtio 1.2 §5.1.6.2). Offload is the
-// default for single segments too; Config.SoftChecksum selects soft.
+// GSO writes must use offload (virtio 1.2 §5.1.6.2). For single segments
+// offload is the default too, by measurement (BenchmarkOutbound, the
+// gateway's work per segment up to the device write, 2 vCPU VM, 16:20 UTC):
+// 1448-byte payload, offload 64 ns, soft 167 ns (copySum alone 105 ns:
+// memmove then sum per 2 KiB block; copy+wire.Sum 113 ns; a word loop doing
+// both 318 ns); 64-byte payload, both 73-96 ns (noise). Offload also saves
+// the kernel's copy from our buffer being a second copy: the writev goes
+// straight from the ring. Config.SoftChecksum selects soft, for a device
+// that cannot take partial checksums.
 
 // copySum copies src into dst (len(dst) >= len(src)) and returns the one's
 // complement sum of src (RFC 1071), folded and not complemented, as
-// wire.Sum would: one pass over the bytes instead of two.
+// wire.Sum would. It works in blocks small enough to stay in the L1 cache:
+// each block is copied (memmove, vectorised) and then summed from the
+// copy, so the source is read from memory once. A word-by-word loop that
+// copies and adds in the same instruction stream was measured slower in Go
+// (no vector adds: 318 ns against 113 ns for 1448 bytes).
 func copySum(dst, src []byte) uint16 {
-	dst = dst[:len(src)]
-	var acc, c uint64
-	for len(src) >= 32 {
-		a := binary.LittleEndian.Uint64(src[0:])
-		b := binary.LittleEndian.Uint64(src[8:])
-		d := binary.LittleEndian.Uint64(src[16:])
-		e := binary.LittleEndian.Uint64(src[24:])
-		binary.LittleEndian.PutUint64(dst[0:], a)
-		binary.LittleEndian.PutUint64(dst[8:], b)
-		binary.LittleEndian.PutUint64(dst[16:], d)
-		binary.LittleEndian.PutUint64(dst[24:], e)
-		acc, c = bits.Add64(acc, a, c)
-		acc, c = bits.Add64(acc, b, c)
-		acc, c = bits.Add64(acc, d, c)
-		acc, c = bits.Add64(acc, e, c)
-		src, dst = src[32:], dst[32:]
+	const block = 2048 // even, so every block's sum combines without a swap
+	var s uint16
+	for off := 0; off < len(src); off += block {
+		end := min(off+block, len(src))
+		copy(dst[off:end], src[off:end])
+		s = wire.Combine(s, wire.Sum(dst[off:end]), 0)
 	}
-	for len(src) >= 8 {
-		a := binary.LittleEndian.Uint64(src)
-		binary.LittleEndian.PutUint64(dst, a)
-		acc, c = bits.Add64(acc, a, c)
-		src, dst = src[8:], dst[8:]
-	}
-	// The tail, fewer than 8 bytes: copy it and sum it as wire.Sum does
-	// (little-endian words; an odd last byte is the high byte of a
-	// big-endian word padded with zero, RFC 1071 §4.1).
-	copy(dst, src)
-	var t uint64
-	for i := len(src) - 1; i >= 0; i-- {
-		t = t<<8 | uint64(src[i])
-	}
-	acc, c = bits.Add64(acc, t, c)
-	acc, c = bits.Add64(acc, c, 0)
-	acc += c
-	// Fold and swap to big-endian as wire.Sum does.
-	s := (acc >> 32) + (acc & 0xffffffff)
-	s = (s >> 32) + (s & 0xffffffff)
-	s32 := uint32(s)
-	s32 = (s32 >> 16) + (s32 & 0xffff)
-	s32 = (s32 >> 16) + (s32 & 0xffff)
-	return bits.ReverseBytes16(uint16(s32))
+	return s
 }
 
 // ipv4HeaderChecksum fills the header checksum of the IPv4 header h
