@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"os/exec"
 	"testing"
 	"time"
 
@@ -49,6 +50,11 @@ func BenchmarkLinuxBaseline(b *testing.B) {
 // The harness measures what it should: Linux moves bytes across the
 // topology both ways (no rate is asserted; rates are the benchmark's).
 func TestLinuxBaselineToolsRun(t *testing.T) {
+	for _, tool := range []string{"iperf3", "socat"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s is not installed", tool)
+		}
+	}
 	tp := NewTopology(t, true)
 	if g, err := Iperf3(tp.Cluster, tp.Ext, ExtAddr.Addr(), time.Second); err != nil || g <= 0 {
 		t.Fatalf("iperf3 cluster → ext: %v, %v", g, err)
