@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/ultcp/ultcp/fabric"
 	"github.com/ultcp/ultcp/internal/custody"
@@ -90,6 +91,11 @@ func TestCustodyThroughTheGatewayResendsAndReportsLoss(t *testing.T) {
 	if th.Seq != 7001+n || th.Ack != 9001 || !bytes.Equal(payload, sent[n:2*n]) {
 		t.Fatalf("resent seq %d ack %d, %d octets (%q...); want the second segment", th.Seq, th.Ack, len(payload), payload[:min(len(payload), 4)])
 	}
+	// The ACK covering the resend, an RTT later (the gateway's clock is
+	// moved on 50 ms, more than the handshake took): the loss is real.
+	h.skew.Add(int64(50 * time.Millisecond))
+	h.inject(tun.Packet{Data: seg{src: remote4, dst: node4, sport: 443, dport: 50000, seq: 9001, ack: 7001 + 5*n,
+		flags: flagACK, opts: tsOpt(11, 3)}.bytes()})
 	m := h.recvCustody(c)
 	if m != (custody.Message{Type: custody.Loss, Start: 7001 + n, End: 7001 + 2*n}) {
 		t.Fatalf("node got %v, want LOSS{%d,%d}", m, 7001+n, 7001+2*n)

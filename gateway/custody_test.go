@@ -211,7 +211,7 @@ func TestCustodyHoldsWhatTheNodeSends(t *testing.T) {
 
 // A hole under three SACKed segments (RFC 8985): the gateway resends it
 // from its copy, with the node's latest ACK, window and timestamps and
-// both checksums, and tells the node LOSS.
+// both checksums, and tells the node LOSS once the resend is acknowledged.
 func TestCustodyResendsLostSegmentAndReportsLoss(t *testing.T) {
 	h := newCustodyHarness(t, 1<<20)
 	f := custFlow(40000)
@@ -253,6 +253,12 @@ func TestCustodyResendsLostSegmentAndReportsLoss(t *testing.T) {
 	if !bytes.Equal(payload, custPayload(custSeq(1), custSeg)) {
 		t.Fatal("resent payload differs from what the node sent")
 	}
+	if ms := h.io.nodeMsgs(t); len(ms) != 0 {
+		t.Fatalf("node got %v before the resend was acknowledged", ms)
+	}
+	// An RTT later the ACK covers the resend: it filled the hole.
+	h.now += 30 * time.Millisecond
+	h.ack(f, 5)
 	ms := h.io.nodeMsgs(t)
 	if len(ms) != 1 || ms[0] != (custody.Message{Type: custody.Loss, Start: custSeq(1), End: custSeq(2)}) {
 		t.Fatalf("node got %v, want LOSS{%d,%d}", ms, custSeq(1), custSeq(2))
@@ -386,8 +392,10 @@ func TestCustodyRetriesLossWhenQueueIsFull(t *testing.T) {
 	h.ack(f, 1)
 	h.ack(f, 1, 2, 3)
 	h.ack(f, 1, 2, 4)
-	h.io.full = 1
 	h.ack(f, 1, 2, 5)
+	h.now += 30 * time.Millisecond
+	h.io.full = 1
+	h.ack(f, 5)
 	if len(h.io.outside) != 1 || len(h.io.nodeMsgs(t)) != 0 {
 		t.Fatalf("%d resends, LOSS sent into a full queue", len(h.io.outside))
 	}

@@ -27,8 +27,12 @@ import (
 //
 //   - in fast recovery it resends each record as soon as it is marked
 //     lost (conservation of packets: the lost bytes left the network,
-//     the copy replaces them), and the node's controller, told by LOSS,
-//     holds back new data;
+//     the copy replaces them);
+//   - it reports a loss to the node once the ACK that covers the resend
+//     shows that the resend filled the hole (an ACK sooner than an RTT
+//     after the resend is for the original, which was only reordered):
+//     the node cannot undo a reported loss, as the engine undoes its own
+//     on a D-SACK, so a spurious report would cut its window for good;
 //   - after a timeout every record not SACKed is lost, and it resends
 //     them in slow start: the first at once (RFC 6298 §5.4), then two
 //     bytes for each byte the peer newly acknowledges or SACKs (RFC 5681
@@ -68,9 +72,17 @@ type Custodian struct {
 	rtoFirst  bool
 
 	probe    seqRange // the record a tail loss probe resent
+	pending  []pendingLoss
 	sackIn   [wire.MaxSACKBlocks]wire.SACKBlock
 	stats    CustodianStats
 	heldPeak int
+}
+
+// pendingLoss is a range resent as lost, whose loss is reported once an
+// ACK shows that the resend, not the original, filled the hole.
+type pendingLoss struct {
+	start, end uint32
+	at         time.Duration // when it was last resent
 }
 
 // CustodianConfig is what a Custodian knows of its flow. The zero value of
@@ -143,6 +155,7 @@ type CustodianStats struct {
 	NotHeld         uint64 // data octets seen but not held (revoked, gap, out of range)
 	NodeResends     uint64 // segments the node sent again over held records
 	Retransmits     uint64 // segments resent
+	SpuriousResends uint64 // resends the original beat (acknowledged sooner than an RTT): not reported
 	RetransmitBytes uint64 // data octets resent
 	LossReports     uint64 // loss ranges reported
 	Timeouts        uint64 // retransmission-timer expirations
@@ -428,6 +441,9 @@ func (u *Custodian) Ack(now time.Duration, h *wire.TCPHeader, payloadLen int, ou
 	if e.rtoRecovery {
 		u.rtoBudget += 2 * delivered // slow start (RFC 5681 §3.1)
 	}
+	if len(u.pending) > 0 {
+		u.confirmLosses(now, out)
+	}
 	e.sndWnd = wnd
 	e.maxSndWnd = max(e.maxSndWnd, wnd)
 	if advanced {
@@ -625,14 +641,14 @@ func (u *Custodian) sendLost(now time.Duration, out *CustodianOutput) {
 	}
 }
 
-// resend appends a resend of record s, and the loss report unless it is a
-// probe.
+// resend appends a resend of record s and, unless it is a probe, awaits
+// the ACK that tells whether it repaired a loss (confirmLosses).
 func (u *Custodian) resend(now time.Duration, s *txSeg, out *CustodianOutput, lost bool) {
 	e := &u.e
 	n := dataLen(s)
 	out.Resend = append(out.Resend, Resend{Seq: s.start, Len: n, FIN: s.flags&segFIN != 0})
 	if lost {
-		u.reportLoss(s.start, s.end, out)
+		u.awaitLoss(s.start, s.end, now)
 	}
 	e.board.retransmitted(s, now)
 	e.noteUndoRetx(s)
@@ -640,6 +656,64 @@ func (u *Custodian) resend(now time.Duration, s *txSeg, out *CustodianOutput, lo
 	e.stats.Retransmits++
 	u.stats.Retransmits++
 	u.stats.RetransmitBytes += uint64(n)
+}
+
+// awaitLoss notes that [start, end) was resent as lost at now.
+func (u *Custodian) awaitLoss(start, end uint32, now time.Duration) {
+	for i := range u.pending {
+		if p := &u.pending[i]; p.start == start {
+			p.end, p.at = end, now
+			return
+		}
+	}
+	u.pending = append(u.pending, pendingLoss{start, end, now})
+}
+
+// confirmLosses reports the resent ranges that have now arrived, if the
+// resend is what arrived: an ACK covering a range sooner than the minimum
+// RTT after its resend acknowledges the original, which was only late
+// (the test of RFC 8985 §6.2 step 2; the Eifel idea of RFC 3522). The
+// node's engine, had it resent itself, would have undone its congestion
+// response on the D-SACK that follows; it cannot undo a LOSS, so a
+// spurious one is never sent. A real loss is reported about an RTT after
+// its resend, when the node could not have sent much more anyway: its
+// SND.UNA waits at the hole until then.
+func (u *Custodian) confirmLosses(now time.Duration, out *CustodianOutput) {
+	e := &u.e
+	k := 0
+	for _, p := range u.pending {
+		if !u.arrived(p) {
+			u.pending[k] = p
+			k++
+			continue
+		}
+		if e.minRTT == 0 || now-p.at >= e.minRTT {
+			u.reportLoss(p.start, p.end, out)
+		} else {
+			u.stats.SpuriousResends++
+		}
+	}
+	u.pending = u.pending[:k]
+}
+
+// arrived reports whether the peer holds all of p: cumulatively
+// acknowledged, or every record of it still held SACKed.
+func (u *Custodian) arrived(p pendingLoss) bool {
+	e := &u.e
+	if seqLEQ(p.end, e.sndUna) {
+		return true
+	}
+	b := &e.board
+	for i := b.find(p.start); i < b.n(); i++ {
+		s := b.at(i)
+		if !seqLT(s.start, p.end) {
+			break
+		}
+		if s.flags&segSACKed == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // reportLoss appends [start, end) to the loss reports, extending the last
@@ -702,6 +776,7 @@ func (u *Custodian) Revoked(seq uint32) {
 
 // Release frees everything held and stops the timers: the flow is gone.
 func (u *Custodian) Release() {
+	u.pending = u.pending[:0]
 	u.e.board.reset()
 	u.store.release()
 	u.held = 0

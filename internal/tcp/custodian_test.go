@@ -182,7 +182,8 @@ func TestCustodianCutsLargeSegmentsIntoMSSRecords(t *testing.T) {
 
 // The usual recovery (RFC 8985 §6.2): with no reordering seen, once
 // three records above a hole are SACKed the reordering window is zero
-// and RACK deems the hole lost.
+// and RACK deems the hole lost. The loss is reported when the resend is
+// acknowledged.
 func TestCustodianRACKResendsHoleAfterThreeSACKs(t *testing.T) {
 	h := newCustody(t, sackTS())
 	for seq := uint32(1000); seq < 6000; seq += 1000 {
@@ -192,10 +193,11 @@ func TestCustodianRACKResendsHoleAfterThreeSACKs(t *testing.T) {
 	h.expect("ACK 2000", h.ack(2000), nil, nil)
 	h.expect("SACK 3000-4000", h.ack(2000, 3000, 4000), nil, nil)
 	h.expect("SACK 3000-5000", h.ack(2000, 3000, 5000), nil, nil)
-	h.expect("SACK 3000-6000", h.ack(2000, 3000, 6000),
-		[]Resend{{Seq: 2000, Len: 1000}}, []LossRange{{2000, 3000}})
+	h.expect("SACK 3000-6000", h.ack(2000, 3000, 6000), []Resend{{Seq: 2000, Len: 1000}}, nil)
+	// An RTT after the resend, the ACK covering it shows the resend
+	// filled the hole: now the node hears of the loss.
 	h.at(200)
-	h.expect("ACK 6000", h.ack(6000), nil, nil)
+	h.expect("ACK 6000", h.ack(6000), nil, []LossRange{{2000, 3000}})
 	if h.u.Held() != 0 || h.u.e.inRecovery {
 		t.Fatalf("held %d, in recovery %v after the repair", h.u.Held(), h.u.e.inRecovery)
 	}
@@ -212,7 +214,30 @@ func TestCustodianRACKTimerResendsHoleAfterReorderingWindow(t *testing.T) {
 	h.expect("SACK 3000-4000", h.ack(2000, 3000, 4000), nil, nil)
 	h.deadline(125 * ms)
 	h.at(125)
-	h.expect("RACK timer", h.timer(), []Resend{{Seq: 2000, Len: 1000}}, []LossRange{{2000, 3000}})
+	h.expect("RACK timer", h.timer(), []Resend{{Seq: 2000, Len: 1000}}, nil)
+	h.at(230)
+	h.expect("ACK of the resend", h.ack(4000), nil, []LossRange{{2000, 3000}})
+}
+
+// A resend the original beats (it was only reordered): the ACK covering
+// it comes sooner than an RTT after the resend, the D-SACK follows, and
+// the node hears of no loss (it could not undo it).
+func TestCustodianSpuriousResendIsNotReported(t *testing.T) {
+	h := newCustody(t, sackTS())
+	h.sent(1000, 1000)
+	h.sent(2000, 1000)
+	h.sent(3000, 1000)
+	h.at(100).ack(2000)
+	h.ack(2000, 3000, 4000)
+	h.at(125)
+	h.expect("RACK timer", h.timer(), []Resend{{Seq: 2000, Len: 1000}}, nil)
+	h.at(127)
+	h.expect("the late original", h.ack(4000), nil, nil)
+	h.at(225)
+	h.expect("D-SACK of the resend", h.ack(4000, 2000, 3000), nil, nil)
+	if s := h.u.Stats(); s.SpuriousResends != 1 || s.LossReports != 0 {
+		t.Fatalf("spurious resends %d, loss reports %d; want 1, 0", s.SpuriousResends, s.LossReports)
+	}
 }
 
 // Without timestamps the engine uses RFC 6675's DupThresh: a record with
@@ -225,14 +250,18 @@ func TestCustodianDupThreshWithoutTimestamps(t *testing.T) {
 	h.at(100)
 	h.ack(1000, 2000, 3000)
 	h.expect("two SACKed above", h.ack(1000, 2000, 4000), nil, nil)
-	h.expect("three SACKed above", h.ack(1000, 2000, 5000),
-		[]Resend{{Seq: 1000, Len: 1000}}, []LossRange{{1000, 2000}})
+	h.expect("three SACKed above", h.ack(1000, 2000, 5000), []Resend{{Seq: 1000, Len: 1000}}, nil)
+	h.at(200)
+	h.expect("ACK of the resend", h.ack(6000), nil, []LossRange{{1000, 2000}})
 }
 
 // Without SACK: three duplicate ACKs (RFC 5681 §3.2), then a partial ACK
 // shows the next record lost too (RFC 6582 §3.2).
 func TestCustodianNewRenoDupAcksAndPartialAck(t *testing.T) {
-	h := newCustody(t, CustodianConfig{})
+	// The handshake's RTT, as the gateway gives it: without any RTT
+	// known, the first sample would come from records that waited in
+	// the peer's queue behind the hole, far longer than the path's RTT.
+	h := newCustody(t, CustodianConfig{InitialRTT: 100 * time.Millisecond})
 	for seq := uint32(1000); seq < 5000; seq += 1000 {
 		h.sent(seq, 1000)
 	}
@@ -240,10 +269,11 @@ func TestCustodianNewRenoDupAcksAndPartialAck(t *testing.T) {
 	h.ack(1000) // the window first seen: not a duplicate yet
 	h.ack(1000)
 	h.ack(1000)
-	h.expect("third duplicate", h.ack(1000), []Resend{{Seq: 1000, Len: 1000}}, []LossRange{{1000, 2000}})
+	h.expect("third duplicate", h.ack(1000), []Resend{{Seq: 1000, Len: 1000}}, nil)
 	h.at(200)
-	h.expect("partial ACK", h.ack(2000), []Resend{{Seq: 2000, Len: 1000}}, []LossRange{{2000, 3000}})
-	h.expect("full ACK", h.ack(5000), nil, nil)
+	h.expect("partial ACK", h.ack(2000), []Resend{{Seq: 2000, Len: 1000}}, []LossRange{{1000, 2000}})
+	h.at(300)
+	h.expect("full ACK", h.ack(5000), nil, []LossRange{{2000, 3000}})
 }
 
 // RFC 8985 §7: two tail records lost; the probe resends the last one
@@ -259,8 +289,9 @@ func TestCustodianTailLossProbeRevealsLostTail(t *testing.T) {
 	h.at(300)
 	h.expect("probe", h.timer(), []Resend{{Seq: 4000, Len: 1000}}, nil)
 	h.at(400)
-	h.expect("SACK of the probe", h.ack(3000, 4000, 5000),
-		[]Resend{{Seq: 3000, Len: 1000}}, []LossRange{{3000, 4000}})
+	h.expect("SACK of the probe", h.ack(3000, 4000, 5000), []Resend{{Seq: 3000, Len: 1000}}, nil)
+	h.at(500)
+	h.expect("ACK of the resend", h.ack(5000), nil, []LossRange{{3000, 4000}})
 }
 
 // A probe that the ACK covers without a D-SACK repaired a loss (RFC 8985
@@ -286,11 +317,11 @@ func TestCustodianRTOResendsFirstThenSlowStarts(t *testing.T) {
 	h.sent(3000, 1000)
 	h.deadline(time.Second) // RTOInitial, no RTT yet
 	h.at(1000)
-	h.expect("RTO", h.timer(), []Resend{{Seq: 1000, Len: 1000}}, []LossRange{{1000, 2000}})
+	h.expect("RTO", h.timer(), []Resend{{Seq: 1000, Len: 1000}}, nil)
 	h.deadline(3 * time.Second) // backed off to 2 s
 	h.at(1100)
 	h.expect("ACK 2000", h.ack(2000),
-		[]Resend{{Seq: 2000, Len: 1000}, {Seq: 3000, Len: 1000}}, []LossRange{{2000, 4000}})
+		[]Resend{{Seq: 2000, Len: 1000}, {Seq: 3000, Len: 1000}}, []LossRange{{1000, 2000}})
 }
 
 func TestCustodianGivesUpAfterMaxRetries(t *testing.T) {
@@ -300,7 +331,7 @@ func TestCustodianGivesUpAfterMaxRetries(t *testing.T) {
 		h.deadline(time.Duration(at) * ms)
 		h.at(at)
 		o := h.timer()
-		h.expect("timeout", o, []Resend{{Seq: 1000, Len: 1000}}, []LossRange{{1000, 2000}})
+		h.expect("timeout", o, []Resend{{Seq: 1000, Len: 1000}}, nil)
 		if o.Failed {
 			t.Fatalf("failed at timeout %d of 3 allowed", i+1)
 		}
@@ -363,10 +394,10 @@ func TestCustodianNeverResendsWhatItDoesNotHold(t *testing.T) {
 		t.Fatal("Payload returned octets of the gap")
 	}
 	h.at(1000)
-	h.expect("RTO", h.timer(), []Resend{{Seq: 5000, Len: 1000}}, []LossRange{{5000, 6000}})
+	h.expect("RTO", h.timer(), []Resend{{Seq: 5000, Len: 1000}}, nil)
 	h.at(1100)
 	// The peer has [5000, 6000); [6000, 8000) is the node's to repair.
-	h.expect("ACK 6000", h.ack(6000), []Resend{{Seq: 8000, Len: 1000}}, []LossRange{{8000, 9000}})
+	h.expect("ACK 6000", h.ack(6000), []Resend{{Seq: 8000, Len: 1000}}, []LossRange{{5000, 6000}})
 }
 
 // A timeout with every held record SACKed: what is missing is not ours,
@@ -399,7 +430,7 @@ func TestCustodianPartialAckTrimsRecord(t *testing.T) {
 		t.Fatalf("held %d, want 500", h.u.Held())
 	}
 	h.now = h.u.Deadline()
-	h.expect("RTO", h.timer(), []Resend{{Seq: 1500, Len: 500}}, []LossRange{{1500, 2000}})
+	h.expect("RTO", h.timer(), []Resend{{Seq: 1500, Len: 500}}, nil)
 }
 
 func TestCustodianResendsFINWithItsRecord(t *testing.T) {
@@ -407,8 +438,9 @@ func TestCustodianResendsFINWithItsRecord(t *testing.T) {
 	h.u.Sent(0, 1000, numbered(1000, 500), true)
 	h.u.Sent(0, 1501, nil, false) // a bare ACK: nothing numbered
 	h.at(1000)
-	h.expect("RTO", h.timer(), []Resend{{Seq: 1000, Len: 500, FIN: true}}, []LossRange{{1000, 1501}})
-	h.at(1100).ack(1501)
+	h.expect("RTO", h.timer(), []Resend{{Seq: 1000, Len: 500, FIN: true}}, nil)
+	h.at(1100)
+	h.expect("ACK of the FIN", h.ack(1501), nil, []LossRange{{1000, 1501}})
 	if h.u.Held() != 0 || h.u.e.board.n() != 0 {
 		t.Fatalf("held %d, %d records after the FIN was acknowledged", h.u.Held(), h.u.e.board.n())
 	}
@@ -420,7 +452,7 @@ func TestCustodianResendsLoneFIN(t *testing.T) {
 	h.u.Sent(0, 2000, nil, true)
 	h.at(100).ack(2000)
 	h.now = h.u.Deadline()
-	h.expect("RTO", h.timer(), []Resend{{Seq: 2000, Len: 0, FIN: true}}, []LossRange{{2000, 2001}})
+	h.expect("RTO", h.timer(), []Resend{{Seq: 2000, Len: 0, FIN: true}}, nil)
 }
 
 // Sequence numbers wrap at 2^32 (RFC 9293 §3.4): records, store and
@@ -436,11 +468,12 @@ func TestCustodianAcrossSequenceWrap(t *testing.T) {
 	h.ack(start+1000, start+2000, start+3000)
 	h.ack(start+1000, start+2000, start+4000)
 	h.expect("SACK across the wrap", h.ack(start+1000, start+2000, start+5000),
-		[]Resend{{Seq: start + 1000, Len: 1000}}, []LossRange{{start + 1000, start + 2000}})
+		[]Resend{{Seq: start + 1000, Len: 1000}}, nil)
 	if start+2000 != 500 {
 		t.Fatalf("test arithmetic: the lost record ends at %d, not across the wrap", start+2000)
 	}
-	h.at(200).ack(start + 5000)
+	h.at(200)
+	h.expect("ACK across the wrap", h.ack(start+5000), nil, []LossRange{{start + 1000, start + 2000}})
 	if h.u.Held() != 0 {
 		t.Fatalf("held %d after everything across the wrap was acknowledged", h.u.Held())
 	}
@@ -461,7 +494,7 @@ func TestCustodianRevokedHoldsNothingAboveSeq(t *testing.T) {
 		t.Fatalf("held %d, not held %d; want 1500, 1000", h.u.Held(), h.u.Stats().NotHeld)
 	}
 	h.at(1000)
-	h.expect("RTO", h.timer(), []Resend{{Seq: 1000, Len: 1000}}, []LossRange{{1000, 2000}})
+	h.expect("RTO", h.timer(), []Resend{{Seq: 1000, Len: 1000}}, nil)
 	h.u.Grant()
 	h.sent(4000, 1000)
 	if h.u.Held() != 2500 {
