@@ -54,13 +54,24 @@ type Flow struct {
 	// sent (what the node acknowledges, if nothing was lost).
 	remoteNxt uint32
 
-	// pendingCtl holds records for the node (custody messages) that found
-	// its ring full; they go before the flow's next record.
-	pendingCtl [][]byte
+	// queue holds records for the node (packets from outside, custody
+	// messages) that found its ring full, in order; queued is their
+	// bytes. They go before anything else for the node.
+	queue  [][]byte
+	queued int
 }
 
-// maxPendingCtl bounds Flow.pendingCtl.
-const maxPendingCtl = 16
+// Bounds of the queues towards nodes. A ring is the node's receive
+// buffer, but the node's advertised window is not tied to the ring the
+// gateway opened, and GRO packets arrive in 64 KiB lumps: a short queue
+// absorbs the difference instead of dropping (which costs the outside
+// sender a loss recovery). Beyond the bounds packets are dropped
+// (ring_full); custody messages get maxQueuedCtl extra entries.
+const (
+	maxQueuedPerFlow = 4 << 20
+	maxQueuedTotal   = 256 << 20
+	maxQueuedCtl     = 16
+)
 
 // done reports whether both sides have finished or one reset.
 func (f *Flow) done() bool { return f.finNode && f.finRemote }

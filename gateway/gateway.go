@@ -132,6 +132,7 @@ type Gateway struct {
 	batch  batch
 	dmaBuf []byte
 	icmp   [576 + 64]byte
+	queued int // bytes queued for nodes, all flows
 
 	live    map[wire.IPv4Addr]liveEntry // NodeLive answers, cached
 	limiter tokenBucket                 // ICMP errors and RSTs the gateway makes
@@ -202,7 +203,7 @@ func New(cfg Config) (*Gateway, error) {
 		free: make(chan *inBuf, bufCount), full: make(chan *inBuf, bufCount),
 		out: make([]byte, tun.MaxPacketLen), dmaBuf: make([]byte, tun.MaxPacketLen),
 		live: map[wire.IPv4Addr]liveEntry{}, occ: map[wire.IPv4Addr]int{},
-		limiter: tokenBucket{rate: 1000, burst: 100},
+		limiter: tokenBucket{rate: 1000, burst: 100, tokens: 100},
 		closed:  make(chan struct{}), runDone: make(chan struct{}),
 	}
 	g.batch.buf = make([]byte, tun.MaxPacketLen)
@@ -542,7 +543,8 @@ func (g *Gateway) closeFlow(f *Flow, why closeReason) {
 	g.flows.remove(f)
 	g.cust.FlowClosed(f)
 	f.conn.Close()
-	f.pendingCtl = nil
+	g.queued -= f.queued
+	f.queue, f.queued = nil, 0
 	g.stats.FlowsClosed[why].Add(1)
 	g.stats.Flows.Add(-1)
 	if why != closeNodeClosed && why != closeShutdown && why != closeReset {
@@ -592,40 +594,86 @@ type custodyIOf struct{ g *Gateway }
 func (c custodyIOf) ToOutside(f *Flow, pkt []byte) error { return c.g.resend(f, pkt) }
 func (c custodyIOf) ToNode(f *Flow, rec []byte) error    { return c.g.toNode(f, rec) }
 
-var errFlowClosed = errors.New("gateway: flow closed")
-var errCtlQueueFull = errors.New("gateway: the flow's control queue is full")
+var (
+	errFlowClosed = errors.New("gateway: flow closed")
+	errCtlQueueFull  = errors.New("gateway: the flow's queue to its node is full")
+)
 
-// toNode sends rec on f's ring, or queues it.
+// toNode sends a custody record on f's ring, or queues it.
 func (g *Gateway) toNode(f *Flow, rec []byte) error {
 	if f.closed {
 		return errFlowClosed
 	}
-	if len(f.pendingCtl) == 0 && f.conn.Room(len(rec)) {
-		if err := f.conn.Send(rec); err != nil {
-			return err
-		}
-		return nil
+	if len(f.queue) == 0 && f.conn.Room(len(rec)) {
+		return g.put(f, rec)
 	}
-	if len(f.pendingCtl) >= maxPendingCtl {
+	if f.queued+len(rec) > maxQueuedPerFlow+maxQueuedCtl*64 {
 		return errCtlQueueFull
 	}
-	f.pendingCtl = append(f.pendingCtl, append([]byte(nil), rec...))
+	g.enqueue(f, rec)
 	return nil
 }
 
-// flushCtl sends f's queued control records while there is room; false if
-// some are left.
-func (g *Gateway) flushCtl(f *Flow) bool {
-	for len(f.pendingCtl) > 0 {
-		r := f.pendingCtl[0]
+// toRing puts packet b on f's ring as one record, after what is queued;
+// if the ring has no room it is queued, within bounds, else dropped
+// (ring_full: TCP resends, as after a router's queue overflowed).
+func (g *Gateway) toRing(f *Flow, b []byte) bool {
+	if len(f.queue) == 0 && f.conn.Room(len(b)) {
+		return g.put(f, b) == nil
+	}
+	if f.queued+len(b) > maxQueuedPerFlow || g.queued+len(b) > maxQueuedTotal {
+		g.stats.drop(dropRingFull)
+		return false
+	}
+	g.enqueue(f, b)
+	return true
+}
+
+// enqueue copies b onto f's queue. The copy allocates: this is the
+// congestion path, not the data path. Room, which found no room on the
+// watched connection, has asked the node to report progress, so Node.Wait
+// returns f's connection when room is made.
+func (g *Gateway) enqueue(f *Flow, b []byte) {
+	f.queue = append(f.queue, append([]byte(nil), b...))
+	f.queued += len(b)
+	g.queued += len(b)
+	g.stats.Queued.Add(1)
+}
+
+// put writes b as one record on f's ring (Room said it fits).
+func (g *Gateway) put(f *Flow, b []byte) error {
+	buf, err := f.conn.Reserve(len(b))
+	if err != nil {
+		g.stats.drop(dropRingFull)
+		if !errors.Is(err, fabric.ErrRecordTooLarge) {
+			g.closeFlow(f, closeNodeError)
+		}
+		return err
+	}
+	copy(buf, b)
+	f.conn.Commit(len(b))
+	if c := g.cfg.CaptureFabric; c != nil {
+		captureDevice(c, tun.Packet{Data: b})
+	}
+	return nil
+}
+
+// flushQueue sends f's queued records while there is room; false if some
+// are left.
+func (g *Gateway) flushQueue(f *Flow) bool {
+	for len(f.queue) > 0 {
+		r := f.queue[0]
 		if !f.conn.Room(len(r)) {
 			return false
 		}
-		if err := f.conn.Send(r); err != nil {
+		f.queue[0] = nil
+		f.queue = f.queue[1:]
+		f.queued -= len(r)
+		g.queued -= len(r)
+		if g.put(f, r) != nil {
 			return false
 		}
-		f.pendingCtl[0] = nil
-		f.pendingCtl = f.pendingCtl[1:]
 	}
+	f.queue = nil
 	return true
 }

@@ -63,10 +63,9 @@ type custodyIO interface {
 	// the impairment stage like any packet.
 	ToOutside(f *Flow, pkt []byte) error
 	// ToNode puts a record (a custody message, src the gateway, dst
-	// f.Key.Node) on f's fabric connection. If the ring has no room it is
-	// queued (at most maxPendingCtl per flow) and sent before f's next
-	// forwarded record; it fails only when that queue is full or f is
-	// closed.
+	// f.Key.Node) on f's fabric connection, after the records queued for
+	// the node if its ring is full (the queue is bounded; see flow.go); it
+	// fails only when that queue is full or f is closed.
 	ToNode(f *Flow, rec []byte) error
 }
 

@@ -178,34 +178,6 @@ func (g *Gateway) tcpFromOutside(now time.Duration, p tun.Packet, b []byte, ihl 
 	}
 }
 
-// toRing puts packet b on f's ring as one record, after any queued control
-// records. A full ring drops it (TCP resends; a router's queue overflows
-// the same way).
-func (g *Gateway) toRing(f *Flow, b []byte) bool {
-	if len(f.pendingCtl) > 0 && !g.flushCtl(f) {
-		g.stats.drop(dropRingFull)
-		return false
-	}
-	if !f.conn.Room(len(b)) {
-		g.stats.drop(dropRingFull)
-		return false
-	}
-	buf, err := f.conn.Reserve(len(b))
-	if err != nil {
-		g.stats.drop(dropRingFull)
-		if !errors.Is(err, fabric.ErrRecordTooLarge) {
-			g.closeFlow(f, closeNodeError)
-		}
-		return false
-	}
-	copy(buf, b)
-	f.conn.Commit(len(b))
-	if c := g.cfg.CaptureFabric; c != nil {
-		captureDevice(c, tun.Packet{Data: b})
-	}
-	return true
-}
-
 // refuse answers a segment that belongs to no flow with a RST, as a closed
 // port does (RFC 9293 §3.10.7.1): if it had ACK, <SEQ=SEG.ACK><CTL=RST>,
 // else <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. The RST comes from the

@@ -30,8 +30,11 @@ var be = binary.BigEndian
 // serveFlow reads f's records, at most recordBudget; true if records may
 // be left.
 func (g *Gateway) serveFlow(now time.Duration, f *Flow) bool {
-	if len(f.pendingCtl) > 0 {
-		g.flushCtl(f)
+	if len(f.queue) > 0 {
+		g.flushQueue(f)
+		if f.closed {
+			return false
+		}
 	}
 	for range recordBudget {
 		r, err := f.conn.PeekNoWait()

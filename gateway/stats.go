@@ -76,6 +76,8 @@ type Stats struct {
 	ICMPErrorsRouted            atomic.Uint64
 	RSTSent                     atomic.Uint64
 	MSSClamped                  atomic.Uint64
+	// Queued counts records for nodes that waited for ring room.
+	Queued atomic.Uint64
 }
 
 func (s *Stats) drop(r dropReason) { s.Drops[r].Add(1) }
