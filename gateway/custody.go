@@ -21,7 +21,9 @@ import (
 // decides: a lost segment is sent again, from the copy, with headers
 // built from the node's latest segment on the flow (its ACK, window and
 // timestamps; SACK blocks, CWR and ECT left out, RFC 3168 §6.1.5), and
-// the node is told with LOSS so that its congestion control reacts.
+// once the ACK covering the resend shows it filled the hole (it comes at
+// least an RTT after the resend; sooner, the original was only late) the
+// node is told with LOSS so that its congestion control reacts.
 // When the custodian gives up (the engine's retry limit), the node gets
 // FAIL{ETIMEDOUT} and its connection fails as a kernel socket's would.
 //
