@@ -595,8 +595,8 @@ func (c custodyIOf) ToOutside(f *Flow, pkt []byte) error { return c.g.resend(f, 
 func (c custodyIOf) ToNode(f *Flow, rec []byte) error    { return c.g.toNode(f, rec) }
 
 var (
-	errFlowClosed = errors.New("gateway: flow closed")
-	errCtlQueueFull  = errors.New("gateway: the flow's queue to its node is full")
+	errFlowClosed   = errors.New("gateway: flow closed")
+	errCtlQueueFull = errors.New("gateway: the flow's queue to its node is full")
 )
 
 // toNode sends a custody record on f's ring, or queues it.
