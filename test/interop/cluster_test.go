@@ -204,6 +204,17 @@ func (c *ultcpCluster) metrics() string {
 	return b.String()
 }
 
+// metricValue finds a sample (name with labels, as printed) in metrics's
+// non-zero lines; absent means 0.
+func metricValue(metrics, sample string) string {
+	for line := range strings.Lines(metrics) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), sample+" "); ok {
+			return v
+		}
+	}
+	return "0"
+}
+
 // node starts a node process (root namespace: it touches no network) and
 // stops it when the test ends.
 func (c *ultcpCluster) node(t *testing.T, log *syncBuffer, bin string, args ...string) *exec.Cmd {

@@ -116,6 +116,17 @@ func runCondition(t *testing.T, kind string, cond condition, sz sizes) {
 	t.Run("curl", func(t *testing.T) { curlDownload(t, tp, sz.curl, sz.run) })
 	t.Run("socat", func(t *testing.T) { socatBoth(t, tp, cl, sz.nc, sz.run) })
 
+	if u, ok := cl.(*ultcpCluster); ok && cond.impair != "" {
+		// The stage must have acted, or the condition was not tested.
+		m := u.metrics()
+		t.Logf("gateway's impairment stage: passed %s, reordered %s, full %s",
+			metricValue(m, `ultcp_gateway_impair_packets_total{outcome="passed"}`),
+			metricValue(m, `ultcp_gateway_impair_packets_total{outcome="reordered"}`),
+			metricValue(m, `ultcp_gateway_impair_packets_total{outcome="full"}`))
+		if v := metricValue(m, `ultcp_gateway_impair_packets_total{outcome="reordered"}`); v == "0" {
+			t.Errorf("the gateway reordered no packet under %s", cond.impair)
+		}
+	}
 	for i, l := range losses {
 		seen, dropped, err := l.Counts()
 		if err != nil {
