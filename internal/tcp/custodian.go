@@ -38,8 +38,7 @@ import (
 //     bytes for each byte the peer newly acknowledges or SACKs (RFC 5681
 //     §3.1), so a collapsed path is not flooded with a whole window;
 //   - a tail loss probe (RFC 8985 §7.3) can only resend the last record
-//     held, never new data; it is reported as a loss only once the ACK
-//     that covers it shows it repaired one (RFC 8985 §7.4);
+//     held, never new data;
 //   - it gives up after Config.MaxRetries consecutive timeouts of the same
 //     data (RFC 9293 §3.8.3, R2), as the engine would: the caller sends
 //     FAIL and the node's connection fails with ETIMEDOUT.
@@ -71,7 +70,6 @@ type Custodian struct {
 	rtoBudget int
 	rtoFirst  bool
 
-	probe    seqRange // the record a tail loss probe resent
 	pending  []pendingLoss
 	sackIn   [wire.MaxSACKBlocks]wire.SACKBlock
 	stats    CustodianStats
@@ -403,7 +401,7 @@ func (u *Custodian) Ack(now time.Duration, h *wire.TCPHeader, payloadLen int, ou
 			e.rttTiming = false
 		}
 		e.retries, e.dupAcks = 0, 0
-		u.tlpAcked(ack, out)
+		u.tlpAcked(ack)
 		if e.inRecovery {
 			if seqGEQ(ack, e.recover) {
 				e.inRecovery = false
@@ -590,8 +588,7 @@ func (u *Custodian) onTLP(now time.Duration, out *CustodianOutput) {
 		}
 		e.stats.TLPProbes++
 		u.stats.TLPProbes++
-		u.probe = seqRange{s.start, s.end}
-		u.resend(now, s, out, false)
+		u.resend(now, s, out)
 		s.flags |= segTLP
 		e.tlp = tlpState{endSeq: e.sndMax, active: true, isRetrans: true}
 		e.rtoAt = now + e.rto
@@ -599,19 +596,14 @@ func (u *Custodian) onTLP(now time.Duration, out *CustodianOutput) {
 	}
 }
 
-// tlpAcked ends a probe episode once the ACK covers it (RFC 8985 §7.4): a
-// probe not reported as a duplicate repaired a real loss, which the node
-// must hear of.
-func (u *Custodian) tlpAcked(ack uint32, out *CustodianOutput) {
+// tlpAcked ends a probe episode once the ACK covers it (RFC 8985 §7.4).
+// Whether the probe repaired a loss the node must hear of is judged as
+// for every resend (confirmLosses): by when the ACK covering it comes.
+func (u *Custodian) tlpAcked(ack uint32) {
 	e := &u.e
-	if !e.tlp.active || seqLT(ack, e.tlp.endSeq) {
-		return
+	if e.tlp.active && !seqLT(ack, e.tlp.endSeq) {
+		e.tlp = tlpState{}
 	}
-	if e.tlp.isRetrans && !e.tlp.dsacked && !e.inRecovery {
-		e.stats.TLPRecoveries++
-		u.reportLoss(u.probe.start, u.probe.end, out)
-	}
-	e.tlp = tlpState{}
 }
 
 // sendLost resends the records marked lost, in order: all at once in fast
@@ -634,22 +626,20 @@ func (u *Custodian) sendLost(now time.Duration, out *CustodianOutput) {
 			u.rtoFirst = false
 			u.rtoBudget = max(u.rtoBudget-s.len(), 0)
 		}
-		u.resend(now, s, out, true)
+		u.resend(now, s, out)
 	}
 	if e.rtoAt == 0 && b.n() > 0 {
 		e.rtoAt = now + e.rto
 	}
 }
 
-// resend appends a resend of record s and, unless it is a probe, awaits
-// the ACK that tells whether it repaired a loss (confirmLosses).
-func (u *Custodian) resend(now time.Duration, s *txSeg, out *CustodianOutput, lost bool) {
+// resend appends a resend of record s and awaits the ACK that tells
+// whether it repaired a loss (confirmLosses).
+func (u *Custodian) resend(now time.Duration, s *txSeg, out *CustodianOutput) {
 	e := &u.e
 	n := dataLen(s)
 	out.Resend = append(out.Resend, Resend{Seq: s.start, Len: n, FIN: s.flags&segFIN != 0})
-	if lost {
-		u.awaitLoss(s.start, s.end, now)
-	}
+	u.awaitLoss(s.start, s.end, now)
 	e.board.retransmitted(s, now)
 	e.noteUndoRetx(s)
 	e.rttTiming = false // Karn

@@ -276,8 +276,8 @@ func TestCustodianNewRenoDupAcksAndPartialAck(t *testing.T) {
 	h.expect("full ACK", h.ack(5000), nil, []LossRange{{2000, 3000}})
 }
 
-// RFC 8985 §7: two tail records lost; the probe resends the last one
-// (not a loss yet), its SACK lets RACK find the other.
+// RFC 8985 §7: two tail records lost; the probe resends the last one,
+// its SACK lets RACK find the other.
 func TestCustodianTailLossProbeRevealsLostTail(t *testing.T) {
 	h := newCustody(t, sackTS())
 	for seq := uint32(1000); seq < 5000; seq += 1000 {
@@ -289,12 +289,13 @@ func TestCustodianTailLossProbeRevealsLostTail(t *testing.T) {
 	h.at(300)
 	h.expect("probe", h.timer(), []Resend{{Seq: 4000, Len: 1000}}, nil)
 	h.at(400)
-	h.expect("SACK of the probe", h.ack(3000, 4000, 5000), []Resend{{Seq: 3000, Len: 1000}}, nil)
+	// The probe arrived an RTT after it left: it repaired the last record.
+	h.expect("SACK of the probe", h.ack(3000, 4000, 5000), []Resend{{Seq: 3000, Len: 1000}}, []LossRange{{4000, 5000}})
 	h.at(500)
 	h.expect("ACK of the resend", h.ack(5000), nil, []LossRange{{3000, 4000}})
 }
 
-// A probe that the ACK covers without a D-SACK repaired a loss (RFC 8985
+// A probe that the ACK covers an RTT later repaired a loss (RFC 8985
 // §7.4): the node hears of it.
 func TestCustodianTailLossProbeThatRepairsIsReported(t *testing.T) {
 	h := newCustody(t, sackTS())
@@ -304,8 +305,22 @@ func TestCustodianTailLossProbeThatRepairsIsReported(t *testing.T) {
 	h.at(100).ack(2000)
 	h.at(300)
 	h.expect("probe", h.timer(), []Resend{{Seq: 3000, Len: 1000}}, nil)
-	h.at(350)
+	h.at(400)
 	h.expect("ACK covering the probe", h.ack(4000), nil, []LossRange{{3000, 4000}})
+}
+
+// An ACK covering the probe sooner than an RTT after it acknowledges the
+// original, which was only late: no loss to report.
+func TestCustodianTailLossProbeBeatenByOriginalIsNotReported(t *testing.T) {
+	h := newCustody(t, sackTS())
+	for seq := uint32(1000); seq < 4000; seq += 1000 {
+		h.sent(seq, 1000)
+	}
+	h.at(100).ack(2000)
+	h.at(300)
+	h.expect("probe", h.timer(), []Resend{{Seq: 3000, Len: 1000}}, nil)
+	h.at(350)
+	h.expect("ACK of the original", h.ack(4000), nil, nil)
 }
 
 // RFC 6298 §5.4–5.6: on expiry, back off and resend the first record;
