@@ -19,6 +19,14 @@ package gateway
 //  4. duplication: with probability Dup a second copy leaves right after
 //     the first (counted Duplicated).
 //
+// The stage models a path of wire packets: a GSO super-packet (the
+// gateway coalesces a node's segments into one device write) is cut into
+// its MSS-sized segments here, as the kernel would cut it, and each
+// segment is lost, delayed, held back and duplicated on its own; otherwise
+// "reorder=10%" would move bursts of forty segments at a time. Segments
+// keep a partial checksum (the kernel completes it) or get a complete one,
+// as the super-packet had.
+//
 // Every random draw comes from one PCG generator seeded by Seed, so a spec
 // gives the same decisions for the same packet sequence on every run.
 //
@@ -28,6 +36,7 @@ package gateway
 // dropped and counted Full. In steady state a packet costs no allocation.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -37,6 +46,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ultcp/ultcp/internal/wire"
 	"github.com/ultcp/ultcp/link/tun"
 )
 
@@ -286,10 +296,26 @@ func (s *ImpairStage) hit(t uint64) bool {
 func (s *ImpairStage) Impairment() Impairment { return s.im }
 
 // Push offers a packet at now. The stage copies it (p's slices are only
-// read during the call). false: the packet was dropped, by loss or because
-// the stage's buffers are full.
+// read during the call), a GSO packet as its segments. false: the packet
+// (every segment of it) was dropped, by loss or because the stage's
+// buffers are full.
 func (s *ImpairStage) Push(now time.Duration, p tun.Packet) bool {
 	s.releasePopped()
+	g, ok := parseGSO(p)
+	if !ok {
+		return s.push(now, p, nil, 0)
+	}
+	kept := false
+	for i := range g.segs {
+		if s.push(now, p, &g, i) {
+			kept = true
+		}
+	}
+	return kept
+}
+
+// push impairs one packet: p itself (g nil) or segment i of GSO packet p.
+func (s *ImpairStage) push(now time.Duration, p tun.Packet, g *gsoPacket, i int) bool {
 	if s.hit(s.lossT) {
 		s.stats.Lost++
 		return false
@@ -311,12 +337,12 @@ func (s *ImpairStage) Push(now time.Duration, p tun.Packet) bool {
 		}
 		s.lastDue = due
 	}
-	if !s.hold(due, p) {
+	if !s.hold(due, p, g, i) {
 		s.stats.Full++
 		return false
 	}
 	if s.hit(s.dupT) {
-		if s.hold(due, p) {
+		if s.hold(due, p, g, i) {
 			s.stats.Duplicated++
 		} else {
 			s.stats.Full++
@@ -325,9 +351,13 @@ func (s *ImpairStage) Push(now time.Duration, p tun.Packet) bool {
 	return true
 }
 
-// hold copies p into a buffer of the pool and queues it for due.
-func (s *ImpairStage) hold(due time.Duration, p tun.Packet) bool {
+// hold copies p (or segment i of it) into a buffer of the pool and queues
+// it for due.
+func (s *ImpairStage) hold(due time.Duration, p tun.Packet, g *gsoPacket, i int) bool {
 	n := p.Len()
+	if g != nil {
+		n = g.hl + g.segLen(i)
+	}
 	if n > maxHeldPacket {
 		return false
 	}
@@ -336,10 +366,15 @@ func (s *ImpairStage) hold(due time.Duration, p tun.Packet) bool {
 	if !ok {
 		return false
 	}
-	copy(buf[copy(buf, p.Data):], p.Payload)
-	h := p
-	h.Data = buf[:n]
-	h.Payload = nil
+	var h tun.Packet
+	if g != nil {
+		h = g.segment(buf, p, i)
+	} else {
+		copy(buf[copy(buf, p.Data):], p.Payload)
+		h = p
+		h.Data = buf[:n]
+		h.Payload = nil
+	}
 
 	var slot int32
 	if k := len(s.freeSlot); k > 0 {
@@ -455,4 +490,90 @@ func (s *ImpairStage) heapPop() heldRef {
 		s.heap[i], s.heap[m] = s.heap[m], s.heap[i]
 		i = m
 	}
+}
+
+// gsoPacket is what cutting a TCP/IPv4 GSO packet needs from its headers.
+type gsoPacket struct {
+	ihl, hl  int // IPv4 header length; IPv4 and TCP header length
+	payload  int // TCP payload bytes
+	mss      int // GSOSize
+	segs     int
+	id       uint16
+	seq      uint32
+	src, dst wire.IPv4Addr
+}
+
+// TCP flags that only the first (CWR) or the last (FIN, PSH) segment of a
+// super-packet carries, as the kernel's tcp_gso_segment leaves them.
+const (
+	tcpFlagFIN = 0x01
+	tcpFlagPSH = 0x08
+	tcpFlagCWR = 0x80
+)
+
+// parseGSO reads a GSO packet's headers; ok is false for a packet that is
+// not GSO, or whose headers (all in Data) do not describe a TCP/IPv4
+// packet of its length: such a packet is held whole, as it came.
+func parseGSO(p tun.Packet) (g gsoPacket, ok bool) {
+	d := p.Data
+	if p.GSOSize == 0 || len(d) < 20 || d[0]>>4 != 4 || d[9] != 6 {
+		return g, false
+	}
+	g.ihl = int(d[0]&0xf) * 4
+	if g.ihl < 20 || len(d) < g.ihl+20 {
+		return g, false
+	}
+	g.hl = g.ihl + int(d[g.ihl+12]>>4)*4
+	if g.hl < g.ihl+20 || len(d) < g.hl || int(binary.BigEndian.Uint16(d[2:])) != p.Len() {
+		return g, false
+	}
+	g.payload, g.mss = p.Len()-g.hl, int(p.GSOSize)
+	if g.payload <= g.mss {
+		return g, false // one segment: nothing to cut
+	}
+	g.segs = (g.payload + g.mss - 1) / g.mss
+	g.id = binary.BigEndian.Uint16(d[4:])
+	g.seq = binary.BigEndian.Uint32(d[g.ihl+4:])
+	copy(g.src[:], d[12:16])
+	copy(g.dst[:], d[16:20])
+	return g, true
+}
+
+func (g *gsoPacket) segLen(i int) int { return min(g.mss, g.payload-i*g.mss) }
+
+// segment writes segment i of p into buf: the headers with the segment's
+// IPv4 total length, ID (+i, as TSO numbers them), header checksum, TCP
+// sequence number and flags, and the payload slice; the TCP checksum is
+// the pseudo-header's sum if p's was partial, else complete.
+func (g *gsoPacket) segment(buf []byte, p tun.Packet, i int) tun.Packet {
+	n := g.segLen(i)
+	off := g.hl + i*g.mss // the payload's offset in p (Data then Payload)
+	copy(buf, p.Data[:g.hl])
+	seg := buf[g.hl : g.hl+n]
+	if off < len(p.Data) {
+		k := copy(seg, p.Data[off:])
+		copy(seg[k:], p.Payload)
+	} else {
+		copy(seg, p.Payload[off-len(p.Data):])
+	}
+	ip, tcp := buf[:g.ihl], buf[g.ihl:g.hl+n]
+	binary.BigEndian.PutUint16(ip[2:], uint16(g.hl+n))
+	binary.BigEndian.PutUint16(ip[4:], g.id+uint16(i))
+	ip[10], ip[11] = 0, 0
+	binary.BigEndian.PutUint16(ip[10:], wire.Checksum(ip))
+	binary.BigEndian.PutUint32(tcp[4:], g.seq+uint32(i*g.mss))
+	if i > 0 {
+		tcp[13] &^= tcpFlagCWR
+	}
+	if i < g.segs-1 {
+		tcp[13] &^= tcpFlagFIN | tcpFlagPSH
+	}
+	pseudo := wire.PseudoHeaderSum(g.src, g.dst, 6, len(tcp))
+	tcp[16], tcp[17] = 0, 0
+	if p.NeedsCsum {
+		binary.BigEndian.PutUint16(tcp[16:], pseudo)
+	} else {
+		binary.BigEndian.PutUint16(tcp[16:], ^wire.Combine(pseudo, wire.Sum(tcp), 0))
+	}
+	return tun.Packet{Data: buf[:g.hl+n], NeedsCsum: p.NeedsCsum, CsumStart: uint16(g.ihl), CsumOffset: 16}
 }

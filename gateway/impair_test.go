@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ultcp/ultcp/internal/wire"
 	"github.com/ultcp/ultcp/link/tun"
 )
 
@@ -333,6 +334,24 @@ func TestSteadyStateAllocatesNothing(t *testing.T) {
 	}
 }
 
+func TestSteadyStateCuttingGSOAllocatesNothing(t *testing.T) {
+	s := mustStage(t, "delay=1ms,reorder=0.1")
+	p := gsoPkt(64000, 0x10, true)
+	var now time.Duration
+	step := func() {
+		now += 50 * time.Microsecond
+		s.Push(now, p)
+		for _, ok := s.Pop(now); ok; _, ok = s.Pop(now) {
+		}
+	}
+	for range 200 {
+		step()
+	}
+	if a := testing.AllocsPerRun(200, step); a != 0 {
+		t.Fatalf("%v allocations per 64 KB GSO packet in steady state, want 0", a)
+	}
+}
+
 func BenchmarkImpairStage(b *testing.B) {
 	s := NewImpairStage(Impairment{Delay: 20 * ms, Jitter: ms, Reorder: 0.1, ReorderDelay: ms, Dup: 0.01, Seed: 1, Limit: 64 << 20})
 	p := tun.Packet{Data: make([]byte, 1500)}
@@ -368,4 +387,115 @@ func FuzzParseImpairment(f *testing.F) {
 		s.Push(0, pk("x"))
 		s.Pop(time.Hour)
 	})
+}
+
+// gsoPkt is a TCP/IPv4 super-packet 10.77.0.2:80 → 192.168.77.2:40000,
+// IPv4 ID 0x0100, seq 1000, flags (e.g. ACK|PSH|FIN|CWR), payload bytes
+// i%251, MSS 1448; headers in Data, payload in Payload (the gateway's
+// writev form), TCP checksum partial when partial is set.
+func gsoPkt(payload int, flags byte, partial bool) tun.Packet {
+	h := []byte{
+		0x45, 0, 0, 0, 0x01, 0x00, 0x40, 0, 64, 6, 0, 0, 10, 77, 0, 2, 192, 168, 77, 2,
+		0x00, 80, 0x9c, 0x40, 0, 0, 0x03, 0xe8, 0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0,
+	}
+	h[2], h[3] = byte((40+payload)>>8), byte(40+payload)
+	pl := make([]byte, payload)
+	for i := range pl {
+		pl[i] = byte(i % 251)
+	}
+	return tun.Packet{Data: h, Payload: pl, GSOSize: 1448, NeedsCsum: partial, CsumStart: 20, CsumOffset: 16}
+}
+
+func be16(b []byte) int { return int(b[0])<<8 | int(b[1]) }
+func be32(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func TestGSOPacketIsCutIntoWireSegments(t *testing.T) {
+	s := mustStage(t, "delay=1ms")
+	const ack, psh, fin, cwr = 0x10, 0x08, 0x01, 0x80
+	if !s.Push(0, gsoPkt(3000, ack|psh|fin|cwr, true)) {
+		t.Fatal("Push = false")
+	}
+	want := []struct {
+		totalLen, id int
+		seq          uint32
+		flags        byte
+		payloadStart int
+	}{
+		{1488, 0x100, 1000, ack | cwr, 0},
+		{1488, 0x101, 2448, ack, 1448},
+		{144, 0x102, 3896, ack | psh | fin, 2896},
+	}
+	for i, w := range want {
+		p, ok := s.Pop(ms)
+		if !ok {
+			t.Fatalf("segment %d missing", i)
+		}
+		d := p.Data
+		if len(d) != w.totalLen || be16(d[2:]) != w.totalLen || be16(d[4:]) != w.id || be32(d[24:]) != w.seq || d[33] != w.flags {
+			t.Fatalf("segment %d: len %d total %d id %#x seq %d flags %#x; want %d, %#x, %d, %#x",
+				i, len(d), be16(d[2:]), be16(d[4:]), be32(d[24:]), d[33], w.totalLen, w.id, w.seq, w.flags)
+		}
+		if d[40] != byte(w.payloadStart%251) {
+			t.Fatalf("segment %d payload starts with %d, want %d", i, d[40], w.payloadStart%251)
+		}
+		if wire.Checksum(d[:20]) != 0 {
+			t.Fatalf("segment %d: IPv4 header checksum does not verify", i)
+		}
+		pseudo := wire.PseudoHeaderSum(wire.IPv4Addr{10, 77, 0, 2}, wire.IPv4Addr{192, 168, 77, 2}, 6, len(d)-20)
+		if got := uint16(be16(d[36:])); got != pseudo {
+			t.Fatalf("segment %d: partial TCP checksum %#04x, want the pseudo-header sum %#04x", i, got, pseudo)
+		}
+		if p.GSOSize != 0 || !p.NeedsCsum || p.CsumStart != 20 || p.CsumOffset != 16 {
+			t.Fatalf("segment %d metadata %+v, want plain packet with partial checksum at 20+16", i, p)
+		}
+	}
+	if _, ok := s.Pop(ms); ok {
+		t.Fatal("a fourth segment")
+	}
+	if st := s.Stats(); st.Passed != 3 {
+		t.Fatalf("Passed = %d, want 3 (segments)", st.Passed)
+	}
+}
+
+func TestGSOSegmentsGetCompleteChecksumWhenPacketHadOne(t *testing.T) {
+	s := mustStage(t, "")
+	s.Push(0, gsoPkt(2000, 0x10, false))
+	for i := range 2 {
+		p, _ := s.Pop(0)
+		d := p.Data
+		pseudo := wire.PseudoHeaderSum(wire.IPv4Addr{10, 77, 0, 2}, wire.IPv4Addr{192, 168, 77, 2}, 6, len(d)-20)
+		// RFC 1071: the sum over pseudo-header and segment, checksum
+		// included, is all ones.
+		if sum := wire.Combine(pseudo, wire.Sum(d[20:]), 0); sum != 0xffff || p.NeedsCsum {
+			t.Fatalf("segment %d: checksum sum %#04x NeedsCsum %v; want 0xffff, false", i, sum, p.NeedsCsum)
+		}
+	}
+}
+
+func TestGSOSegmentsAreLostOneByOne(t *testing.T) {
+	s := mustStage(t, "loss=0.5")
+	script(t, s, ^uint64(0), 0, ^uint64(0)) // keep, lose, keep
+	if !s.Push(0, gsoPkt(3000, 0x10, true)) {
+		t.Fatal("Push = false, want true (two of three segments kept)")
+	}
+	var seqs []uint32
+	for p, ok := s.Pop(0); ok; p, ok = s.Pop(0) {
+		seqs = append(seqs, be32(p.Data[24:]))
+	}
+	if len(seqs) != 2 || seqs[0] != 1000 || seqs[1] != 3896 || s.Stats().Lost != 1 {
+		t.Fatalf("segments out %v, lost %d; want [1000 3896], 1", seqs, s.Stats().Lost)
+	}
+}
+
+func TestMalformedGSOPacketIsHeldWhole(t *testing.T) {
+	s := mustStage(t, "")
+	p := gsoPkt(3000, 0x10, true)
+	p.Data[3]++ // total length disagrees with the packet
+	s.Push(0, p)
+	out, _ := s.Pop(0)
+	if out.GSOSize != 1448 || len(out.Data) != 3040 {
+		t.Fatalf("popped GSOSize %d, %d bytes; want the packet whole (1448, 3040)", out.GSOSize, len(out.Data))
+	}
 }
