@@ -37,8 +37,12 @@ type custodySim struct {
 	nodeHdr    wire.TCPHeader // the node's latest non-SYN header
 	peerSYN    wire.TCPOptions
 	drops      int
-	retaining  bool          // no custody: the node retains and resends itself, the gateway only forwards
-	synAt, rtt time.Duration // the node's SYN passed the gateway; the handshake's RTT as the gateway saw it
+	retaining  bool // no custody: the node retains and resends itself, the gateway only forwards
+	// REVOKE once revokeAt octets were written (REVOKED{SND.MAX} comes
+	// back at once: the fabric is instant), GRANT again at grantAt.
+	revokeAt, grantAt int
+	revoked, granted  bool
+	synAt, rtt        time.Duration // the node's SYN passed the gateway; the handshake's RTT as the gateway saw it
 }
 
 // toPeer sends a segment from the gateway towards the peer, over the lossy
@@ -139,6 +143,16 @@ func (s *custodySim) app() {
 		s.sent += k
 		if k == 0 {
 			break
+		}
+		if s.revokeAt > 0 && !s.revoked && s.sent >= s.revokeAt && s.cu != nil {
+			s.node.SetCustody(false)
+			s.cu.Revoked(s.node.SndMax())
+			s.revoked = true
+		}
+		if s.revoked && !s.granted && s.sent >= s.grantAt {
+			s.cu.Grant()
+			s.node.SetCustody(true)
+			s.granted = true
 		}
 	}
 	s.fromNode(s.node.Output(s.now, s.out[:0]))
@@ -241,6 +255,28 @@ func TestCustodyEndToEndOverLossyPath(t *testing.T) {
 		t.Logf("loss %v: %d drops, %v fake time, custodian %+v, node losses %d, node retransmits %d",
 			tc.drop, s.drops, s.now, cs, ns.CustodyLosses, ns.Retransmits)
 	}
+}
+
+// Custody handed back mid-transfer and taken again, over a lossy path:
+// the node retains and resends what it sends while revoked, the
+// custodian what it held before; nothing is lost either way.
+func TestCustodyEndToEndRevokeAndGrantAgain(t *testing.T) {
+	s := newCustodySim(t, 4, 0.03, 1<<20, false)
+	s.revokeAt, s.grantAt = 256<<10, 640<<10
+	s.run(30 * time.Minute)
+	ns, cs := s.node.Stats(), s.cu.Stats()
+	if !s.granted || !s.node.Custody() {
+		t.Fatalf("custody granted again %v, node in custody %v", s.granted, s.node.Custody())
+	}
+	if s.node.RetainedPeak() == 0 || cs.NotHeld == 0 || ns.Retransmits == 0 || cs.Retransmits == 0 {
+		t.Errorf("node peak %d, not held %d, node resends %d, custodian resends %d: both should have worked",
+			s.node.RetainedPeak(), cs.NotHeld, ns.Retransmits, cs.Retransmits)
+	}
+	if cs.Held != 0 {
+		t.Errorf("custodian ends holding %d octets", cs.Held)
+	}
+	t.Logf("%d drops, %v fake time, node peak %d, node retransmits %d, custodian %+v",
+		s.drops, s.now, s.node.RetainedPeak(), ns.Retransmits, cs)
 }
 
 // BenchmarkCustodySimulation reports, as fake-s, the simulated time to
