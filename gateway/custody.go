@@ -175,6 +175,17 @@ func (k *keeper) Outbound(f *Flow, now time.Duration, hdr, payload []byte) {
 	}
 	var th wire.TCPHeader
 	if _, err := th.Parse(hdr[ihl:]); err != nil {
+		// Options the parser refuses: the node's engine never writes
+		// them, but its bytes must still be held (it keeps none), so
+		// take the sequence number and flags as they are.
+		if fc.cu == nil || len(hdr) < ihl+wire.TCPHeaderLen {
+			return
+		}
+		if fl := wire.TCPFlags(hdr[ihl+13]); fl&(wire.FlagSYN|wire.FlagRST) == 0 && (len(payload) > 0 || fl&wire.FlagFIN != 0) {
+			fc.cu.Sent(now, be.Uint32(hdr[ihl+4:]), payload, fl&wire.FlagFIN != 0)
+			k.account(fc)
+			k.schedule(fc)
+		}
 		return
 	}
 	if th.Flags&wire.FlagSYN != 0 {

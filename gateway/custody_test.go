@@ -336,6 +336,24 @@ func TestCustodyRevokesBiggestHolderAndGrantsAgain(t *testing.T) {
 	}
 }
 
+// A segment whose options the parser refuses is still held: the node
+// keeps nothing.
+func TestCustodyHoldsSegmentWithMalformedOptions(t *testing.T) {
+	h := newCustodyHarness(t, 1<<20)
+	f := custFlow(40000)
+	h.handshake(f)
+	hdr := custNodeHdr(f, custSeq(0), custPeerISS+1, wire.FlagACK, custTS(), custSeg)
+	hdr[20+20+3] = 0 // NOP NOP TS: the timestamp option's length 0 is malformed (RFC 9293 §3.1)
+	var th wire.TCPHeader
+	if _, err := th.Parse(hdr[20:]); err == nil {
+		t.Fatal("test setup: the options still parse")
+	}
+	h.k.Outbound(f, h.now, hdr, custPayload(custSeq(0), custSeg))
+	if s := h.k.Stats(); s.HeldBytes != custSeg {
+		t.Fatalf("held %d, want %d", s.HeldBytes, custSeg)
+	}
+}
+
 func TestCustodyIgnoresREVOKEDWithoutREVOKE(t *testing.T) {
 	h := newCustodyHarness(t, 1<<20)
 	f := custFlow(40000)
