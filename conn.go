@@ -46,6 +46,7 @@ type Conn struct {
 	scratch []byte        // DMA payloads that cannot go straight to a reader
 	wout    []tcp.Segment // the writer's segments being sent outside mu
 	whdr    [maxHdrLen]byte
+	tmpl    hdrTemplate // prebuilt headers for segments without options (link.go)
 
 	active             bool // this side dialled (it owns the ring pair in the fabric)
 	polling, txBusy    bool
@@ -98,6 +99,7 @@ func newConn(s *Stack, fc *fabric.Conn, tc *tcp.Conn, laddr, raddr *net.TCPAddr)
 	c.tuple = fourTuple{lport: lp, rip: c.rip, rport: rp}
 	c.entry.Owner = c
 	c.ip.Store(uint32(s.cfg.ipFields()))
+	c.tmpl.build(s.ip, c.rip, lp, rp, s.cfg.ipFields())
 	c.rw.ch = make(chan struct{}, 1)
 	c.ww.ch = make(chan struct{}, 1)
 	c.out = make([]tcp.Segment, 0, 8)
@@ -378,6 +380,23 @@ func (c *Conn) sendOutside(data []byte, dma bool, maxDMA int) error {
 // putSeg writes seg as one PIO record: headers encoded in place in the
 // ring, the payload copied behind them (the one copy of PIO).
 func (c *Conn) putSeg(seg *tcp.Segment) error {
+	if noOptions(&seg.Hdr.Options) {
+		// The common case: the prebuilt headers, patched (link.go).
+		n := tmplLen + len(seg.Payload)
+		buf, err := c.fc.Reserve(n)
+		if err != nil {
+			return err
+		}
+		if ipf := c.ip.Load(); ipf != c.tmpl.ipf {
+			c.tmpl.build(c.s.ip, c.rip, c.tuple.lport, c.tuple.rport, ipFields(ipf))
+		}
+		c.tmpl.encodeFast(buf, &seg.Hdr, len(seg.Payload))
+		copy(buf[tmplLen:], seg.Payload)
+		if cp := c.s.cfg.Capture; cp != nil {
+			cp(true, buf[:tmplLen], buf[tmplLen:n])
+		}
+		return c.fc.Commit(n)
+	}
 	hl := ipHdrLen + seg.Hdr.EncodedLen()
 	buf, err := c.fc.Reserve(hl + len(seg.Payload))
 	if err != nil {
@@ -541,35 +560,43 @@ func (c *Conn) drainLocked(now time.Duration, dst []byte, arm bool) int {
 // inputRecordLocked runs TCP input for one record and releases it.
 func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte, lend bool) int {
 	seg := &c.seg
-	inline, err := decodeRecord(r.Data, len(r.Data)+r.DMALen, c.rip, c.s.ip, seg)
-	if err == nil && r.DMA && len(inline) > 0 {
-		err = errDMAInline
+	var inline []byte
+	ok := false
+	if !r.DMA {
+		inline, ok = c.tmpl.decodeFast(r.Data, seg) // the common case (link.go)
 	}
-	if err == nil && r.DMA && r.DMALen > c.s.cfg.MaxRecvBuf+fabricMSS {
-		err = errBadLength // more than any window we offer
-	}
-	if err != nil {
-		if err == errICMP && !r.DMA {
-			c.icmpLocked(now, r.Data) // checked, counted, handed to the engine (icmp.go)
+	if !ok {
+		var err error
+		inline, err = decodeRecord(r.Data, len(r.Data)+r.DMALen, c.rip, c.s.ip, seg)
+		if err == nil && r.DMA && len(inline) > 0 {
+			err = errDMAInline
+		}
+		if err == nil && r.DMA && r.DMALen > c.s.cfg.MaxRecvBuf+fabricMSS {
+			err = errBadLength // more than any window we offer
+		}
+		if err != nil {
+			if err == errICMP && !r.DMA {
+				c.icmpLocked(now, r.Data) // checked, counted, handed to the engine (icmp.go)
+				c.fc.Release()
+				return 0
+			}
+			if err == errCustody && !r.DMA {
+				c.custodyLocked(now, r.Data) // checked, counted, acted on (custody.go)
+				c.fc.Release()
+				return 0
+			}
+			c.fc.Release()
+			c.garbageLocked(now)
+			return 0
+		}
+		if seg.Hdr.DstPort != c.tuple.lport || seg.Hdr.SrcPort != c.tuple.rport {
+			// Not this connection's ports: a segment for no connection
+			// (RFC 9293 §3.10.7.1), answered with a reset.
+			c.s.stats.noConn.Add(1)
+			c.out = tcp.ResetFor(seg, c.out)
 			c.fc.Release()
 			return 0
 		}
-		if err == errCustody && !r.DMA {
-			c.custodyLocked(now, r.Data) // checked, counted, acted on (custody.go)
-			c.fc.Release()
-			return 0
-		}
-		c.fc.Release()
-		c.garbageLocked(now)
-		return 0
-	}
-	if seg.Hdr.DstPort != c.tuple.lport || seg.Hdr.SrcPort != c.tuple.rport {
-		// Not this connection's ports: a segment for no connection
-		// (RFC 9293 §3.10.7.1), answered with a reset.
-		c.s.stats.noConn.Add(1)
-		c.out = tcp.ResetFor(seg, c.out)
-		c.fc.Release()
-		return 0
 	}
 	placed := 0
 	if r.DMA {
@@ -809,13 +836,18 @@ func (c *Conn) spin(dl *atomic.Int64, done <-chan struct{}) bool {
 // wakeWaitersLocked wakes the sleeping reader and writer so that they look
 // at the connection again.
 func (c *Conn) wakeWaitersLocked() {
-	for _, w := range [2]*waiter{&c.rw, &c.ww} {
-		if w.asleep {
-			select {
-			case w.ch <- struct{}{}:
-			default:
-			}
-		}
+	if c.rw.asleep {
+		c.rw.wake()
+	}
+	if c.ww.asleep {
+		c.ww.wake()
+	}
+}
+
+func (w *waiter) wake() {
+	select {
+	case w.ch <- struct{}{}:
+	default:
 	}
 }
 

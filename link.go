@@ -114,3 +114,100 @@ func decodeRecord(b []byte, recLen int, peer, self wire.IPv4Addr, seg *tcp.Segme
 	}
 	return seg.Hdr.Parse(b[ihl:])
 }
+
+// The common case, fast. A segment without TCP options (every data
+// segment and ACK of an established fabric connection, which negotiates
+// neither timestamps nor, on an in-order ring, ever needs SACK blocks)
+// has 40 bytes of headers of which only the sequence and acknowledgment
+// numbers, the flags, the window, the urgent pointer and the IPv4 total
+// length change from one segment to the next (and the ports, for a RST
+// answering a foreign segment). The connection keeps those 40 bytes
+// prebuilt (hdrTemplate) and patches these fields; a record whose
+// headers have that shape is parsed by reading the same fields
+// (decodeFast). Anything else goes through encodeHeaders and
+// decodeRecord.
+
+// tmplLen is the length of the headers of a segment without options.
+const tmplLen = ipHdrLen + wire.TCPHeaderLen
+
+// hdrTemplate is a connection's prebuilt headers (see above).
+type hdrTemplate struct {
+	b   [tmplLen]byte
+	ipf uint32 // the IP fields it was built with; tmplNone before the first
+	// ports is the TCP header's first word as a record for this
+	// connection carries it (the peer's port, then ours), and src and
+	// dst the IPv4 header's address words, for decodeFast's checks.
+	ports, src, dst uint32
+}
+
+const tmplNone = 1 << 31 // never a value of ipFields (16 bits)
+
+// build fills the template for segments from local port lp at src to
+// remote port rp at dst.
+func (t *hdrTemplate) build(src, dst wire.IPv4Addr, lp, rp uint16, ipf ipFields) {
+	var h wire.TCPHeader
+	h.SrcPort, h.DstPort = lp, rp
+	encodeHeaders(t.b[:], src, dst, ipf, &h, 0) // cannot fail: no options
+	t.ipf = uint32(ipf)
+	be := binary.BigEndian
+	t.ports = uint32(rp)<<16 | uint32(lp)
+	t.src, t.dst = be.Uint32(dst[:]), be.Uint32(src[:])
+}
+
+// noOptions reports whether a header carries no TCP option, which
+// EncodedLen would say more slowly.
+func noOptions(o *wire.TCPOptions) bool {
+	return o.MSS == 0 && !o.HasWScale && !o.SACKPermitted && o.NumSACK == 0 && !o.HasTimestamp
+}
+
+// encodeFast writes the headers of h (which has no options) for a
+// payload of n bytes into b, at least tmplLen bytes, from the template.
+func (t *hdrTemplate) encodeFast(b []byte, h *wire.TCPHeader, n int) {
+	b = b[:tmplLen]
+	*(*[tmplLen]byte)(b) = t.b
+	be := binary.BigEndian
+	if total := tmplLen + n; total <= 0xffff {
+		be.PutUint16(b[2:], uint16(total))
+	} else {
+		be.PutUint16(b[2:], 0) // BIG TCP, as encodeHeaders
+	}
+	be.PutUint16(b[20:], h.SrcPort) // a RST for a foreign segment has other ports
+	be.PutUint16(b[22:], h.DstPort)
+	be.PutUint32(b[24:], h.Seq)
+	be.PutUint32(b[28:], h.Ack)
+	b[33] = uint8(h.Flags)
+	be.PutUint16(b[34:], h.Window)
+	be.PutUint16(b[36:], h.Checksum)
+	be.PutUint16(b[38:], h.Urgent)
+}
+
+// decodeFast parses a PIO record b whose headers have the template's
+// shape — IPv4 without options, not a fragment, from the peer to us, a
+// TCP header without options between this connection's ports — into
+// seg.Hdr, and returns the payload. ok is false for any other record,
+// which decodeRecord then parses and checks in full. Like decodeRecord,
+// it reads every field of the shared memory once.
+func (t *hdrTemplate) decodeFast(b []byte, seg *tcp.Segment) (payload []byte, ok bool) {
+	if len(b) < tmplLen {
+		return nil, false
+	}
+	h := (*[tmplLen]byte)(b)
+	be := binary.BigEndian
+	if h[0] != 0x45 || h[9] != 6 || int(be.Uint16(h[2:])) != len(b) || be.Uint16(h[6:])&0x3fff != 0 ||
+		be.Uint32(h[12:]) != t.src || be.Uint32(h[16:]) != t.dst || h[32]>>4 != 5 ||
+		be.Uint32(h[20:]) != t.ports {
+		return nil, false
+	}
+	hd := &seg.Hdr
+	hd.SrcPort, hd.DstPort = uint16(t.ports>>16), uint16(t.ports)
+	hd.Seq = be.Uint32(h[24:])
+	hd.Ack = be.Uint32(h[28:])
+	hd.Flags = wire.TCPFlags(h[33])
+	hd.Window = be.Uint16(h[34:])
+	hd.Checksum = be.Uint16(h[36:])
+	hd.Urgent = be.Uint16(h[38:])
+	if !noOptions(&hd.Options) {
+		hd.Options = wire.TCPOptions{}
+	}
+	return b[tmplLen:], true
+}

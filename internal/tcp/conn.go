@@ -153,6 +153,11 @@ type Conn struct {
 	stats Stats
 
 	direct directState // InputDirect's context (direct.go)
+
+	// Header prediction (fastpath.go): noFast turns it off (the tests
+	// compare both paths); fastIn and fastOut count the segments it took.
+	noFast          bool
+	fastIn, fastOut uint64
 }
 
 // rateLimit allows up to limit events per second of engine time.
@@ -313,6 +318,9 @@ func (c *Conn) WriteDirect(now time.Duration, p []byte, out []Segment) (n int, _
 	}
 	if c.state < Established {
 		return 0, out, nil // nothing can be emitted before the handshake
+	}
+	if o, ok := c.fastWrite(now, p, out); ok {
+		return len(p), o, nil
 	}
 	out = c.output(now, out)
 	if c.sb.n > 0 {

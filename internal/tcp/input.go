@@ -21,6 +21,9 @@ const pawsSlack = 1
 // the segment allowed to go out. seg is only read; its payload is copied
 // into the receive buffer if accepted.
 func (c *Conn) Input(now time.Duration, seg *Segment, out []Segment) []Segment {
+	if o, ok := c.fastInput(now, seg, out); ok {
+		return o // header prediction (fastpath.go)
+	}
 	c.stats.SegsIn++
 	f := seg.Hdr.Flags
 	// SYN and FIN together make no sense in any state; many stacks drop
@@ -612,6 +615,14 @@ func (c *Conn) acceptFIN(now time.Duration) {
 	c.rcvNxt++
 	c.finRcvd, c.finPending = true, false
 	c.ackNow = true
+	if c.rb.nooo > 0 {
+		// Octets held out of order lie beyond the FIN, where the peer's
+		// stream has ended: a broken or hostile peer's, never to be
+		// delivered (RCV.NXT now covers the FIN, so keeping them would
+		// even place them at RCV.NXT).
+		c.stats.DropAfterFIN++
+		c.rb.nooo = 0
+	}
 	switch c.state {
 	case Established:
 		c.state = CloseWait
