@@ -54,8 +54,12 @@ type host struct {
 	dropped int           // packets the device had no room for (a loss TCP repairs)
 }
 
+// hostConfig is the outside host's engine configuration: the engine's
+// defaults (Linux's choices) with Linux-sized buffers.
+var hostConfig = tcp.Config{RecvBuf: 1 << 20, MaxRecvBuf: 4 << 20, SendBuf: 1 << 20, NoDelay: true}
+
 func newHost(self netip.AddrPort) *host {
-	cfg := tcp.Config{RecvBuf: 1 << 20, MaxRecvBuf: 4 << 20, SendBuf: 1 << 20, NoDelay: true}
+	cfg := hostConfig
 	return &host{
 		c: tcp.NewListening(&cfg, self.Port(), 0, 0x5eed), start: time.Now(), self: self.Addr().As4(),
 		toGW: make(chan []byte, 4096), changed: make(chan struct{}, 1),
@@ -130,6 +134,29 @@ func (h *host) run(ctx context.Context) {
 			h.flushLocked()
 		}
 		h.mu.Unlock()
+	}
+}
+
+// dial replaces the host's listening connection with an active open from
+// its address and port lport to node, and waits for the handshake.
+func (h *host) dial(t *testing.T, lport uint16, node netip.AddrPort, dl time.Time) {
+	t.Helper()
+	cfg := hostConfig
+	h.mu.Lock()
+	h.peer = node.Addr().As4()
+	h.c, h.out = tcp.Dial(h.now(), &cfg, lport, node.Port(), 0xd1a1, h.out[:0])
+	h.flushLocked()
+	h.mu.Unlock()
+	for {
+		h.mu.Lock()
+		st := h.c.State()
+		h.mu.Unlock()
+		if st == tcp.Established {
+			return
+		}
+		if st == tcp.Closed || !h.wait(dl) {
+			t.Fatalf("outside host's dial to %v: state %v", node, st)
+		}
 	}
 }
 
@@ -358,5 +385,48 @@ func TestThroughRealGatewayCustodyIsGranted(t *testing.T) {
 	i, g := c.Info(), s.GatewayStats()
 	if g.Grants != 1 || !i.Custody || i.Retained != 0 || i.Stats.Retransmits != 0 {
 		t.Fatalf("Grants %d, Custody %v, Retained %d, Retransmits %d; want 1, true, 0, 0", g.Grants, i.Custody, i.Retained, i.Stats.Retransmits)
+	}
+}
+
+// A host outside dials a node's listener through the gateway: the node
+// accepts a connection from the outside address and echoes 1 MiB intact.
+func TestThroughRealGatewayOutsideHostDialsNode(t *testing.T) {
+	s, _, h := e2e(t, 0, "")
+	l, err := s.ListenTCP("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dl := time.Now().Add(60 * time.Second)
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	h.dial(t, 5555, netip.AddrPortFrom(e2eNode, 80), dl)
+	c, ok := <-accepted
+	if !ok {
+		t.Fatal("Accept failed")
+	}
+	if got := c.RemoteAddr().String(); got != "192.0.2.10:5555" {
+		t.Fatalf("accepted a connection from %s, want 192.0.2.10:5555", got)
+	}
+	data := pattern(1 << 20)
+	herr := make(chan error, 1)
+	go func() { herr <- h.writeAll(data, dl) }()
+	if got := h.readAll(t, len(data), dl); got != sha(data) {
+		t.Fatalf("the echo has SHA-256 %s, want %s", got, sha(data))
+	}
+	if err := <-herr; err != nil {
+		t.Fatal(err)
+	}
+	if g := s.GatewayStats(); g.Inbound != 1 || g.Spoofed != 0 {
+		t.Fatalf("Inbound %d, Spoofed %d; want 1, 0", g.Inbound, g.Spoofed)
 	}
 }
