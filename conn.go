@@ -295,7 +295,7 @@ func (c *Conn) emitLocked(data []byte, dma bool) error {
 	if !dma && !c.txBusy && len(c.pending) == 0 {
 		for ; i < len(c.out); i++ {
 			seg := &c.out[i]
-			if !fits(c.fc, ipHdrLen+seg.Hdr.EncodedLen()+len(seg.Payload)) {
+			if !fits(c.fc, segLen(seg)) {
 				break
 			}
 			if err := c.putSeg(seg); err != nil {
@@ -412,6 +412,14 @@ func (c *Conn) putSeg(seg *tcp.Segment) error {
 	return c.fc.Commit(hl + len(seg.Payload))
 }
 
+// segLen is the length of seg's PIO record: headers and payload.
+func segLen(seg *tcp.Segment) int {
+	if noOptions(&seg.Hdr.Options) {
+		return tmplLen + len(seg.Payload)
+	}
+	return ipHdrLen + seg.Hdr.EncodedLen() + len(seg.Payload)
+}
+
 // fits reports whether a record of n bytes certainly goes into fc's send
 // ring without waiting: the occupancy the consumer published is an upper
 // bound, and a record may need a skip of up to its own size at the end of
@@ -435,7 +443,7 @@ func (c *Conn) sendLocked() {
 		if seg.Hdr.Flags&wire.FlagRST != 0 {
 			c.s.stats.resetsOut.Add(1)
 		}
-		if c.txBusy || len(c.pending) > 0 || !fits(c.fc, ipHdrLen+seg.Hdr.EncodedLen()+len(seg.Payload)) {
+		if c.txBusy || len(c.pending) > 0 || !fits(c.fc, segLen(seg)) {
 			c.queueLocked(seg)
 			continue
 		}
@@ -480,7 +488,7 @@ func (c *Conn) flushPendingLocked() {
 	i := 0
 	for ; i < len(c.pending); i++ {
 		seg := &c.pending[i]
-		if !fits(c.fc, ipHdrLen+seg.Hdr.EncodedLen()+len(seg.Payload)) {
+		if !fits(c.fc, segLen(seg)) {
 			break
 		}
 		if err := c.putSeg(seg); err != nil {
@@ -546,7 +554,9 @@ func (c *Conn) drainLocked(now time.Duration, dst []byte, arm bool) int {
 		}
 	}
 	if processed > 0 {
-		c.sendLocked()
+		if len(c.out) > 0 {
+			c.sendLocked()
+		}
 		c.wakeWaitersLocked()
 		if c.lst != nil {
 			if st := c.tc.State(); st != tcp.SynReceived {

@@ -167,12 +167,16 @@ func (c *Conn) fastWrite(now time.Duration, p []byte, out []Segment) ([]Segment,
 	if c.windowUpdateDue() {
 		return out, false
 	}
-	if k, ok := c.sendable(len(p)); !ok || k != len(p) {
+	// sendable(len(p)) with nothing unsent before p and the usable window
+	// computed once: all of p must fit the windows, and a segment shorter
+	// than the MSS must pass the SWS/Nagle rules.
+	n, u := len(p), c.usableWindow()
+	if n > u || !(n == c.sndMSS || c.cfg.NoDelay || c.sndNxt == c.sndUna || c.maxSndWnd > 0 && uint32(n) >= c.maxSndWnd/2) {
 		return out, false
 	}
 	// What output does first with nothing unsent, then the data.
 	c.forceRetx = false
-	c.appLimited = c.usableWindow() > 0
+	c.appLimited = u > 0
 	out = c.emitData(now, out, c.sndNxt, wire.FlagACK|wire.FlagPSH, p)
 	c.sb.release(c.sndNxt)
 	c.fastOut++
