@@ -3,9 +3,13 @@ package gateway
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ultcp/ultcp/capture"
 	"github.com/ultcp/ultcp/fabric"
 	"github.com/ultcp/ultcp/internal/wire"
 	"github.com/ultcp/ultcp/link/tun"
@@ -402,4 +406,35 @@ func TestAFlowWithMoreRecordsThanOneTurnsBudgetIsServedToTheEnd(t *testing.T) {
 			t.Fatalf("packet %d acks %d, want %d", i, got, 9001+i)
 		}
 	}
+}
+
+func TestSecondGatewayOnTheFabricIsAClearError(t *testing.T) {
+	h := newHarness(t, nil)
+	_, err := New(Config{FabricDir: h.dir, Addr: netip.MustParseAddr("10.77.0.254"), Device: newMemDevice()})
+	if !errors.Is(err, fabric.ErrGatewayExists) || !strings.Contains(err.Error(), "10.77.0.1 (pid") {
+		t.Fatalf("second gateway: %v; want ErrGatewayExists naming 10.77.0.1 and its pid", err)
+	}
+}
+
+func TestGatewayAddressHeldByANodeIsAClearError(t *testing.T) {
+	h := newHarness(t, nil)
+	_, err := New(Config{FabricDir: h.dir, Addr: nodeAddr, Device: newMemDevice()})
+	if !errors.Is(err, fabric.ErrAddrInUse) || !strings.Contains(err.Error(), "10.77.0.2") {
+		t.Fatalf("gateway at a node's address: %v; want ErrAddrInUse naming 10.77.0.2", err)
+	}
+}
+
+func TestCaptureRecordsBothSides(t *testing.T) {
+	var dev, fab bytes.Buffer
+	cd, _ := capture.NewWriter(&dev)
+	cf, _ := capture.NewWriter(&fab)
+	h := newHarness(t, func(c *Config) { c.Capture, c.CaptureFabric = cd, cf })
+	h.inject(tun.Packet{Data: outsideSYN().bytes()})
+	c := h.accept()
+	h.recv(c)
+	c.Send(seg{src: node4, dst: remote4, sport: 80, dport: 40000, seq: 5000, ack: 1001, flags: flagSYN | flagACK, zeroChecksums: true}.bytes())
+	h.devOut()
+	// Device side: the SYN in and the SYN-ACK out; fabric side: the SYN
+	// put on the ring and the SYN-ACK read from it.
+	h.waitFor("2 packets on each side", func() bool { return cd.Packets() == 2 && cf.Packets() == 2 })
 }
