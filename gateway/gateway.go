@@ -388,7 +388,11 @@ func (g *Gateway) readDevice() {
 			return
 		}
 		b.p = p
-		g.full <- b
+		select {
+		case g.full <- b:
+		case <-g.closed:
+			return
+		}
 		if g.sleeping.Load() {
 			g.node.Wake()
 		}

@@ -20,6 +20,12 @@ const maxICMPRecord = 576
 // gateway's own buffer, so it may be modified in place.
 func (g *Gateway) fromOutside(now time.Duration, p tun.Packet) {
 	b := p.Data
+	if len(b) > 0 && b[0]>>4 == 6 {
+		// IPv6 (the kernel sends router solicitations and the like as
+		// soon as the link is up): the cluster speaks IPv4 only.
+		g.stats.drop(dropProtocol)
+		return
+	}
 	if len(b) < wire.IPv4HeaderLen || b[0]>>4 != 4 {
 		g.stats.drop(dropBadPacket)
 		return
