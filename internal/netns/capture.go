@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,13 +30,31 @@ func (ns *NS) StartCapture(dev, file string, maxPackets int, lifetime time.Durat
 	if _, err := exec.LookPath("tshark"); err != nil {
 		return nil, fmt.Errorf("netns: tshark is missing (Debian package tshark): %w", err)
 	}
-	p, err := ns.Start(lifetime, nil, "tshark", "-n", "-q", "-i", dev, "-w", file, "-c", fmt.Sprint(maxPackets))
+	// -B: a 64 MiB kernel buffer (the default 2 MiB overflows at the
+	// start of a fast transfer and the capture misses packets).
+	p, err := ns.Start(lifetime, nil, "tshark", "-n", "-q", "-i", dev, "-B", "64", "-w", file, "-c", fmt.Sprint(maxPackets))
 	if err != nil {
 		return nil, err
 	}
-	// tshark writes "Capturing on 'DEV'" once the capture is live.
+	ifindex, err := ns.ifindex(dev)
+	if err != nil {
+		p.Stop()
+		return nil, err
+	}
+	// tshark writes "Capturing on 'DEV'" before dumpcap has bound its
+	// packet socket (a capture started then was seen to miss the first
+	// second of traffic). Live means: a packet socket bound to dev and
+	// running, in /proc/PID/net/packet (the namespace's packet sockets),
+	// twice in a row, so that dumpcap's short-lived capability probe does
+	// not count.
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.Stderr(), "Capturing on") {
+	seen := 0
+	for seen < 2 || !strings.Contains(p.Stderr(), "Capturing on") {
+		if packetSocketRunning(p.Cmd.Process.Pid, ifindex) {
+			seen++
+		} else {
+			seen = 0
+		}
 		select {
 		case <-p.Done():
 			return nil, fmt.Errorf("netns: tshark on %s exited before capturing: %v", dev, p.Wait())
@@ -48,8 +69,69 @@ func (ns *NS) StartCapture(dev, file string, maxPackets int, lifetime time.Durat
 	return &Capture{File: file, proc: p}, nil
 }
 
-// Stop ends the capture (tshark closes its file cleanly on SIGTERM).
-func (c *Capture) Stop() { c.proc.Stop() }
+// ifindex returns dev's interface index in the namespace.
+func (ns *NS) ifindex(dev string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	out, err := ns.Run(ctx, "ip", "-o", "link", "show", "dev", dev)
+	if err != nil {
+		return 0, err
+	}
+	i, _, ok := strings.Cut(string(out), ":")
+	n, err := strconv.Atoi(i)
+	if !ok || err != nil {
+		return 0, fmt.Errorf("netns: no interface index in %q", out)
+	}
+	return n, nil
+}
+
+// packetSocketRunning says whether /proc/PID/net/packet lists a running
+// packet socket on interface ifindex. Its columns: sk RefCnt Type Proto
+// Iface R Rmem User Inode.
+func packetSocketRunning(pid, ifindex int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/packet", pid))
+	if err != nil {
+		return false
+	}
+	return hasRunningPacketSocket(string(b), ifindex)
+}
+
+func hasRunningPacketSocket(table string, ifindex int) bool {
+	for line := range strings.Lines(table) {
+		f := strings.Fields(line)
+		if len(f) >= 6 && f[4] == strconv.Itoa(ifindex) && f[5] == "1" {
+			return true
+		}
+	}
+	return false
+}
+
+// Stop ends the capture (tshark closes its file cleanly on SIGTERM) and
+// returns how many packets tshark captured and how many the kernel
+// dropped before tshark could read them (a capture with drops is
+// incomplete, not wrong).
+func (c *Capture) Stop() (captured, dropped int) {
+	c.proc.Stop()
+	return parseCaptureCounts(c.proc.Stderr())
+}
+
+var (
+	capturedRE = regexp.MustCompile(`(?m)^(\d+) packets? captured`)
+	droppedRE  = regexp.MustCompile(`(?m)(\d+) packets? dropped`)
+)
+
+// parseCaptureCounts reads tshark's closing lines: "N packets captured"
+// and, when there were drops, "M packets dropped from DEV".
+func parseCaptureCounts(stderr string) (captured, dropped int) {
+	if m := capturedRE.FindStringSubmatch(stderr); m != nil {
+		captured, _ = strconv.Atoi(m[1])
+	}
+	for _, m := range droppedRE.FindAllStringSubmatch(stderr, -1) {
+		n, _ := strconv.Atoi(m[1])
+		dropped += n
+	}
+	return captured, dropped
+}
 
 // Report is what tshark found in a capture file. Checksums are checked
 // (tcp.check_checksum, ip.check_checksum); a packet whose checksum was not

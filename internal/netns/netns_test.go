@@ -393,6 +393,38 @@ func TestParseFieldsCountsBadChecksumsAndMalformed(t *testing.T) {
 	}
 }
 
+func TestHasRunningPacketSocket(t *testing.T) {
+	const table = `sk               RefCnt Type Proto  Iface R Rmem   User   Inode
+ffff8c8f4a0e1000 3      3    0003   7     1 0      0      123456
+ffff8c8f4a0e2000 3      3    0003   9     0 0      0      123457
+`
+	for _, c := range []struct {
+		ifindex int
+		want    bool
+	}{{7, true}, {9, false}, {1, false}} {
+		if got := hasRunningPacketSocket(table, c.ifindex); got != c.want {
+			t.Errorf("hasRunningPacketSocket(ifindex %d) = %v, want %v", c.ifindex, got, c.want)
+		}
+	}
+}
+
+func TestParseCaptureCounts(t *testing.T) {
+	for _, c := range []struct {
+		stderr            string
+		captured, dropped int
+	}{
+		{"Capturing on 'vb'\n1234 packets captured\n", 1234, 0},
+		{"Capturing on 'vb'\n1 packet captured\n", 1, 0},
+		{"Capturing on 'vb'\n900 packets captured\n17 packets dropped from vb\n", 900, 17},
+		{"tshark: killed\n", 0, 0},
+	} {
+		cp, dr := parseCaptureCounts(c.stderr)
+		if cp != c.captured || dr != c.dropped {
+			t.Errorf("parseCaptureCounts(%q) = %d, %d; want %d, %d", c.stderr, cp, dr, c.captured, c.dropped)
+		}
+	}
+}
+
 // captureRun captures on b's veth while a sends 512 KiB, and analyses it.
 func captureRun(t *testing.T, offloads bool) Report {
 	needTool(t, "tshark")
@@ -411,7 +443,8 @@ func captureRun(t *testing.T, offloads bool) Report {
 		t.Fatal(err)
 	}
 	sendTCP(t, a, b, 7004, 512<<10, 20*time.Second)
-	c.Stop()
+	captured, dropped := c.Stop()
+	t.Logf("tshark: %d packets captured, %d dropped", captured, dropped)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r, err := Analyze(ctx, file)

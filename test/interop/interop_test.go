@@ -138,8 +138,9 @@ func runCondition(t *testing.T, kind string, cond condition, sz sizes) {
 			t.Errorf("the loss rule %s dropped nothing: the condition was not tested", dir)
 		}
 	}
-	c.Stop()
+	captured, dropped := c.Stop()
 	t.Run("tshark", func(t *testing.T) {
+		t.Logf("capture: %d packets, %d dropped by the kernel before tshark read them (those are unchecked)", captured, dropped)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		r, err := netns.Analyze(ctx, capFile)
@@ -154,9 +155,7 @@ func runCondition(t *testing.T, kind string, cond condition, sz sizes) {
 			t.Errorf("tshark verified no TCP checksum: %v", r)
 		}
 	})
-	if t.Failed() {
-		keepCapture(t, capFile)
-	}
+	keepCapture(t, capFile)
 }
 
 // curlDownload fetches n bytes from the HTTP server in the cluster with
@@ -230,12 +229,14 @@ func socatBoth(t *testing.T, tp *Topology, cl cluster, n int64, timeout time.Dur
 	t.Logf("socat: %d bytes each way in %v (%v each way), both SHA-256 verified", n, d.Round(time.Millisecond), rate(n, d))
 }
 
-// keepCapture moves a failed run's capture out of the test's temporary
+// keepCapture copies a condition's capture out of the test's temporary
 // directory (which is removed) when ULTCP_INTEROP_KEEP names a directory.
 func keepCapture(t *testing.T, file string) {
 	dir := os.Getenv("ULTCP_INTEROP_KEEP")
 	if dir == "" {
-		t.Logf("set ULTCP_INTEROP_KEEP=DIR to keep the capture of a failed run")
+		if t.Failed() {
+			t.Logf("set ULTCP_INTEROP_KEEP=DIR to keep the capture")
+		}
 		return
 	}
 	dst := filepath.Join(dir, strings.NewReplacer("/", "_", "%", "pct", ",", "_", "=", "").Replace(t.Name())+".pcapng")
