@@ -438,3 +438,35 @@ func TestCaptureRecordsBothSides(t *testing.T) {
 	// put on the ring and the SYN-ACK read from it.
 	h.waitFor("2 packets on each side", func() bool { return cd.Packets() == 2 && cf.Packets() == 2 })
 }
+
+func TestDMARecordIsPulledAndLeavesAsGSOPieces(t *testing.T) {
+	h := newHarness(t, nil)
+	c := establishedFromNode(h, 1460)
+	payload := make([]byte, 200000)
+	for i := range payload {
+		payload[i] = byte(i * 13)
+	}
+	hdr := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001, flags: flagACK | flagPSH, zeroChecksums: true}.bytes()
+	binary.BigEndian.PutUint16(hdr[2:], 0) // BIG TCP: the record length is authoritative
+	sent := make(chan error, 1)
+	go func() { sent <- c.SendDMA(hdr, payload) }()
+	var got []byte
+	seq := uint32(7001)
+	for len(got) < len(payload) {
+		p := h.devOut()
+		if s := binary.BigEndian.Uint32(p.Data[24:]); s != seq {
+			t.Fatalf("piece at seq %d, want %d", s, seq)
+		}
+		got = append(got, p.Data[40:]...)
+		seq += uint32(len(p.Data) - 40)
+		if last := len(got) == len(payload); (p.Data[33]&flagPSH != 0) != last {
+			t.Fatalf("PSH %v on the piece ending at %d", !last, len(got))
+		}
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("pulled payload differs")
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("SendDMA: %v", err)
+	}
+}

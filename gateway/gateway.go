@@ -43,8 +43,12 @@ const (
 	// ring occupancy is refreshed.
 	sweepEvery = time.Second
 	// dialTimeout bounds opening a fabric connection to a node for a SYN
-	// from outside (first contact with a node takes a handshake).
-	dialTimeout = time.Second
+	// from outside. Only first contact with a node does system calls (a
+	// handshake over its socket, well under a millisecond when the node
+	// is healthy); the event loop waits for it, so a node that does not
+	// answer costs at most this, and then counts as dead for a second
+	// (nodeLive's cache).
+	dialTimeout = 50 * time.Millisecond
 	// bufCount is the number of device read buffers between the reader
 	// and the event loop.
 	bufCount = 64

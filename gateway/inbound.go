@@ -123,11 +123,11 @@ func (g *Gateway) tcpFromOutside(now time.Duration, p tun.Packet, b []byte, ihl 
 		c, err := g.dialNode(dst)
 		if err != nil {
 			g.stats.drop(dropNoNode)
+			g.live[dst] = liveEntry{ok: false, until: now + time.Second}
 			if errors.Is(err, fabric.ErrNoNode) {
-				g.live[dst] = liveEntry{ok: false, until: now + time.Second}
 				g.unreachable(now, b, ihl)
 			} else {
-				g.log.Warn("gateway: cannot reach node", "node", dst, "err", err)
+				g.log.Warn("gateway: cannot reach node; it counts as down for a second", "node", dst, "err", err)
 			}
 			return
 		}
