@@ -1002,3 +1002,29 @@ func BenchmarkOutsideSend(b *testing.B) {
 		})
 	}
 }
+
+// GRANT put on the ring before the SYN-ACK reaches the node takes effect
+// at once (nothing is retained in SYN-SENT): the first bytes the node
+// sends are already in the gateway's custody.
+func TestCustodyGrantBeforeSynAckHoldsFromTheFirstByte(t *testing.T) {
+	dir := testDir(t)
+	a := newStack(t, dir, addrA)
+	f, syn, res := dialOutside(t, a, joinGateway(t, dir))
+	f.custody(t, addrGW, custody.Message{Type: custody.Grant})
+	f.synAck(t, &syn)
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	c := r.c
+	defer c.Close()
+	c.SetDeadline(deadline())
+	f.recv(t) // the ACK
+	if _, err := c.Write(make([]byte, 3000)); err != nil {
+		t.Fatal(err)
+	}
+	f.recv(t)
+	if i := c.Info(); !i.Custody || i.Retained != 0 {
+		t.Fatalf("GRANT before the SYN-ACK: Custody %v, Retained %d with 3000 bytes unacknowledged; want true, 0", i.Custody, i.Retained)
+	}
+}
