@@ -138,11 +138,14 @@ func (c *Conn) readLocked(p []byte) (int, error) {
 		if c.rClosed {
 			return 0, io.EOF
 		}
-		now := c.s.now()
 		if len(p) == 0 {
 			return 0, nil
 		}
+		// The clock is read only where something happens: a Read that
+		// finds nothing and spins must not pay for a reading before the
+		// one it takes when the record arrives.
 		if len(c.lent) > 0 {
+			now := c.s.now()
 			n := copy(p, c.lent)
 			c.discardLentLocked(now, n)
 			c.touchLocked(now)
@@ -150,10 +153,11 @@ func (c *Conn) readLocked(p []byte) (int, error) {
 		}
 		if c.tc.Readable() > 0 {
 			n, _ := c.tc.Read(p)
-			c.afterReadLocked(now)
+			c.afterReadLocked(c.s.now())
 			return n, nil
 		}
-		if !c.polling && !c.rxDone {
+		if !c.polling && !c.rxDone && c.fc.Readable() {
+			now := c.s.now()
 			if n := c.drainLocked(now, p, false); n > 0 {
 				// The bytes went straight into p, counted as read by
 				// the engine's input itself (InputDirect), whose output
@@ -167,15 +171,16 @@ func (c *Conn) readLocked(p []byte) (int, error) {
 				continue // a DMA record larger than p was lent from scratch
 			}
 		}
-		if err := c.readErrLocked(); err != nil {
-			c.touchLocked(now)
+		err := c.readErrLocked()
+		if err == nil && !expired(&c.rdDeadline) {
+			c.wait(&c.rw, &c.rdDeadline, nil)
+			continue
+		}
+		c.touchLocked(c.s.now())
+		if err != nil {
 			return 0, err
 		}
-		if expired(&c.rdDeadline) {
-			c.touchLocked(now)
-			return 0, errTimeout
-		}
-		c.wait(&c.rw, &c.rdDeadline, nil)
+		return 0, errTimeout
 	}
 }
 
@@ -210,12 +215,46 @@ func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	c.mu.Lock()
+	if done, err := c.writeFastLocked(p); done {
+		c.mu.Unlock()
+		if err != nil {
+			return 0, opError("write", c.laddr, c.raddr, err)
+		}
+		return len(p), nil
+	}
 	n, err := c.writeLocked(p, nil)
 	c.mu.Unlock()
 	if err != nil {
 		return n, opError("write", c.laddr, c.raddr, err)
 	}
 	return n, nil
+}
+
+// writeFastLocked is Write's fast path: a small write on a connection
+// with nothing unusual going on leaves as one segment through the
+// engine's WriteFast, and the clock is read only after the segment is in
+// the ring (tcp.Conn.WriteFast says why). done is false, with nothing
+// changed, when writeLocked must do the work: input waiting on the ring
+// (the ACKs it carries come first), a deadline, a send side busy or
+// closed, a DMA-sized write, or anything the engine's fast path declines.
+func (c *Conn) writeFastLocked(p []byte) (done bool, err error) {
+	if c.appClosed || c.wClosed || c.linkErr != nil || c.polling || c.rxDone || c.txBusy ||
+		len(c.pending) > 0 || c.wrDeadline.Load() != 0 || c.fc.Readable() ||
+		(c.s.cfg.DMAThreshold > 0 && len(p) >= c.s.cfg.DMAThreshold) {
+		return false, nil
+	}
+	out, ok := c.tc.WriteFast(p, c.out[:0])
+	c.out = out
+	if !ok {
+		return false, nil
+	}
+	err = c.emitLocked(p, false)
+	now := c.s.now()
+	c.tc.SentAt(now)
+	if err == nil {
+		c.touchLocked(now)
+	}
+	return true, err
 }
 
 // writeLocked writes p. If p is a view lent by another connection src to

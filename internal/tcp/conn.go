@@ -158,6 +158,7 @@ type Conn struct {
 	// compare both paths); fastIn and fastOut count the segments it took.
 	noFast          bool
 	fastIn, fastOut uint64
+	stampPending    bool // WriteFast started an RTT measurement; SentAt gives its start
 }
 
 // rateLimit allows up to limit events per second of engine time.

@@ -187,3 +187,34 @@ func (c *Conn) fastWrite(now time.Duration, p []byte, out []Segment) ([]Segment,
 func noOptions(o *wire.TCPOptions) bool {
 	return o.MSS == 0 && !o.HasWScale && !o.SACKPermitted && o.NumSACK == 0 && !o.HasTimestamp
 }
+
+// WriteFast is WriteDirect's fast path for a caller that reads its clock
+// only once the segment has left: on a shared-memory link the clock read
+// (tens of nanoseconds) is a good part of a message's whole cost, and
+// taken after the send it is off the path the peer waits on. It emits all
+// of p as one segment, as WriteDirect would, and reports true; or reports
+// false, having changed nothing, and the caller uses WriteDirect. The only
+// thing the send time decides on this path is the start of an RTT
+// measurement (RFC 6298 §3 times one segment per round trip), so after a
+// true the caller must call SentAt with the time the segment left, before
+// any other call on the connection. (Pacing, which needs the time to
+// space segments, takes WriteDirect.)
+func (c *Conn) WriteFast(p []byte, out []Segment) ([]Segment, bool) {
+	if c.cc.PacingRate() > 0 {
+		return out, false
+	}
+	timing := c.rttTiming
+	out, ok := c.fastWrite(0, p, out)
+	if ok && !timing && c.rttTiming {
+		c.stampPending = true
+	}
+	return out, ok
+}
+
+// SentAt gives the time the segment of the last WriteFast left: the start
+// of the RTT measurement it began, if it began one.
+func (c *Conn) SentAt(now time.Duration) {
+	if c.stampPending {
+		c.rttAt, c.stampPending = now, false
+	}
+}

@@ -447,3 +447,38 @@ func TestFastPathTwinsStayEqual(t *testing.T) {
 	}
 	t.Logf("fast paths took %d segments in, %d out", fastIn, fastOut)
 }
+
+// WriteFast then SentAt(t) is WriteDirect at t: the same segment out and
+// the same connection after (the RTT measurement starts at t).
+func TestWriteFastThenSentAtIsWriteDirect(t *testing.T) {
+	a, b := fabricEstablished(t), fabricEstablished(t)
+	a.writeDirect(10, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><DATA=10>")
+	p := make([]byte, 10)
+	for i := range p {
+		p[i] = byte(101 + i)
+	}
+	out, ok := b.c.WriteFast(p, nil)
+	if !ok {
+		t.Fatal("WriteFast declined a 10-octet write on an idle connection")
+	}
+	b.check("WriteFast", out, []string{"<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><DATA=10>"})
+	if !b.c.stampPending {
+		t.Fatal("no RTT stamp pending after WriteFast began a measurement")
+	}
+	b.c.SentAt(a.now)
+	x, y := *a.c, *b.c
+	x.cfg.CC, y.cfg.CC = nil, nil
+	if !reflect.DeepEqual(x, y) {
+		t.Fatalf("WriteFast+SentAt left\n%+v\nWriteDirect left\n%+v", y, x)
+	}
+	// Declined (a write larger than the MSS): nothing changed.
+	before := *b.c
+	if _, ok := b.c.WriteFast(make([]byte, 1001), nil); ok {
+		t.Fatal("WriteFast took a write larger than the MSS")
+	}
+	x, y = before, *b.c
+	x.cfg.CC, y.cfg.CC = nil, nil
+	if !reflect.DeepEqual(x, y) {
+		t.Fatal("a declined WriteFast changed the connection")
+	}
+}
