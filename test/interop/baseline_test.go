@@ -23,6 +23,7 @@ func BenchmarkLinuxBaseline(b *testing.B) {
 	}{{"from=gw", tp.GW}, {"from=cluster", tp.Cluster}}
 	for _, s := range senders {
 		b.Run("iperf3/"+s.name, func(b *testing.B) {
+			b.ReportAllocs() // the harness's, not the measured path's
 			var sum Gbps
 			for b.Loop() {
 				g, err := Iperf3(s.ns, tp.Ext, ExtAddr.Addr(), 5*time.Second)
@@ -34,6 +35,7 @@ func BenchmarkLinuxBaseline(b *testing.B) {
 			b.ReportMetric(float64(sum)/float64(b.N), "Gbit/s")
 		})
 		b.Run("socat-1GiB/"+s.name, func(b *testing.B) {
+			b.ReportAllocs()
 			var sum Gbps
 			for b.Loop() {
 				g, err := SocatSend(s.ns, tp.Ext, ExtAddr.Addr(), 7000, 1<<30, time.Minute)

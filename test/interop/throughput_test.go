@@ -33,6 +33,7 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	var linux, node Gbps
+	b.ReportAllocs() // the harness's: the measured processes are others
 	for i := 0; b.Loop(); i++ {
 		l, err := SocatSend(tp.GW, tp.Ext, ExtAddr.Addr(), 7300+2*i, n, 2*time.Minute)
 		if err != nil {
