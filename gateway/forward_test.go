@@ -470,3 +470,21 @@ func TestDMARecordIsPulledAndLeavesAsGSOPieces(t *testing.T) {
 		t.Fatalf("SendDMA: %v", err)
 	}
 }
+
+func TestSYNsArrivingDuringFirstContactAllReachTheNode(t *testing.T) {
+	h := newHarness(t, nil)
+	for port := uint16(40000); port < 40005; port++ {
+		s := outsideSYN()
+		s.sport = port
+		h.inject(tun.Packet{Data: s.bytes()})
+	}
+	seen := map[uint16]bool{}
+	for range 5 {
+		r := h.recv(h.accept())
+		seen[binary.BigEndian.Uint16(r[20:])] = true
+	}
+	if len(seen) != 5 {
+		t.Fatalf("the node got SYNs from ports %v, want 40000..40004", seen)
+	}
+	h.waitFor("5 flows", func() bool { return h.g.Stats().Flows.Load() == 5 })
+}

@@ -42,12 +42,9 @@ const (
 	// sweepEvery is how often idle flows are looked for and the per-node
 	// ring occupancy is refreshed.
 	sweepEvery = time.Second
-	// dialTimeout bounds opening a fabric connection to a node for a SYN
-	// from outside. Only first contact with a node does system calls (a
-	// handshake over its socket, well under a millisecond when the node
-	// is healthy); the event loop waits for it, so a node that does not
-	// answer costs at most this, and then counts as dead for a second
-	// (nodeLive's cache).
+	// dialTimeout bounds opening a fabric connection, in the event loop,
+	// to a node contacted before (no system call, unless the node died and
+	// the fabric makes first contact again with its successor).
 	dialTimeout = 50 * time.Millisecond
 	// bufCount is the number of device read buffers between the reader
 	// and the event loop.
@@ -138,8 +135,17 @@ type Gateway struct {
 	icmp   [576 + 64]byte
 	queued int // bytes queued for nodes, all flows
 
-	live    map[wire.IPv4Addr]liveEntry // NodeLive answers, cached
-	limiter tokenBucket                 // ICMP errors and RSTs the gateway makes
+	live map[wire.IPv4Addr]liveEntry // NodeLive answers, cached
+
+	// First contacts with nodes (inbound.go): nodes dialled before, the
+	// SYNs waiting per node, the results, and the connection a finished
+	// contact made for the first waiting SYN.
+	contacted  map[wire.IPv4Addr]bool
+	contacting map[wire.IPv4Addr][][]byte
+	contacts   chan contactResult
+	preDialed  *fabric.Conn
+	replaying  bool
+	limiter    tokenBucket // ICMP errors and RSTs the gateway makes
 
 	occMu sync.Mutex
 	occ   map[wire.IPv4Addr]int // ring occupancy per node, refreshed each sweep
@@ -207,6 +213,7 @@ func New(cfg Config) (*Gateway, error) {
 		free: make(chan *inBuf, bufCount), full: make(chan *inBuf, bufCount),
 		out: make([]byte, tun.MaxPacketLen), dmaBuf: make([]byte, tun.MaxPacketLen),
 		live: map[wire.IPv4Addr]liveEntry{}, occ: map[wire.IPv4Addr]int{},
+		contacted: map[wire.IPv4Addr]bool{}, contacting: map[wire.IPv4Addr][][]byte{}, contacts: make(chan contactResult, 16),
 		limiter: tokenBucket{rate: 1000, burst: 100, tokens: 100},
 		closed:  make(chan struct{}), runDone: make(chan struct{}),
 	}
@@ -302,6 +309,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		now := g.now()
 		busy := g.drainDevice(now)
+		if g.contactsDone(now) {
+			busy = true
+		}
 		if g.acceptConns(now) {
 			busy = true
 		}
@@ -571,8 +581,12 @@ func (g *Gateway) nodeLive(now time.Duration, a wire.IPv4Addr) bool {
 }
 
 // dialNode opens a fabric connection to the node at a for a flow from
-// outside.
+// outside (a node contacted before: see firstContact).
 func (g *Gateway) dialNode(a wire.IPv4Addr) (*fabric.Conn, error) {
+	if c := g.preDialed; c != nil && c.RemoteAddr() == a.Netip() {
+		g.preDialed = nil
+		return c, nil
+	}
 	ctx, cancel := context.WithTimeout(g.bg, dialTimeout)
 	defer cancel()
 	return g.node.Dial(ctx, a.Netip(), fabric.ConnConfig{RingSize: g.cfg.RingSize})

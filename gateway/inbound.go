@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -61,7 +62,7 @@ func (g *Gateway) fromOutside(now time.Duration, p tun.Packet) {
 		g.stats.drop(dropTTL)
 		return
 	}
-	if c := g.cfg.Capture; c != nil {
+	if c := g.cfg.Capture; c != nil && !g.replaying {
 		captureDevice(c, tun.Packet{Data: b})
 	}
 	switch b[9] {
@@ -120,15 +121,13 @@ func (g *Gateway) tcpFromOutside(now time.Duration, p tun.Packet, b []byte, ihl 
 			g.stats.drop(dropTableFull)
 			return
 		}
+		if !g.contacted[dst] {
+			g.firstContact(now, dst, b)
+			return
+		}
 		c, err := g.dialNode(dst)
 		if err != nil {
-			g.stats.drop(dropNoNode)
-			g.live[dst] = liveEntry{ok: false, until: now + time.Second}
-			if errors.Is(err, fabric.ErrNoNode) {
-				g.unreachable(now, b, ihl)
-			} else {
-				g.log.Warn("gateway: cannot reach node; it counts as down for a second", "node", dst, "err", err)
-			}
+			g.dialFailed(now, dst, b, ihl, err)
 			return
 		}
 		f = &Flow{conn: c, lastSeen: now}
@@ -348,4 +347,98 @@ func (g *Gateway) captureFabric(h, payload []byte) {
 	if c := g.cfg.CaptureFabric; c != nil {
 		c.Capture(false, h, payload)
 	}
+}
+
+// First contact with a node (fabric.Node.Dial's handshake over the node's
+// socket) takes system calls and, from a node that does not answer, up to
+// the fabric's handshake timeout: it runs in a goroutine, never in the
+// event loop. The SYNs that arrive meanwhile wait (at most
+// maxContactWaiters per node; more are dropped, and their senders resend).
+// Later dials to the node take a ring pair from the segment: no system
+// call, done in the loop.
+
+const (
+	maxContactWaiters = 64
+	contactTimeout    = 5 * time.Second
+)
+
+type contactResult struct {
+	node wire.IPv4Addr
+	conn *fabric.Conn
+	err  error
+}
+
+// firstContact queues the SYN b for node dst and starts the contact if it
+// is not under way.
+func (g *Gateway) firstContact(now time.Duration, dst wire.IPv4Addr, b []byte) {
+	waiting, busy := g.contacting[dst]
+	if len(waiting) >= maxContactWaiters {
+		g.stats.drop(dropNoNode)
+		return
+	}
+	g.contacting[dst] = append(waiting, append([]byte(nil), b...))
+	if busy {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(g.bg, contactTimeout)
+		c, err := g.node.Dial(ctx, dst.Netip(), fabric.ConnConfig{RingSize: g.cfg.RingSize})
+		cancel()
+		select {
+		case g.contacts <- contactResult{dst, c, err}:
+			g.node.Wake()
+		case <-g.closed:
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+}
+
+// contactsDone hands the SYNs that waited for a first contact to the
+// forwarding path (the first one gets the connection the contact made).
+func (g *Gateway) contactsDone(now time.Duration) bool {
+	any := false
+	for {
+		var r contactResult
+		select {
+		case r = <-g.contacts:
+		default:
+			return any
+		}
+		any = true
+		waiting := g.contacting[r.node]
+		delete(g.contacting, r.node)
+		if r.err != nil {
+			for _, syn := range waiting {
+				g.dialFailed(now, r.node, syn, int(syn[0]&0x0f)*4, r.err)
+			}
+			continue
+		}
+		g.contacted[r.node] = true
+		g.preDialed = r.conn
+		g.replaying = true // captured when they came
+		for _, syn := range waiting {
+			// Verified when it first came; the kernel's word stands.
+			g.fromOutside(now, tun.Packet{Data: syn, DataValid: true})
+		}
+		g.replaying = false
+		if g.preDialed != nil {
+			g.preDialed.Close() // the SYN found a flow after all
+			g.preDialed = nil
+		}
+	}
+}
+
+// dialFailed answers SYN b, for which dst could not be reached, and counts
+// dst as down for a second.
+func (g *Gateway) dialFailed(now time.Duration, dst wire.IPv4Addr, b []byte, ihl int, err error) {
+	g.stats.drop(dropNoNode)
+	g.live[dst] = liveEntry{ok: false, until: now + time.Second}
+	delete(g.contacted, dst)
+	if errors.Is(err, fabric.ErrNoNode) {
+		g.unreachable(now, b, ihl)
+		return
+	}
+	g.log.Warn("gateway: cannot reach node; it counts as down for a second", "node", dst, "err", err)
 }
