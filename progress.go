@@ -41,8 +41,10 @@ import (
 // wake-up per grace period, not one per message.
 
 // waitCtx is the context the engine sleeps with: a deadline for the next
-// timer (read by Node.Wait without starting a runtime timer) and a cancel
-// function that Stack.arm uses to wake it early.
+// timer, read by Node.Wait without starting a runtime timer, and no Done
+// channel, so that Wait registers nothing either; Stack.arm and Close wake
+// the engine early with Node.Wake (Stack.kick). One waitCtx serves every
+// sleep: a wake-up allocates nothing.
 type waitCtx struct {
 	context.Context
 	dl  time.Time
@@ -55,6 +57,8 @@ func (s *Stack) run() {
 	defer close(s.done)
 	ready := make([]*fabric.Conn, 0, 64)
 	var fired []*Conn
+	wake := context.CancelFunc(s.node.Wake)
+	wc := &waitCtx{Context: context.Background()}
 	for {
 		now := s.now()
 		s.mu.Lock()
@@ -72,19 +76,17 @@ func (s *Stack) run() {
 			s.mu.Unlock()
 			return
 		}
-		base, cancel := context.WithCancel(context.Background())
-		wc := &waitCtx{Context: base}
 		s.sleepUntil = 1<<63 - 1
+		wc.dl, wc.has = time.Time{}, false
 		if next, ok := s.wheel.NextDeadline(); ok {
 			s.sleepUntil = next
 			wc.dl, wc.has = s.epoch.Add(next), true
 		}
-		s.kick = cancel
+		s.kick = wake
 		s.mu.Unlock()
 
 		var err error
 		ready, err = s.node.Wait(wc, ready[:0])
-		cancel()
 		s.mu.Lock()
 		s.sleepUntil, s.kick = 0, nil
 		s.mu.Unlock()
