@@ -488,3 +488,42 @@ func TestSYNsArrivingDuringFirstContactAllReachTheNode(t *testing.T) {
 	}
 	h.waitFor("5 flows", func() bool { return h.g.Stats().Flows.Load() == 5 })
 }
+
+func TestNodeDeathResetsItsOutsidePeerAtTheNodesSequence(t *testing.T) {
+	h := newHarness(t, nil)
+	c := establishedFromNode(h, 1460)
+	data := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001, flags: flagACK | flagPSH, payload: []byte("abc"), zeroChecksums: true}
+	c.Send(data.bytes())
+	h.devOut()
+	h.node.Close() // the node leaves: its fabric conns fail at the gateway
+	p := h.devOut()
+	want := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7004, ack: 9001, flags: flagRST | flagACK, zeroWin: true}
+	if !bytes.Equal(p.Data, want.bytes()) {
+		t.Fatalf("got\n% x\nwant\n% x", p.Data, want.bytes())
+	}
+	h.waitFor("node_error close", func() bool { return h.g.Stats().FlowsClosed[closeNodeError].Load() == 1 })
+}
+
+func TestPacketsForANodeWhoseRingIsFullWaitAndArriveInOrder(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.RingSize = 64 << 10 })
+	h.inject(tun.Packet{Data: outsideSYN().bytes()})
+	c := h.accept()
+	h.recv(c)
+	// 40 segments of 4000 bytes: 160 kB, more than the 64 KiB ring; the
+	// node reads nothing until all were sent.
+	const n = 40
+	for i := range n {
+		s := seg{src: remote4, dst: node4, sport: 40000, dport: 80, seq: 1001 + uint32(i*4000), ack: 5001, flags: flagACK, payload: bytes.Repeat([]byte{byte(i)}, 4000)}
+		h.inject(tun.Packet{Data: s.bytes()})
+	}
+	h.waitFor("queued packets", func() bool { return h.g.Stats().Queued.Load() > 0 })
+	for i := range n {
+		r := h.recv(c)
+		if got := binary.BigEndian.Uint32(r[24:]); got != 1001+uint32(i*4000) || r[40] != byte(i) {
+			t.Fatalf("record %d: seq %d, first byte %d; want seq %d", i, got, r[40], 1001+i*4000)
+		}
+	}
+	if d := h.g.Stats().Drop("ring_full"); d != 0 {
+		t.Fatalf("ring_full drops %d, want 0", d)
+	}
+}
