@@ -367,6 +367,9 @@ func TestGarbageRecordsAreCountedNeverForwarded(t *testing.T) {
 		h.waitFor("bad_record count", func() bool { return h.g.Stats().Drop("bad_record") == uint64(i+1) })
 	}
 	h.noDevOut()
+	if n := h.g.Stats().Flows.Load(); n != 0 {
+		t.Fatalf("Flows = %d after connections that never named a flow, want 0", n)
+	}
 }
 
 func TestNodeClosingItsConnEndsTheFlow(t *testing.T) {

@@ -564,7 +564,9 @@ func (g *Gateway) closeFlow(f *Flow, why closeReason) {
 	g.queued -= f.queued
 	f.queue, f.queued = nil, 0
 	g.stats.FlowsClosed[why].Add(1)
-	g.stats.Flows.Add(-1)
+	if f.keyed {
+		g.stats.Flows.Add(-1) // Flows counts the keyed flows only
+	}
 	if why != closeNodeClosed && why != closeShutdown && why != closeReset {
 		g.log.Debug("gateway: flow closed", "flow", f.Key, "why", why.String())
 	}
