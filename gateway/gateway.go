@@ -328,6 +328,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			continue
 		}
 		var err error
+		g.stats.LoopSleeps.Add(1)
 		g.ready, err = g.node.Wait(g.bg, g.ready[:0])
 		g.sleeping.Store(false)
 		if err != nil {

@@ -63,6 +63,8 @@ var (
 	descOccupancy   = prometheus.NewDesc(ns+"ring_occupancy_bytes", "Bytes on the gateway's rings to a node that the node has not consumed.", []string{"node"}, nil)
 	descImpair      = prometheus.NewDesc(ns+"impair_packets_total", "Packets through the impairment stage, by outcome.", []string{"outcome"}, nil)
 	descImpairHeld  = prometheus.NewDesc(ns+"impair_held_packets", "Packets the impairment stage holds.", nil, nil)
+	descQueued      = prometheus.NewDesc(ns+"queued_records_total", "Records for nodes that waited for room in the node's ring.", nil, nil)
+	descSleeps      = prometheus.NewDesc(ns+"event_loop_sleeps_total", "Times the event loop slept (each ends with a futex wake-up).", nil, nil)
 )
 
 type collector struct{ g *Gateway }
@@ -70,7 +72,7 @@ type collector struct{ g *Gateway }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descFlows, descOpened, descClosed,
 		descGSO, descCoalesced, descGRO, descCsum, descICMP, descRST, descClamped, descHeld, descCustFlows,
-		descRetransmits, descCustEvents, descOccupancy, descImpair, descImpairHeld} {
+		descRetransmits, descCustEvents, descOccupancy, descImpair, descImpairHeld, descQueued, descSleeps} {
 		ch <- d
 	}
 }
@@ -105,6 +107,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descICMP, s.ICMPErrorsRouted.Load(), "error_routed")
 	counter(descRST, s.RSTSent.Load())
 	counter(descClamped, s.MSSClamped.Load())
+	counter(descQueued, s.Queued.Load())
+	counter(descSleeps, s.LoopSleeps.Load())
 	cs := c.g.CustodyStats()
 	gauge(descHeld, float64(cs.HeldBytes))
 	gauge(descCustFlows, float64(cs.Flows))

@@ -78,6 +78,9 @@ type Stats struct {
 	MSSClamped                  atomic.Uint64
 	// Queued counts records for nodes that waited for ring room.
 	Queued atomic.Uint64
+	// LoopSleeps counts the event loop's sleeps in Node.Wait (each one
+	// costs a futex wake-up to end).
+	LoopSleeps atomic.Uint64
 }
 
 func (s *Stats) drop(r dropReason) { s.Drops[r].Add(1) }
