@@ -42,7 +42,13 @@ type Flow struct {
 	// needs to know when a flow is over).
 	synNode, synRemote bool
 	finNode, finRemote bool
-	lastSeen           time.Duration
+	// finNodeEnd and finRemoteEnd are the acknowledgment numbers that
+	// cover each side's FIN; finNodeAcked and finRemoteAcked say the other
+	// side sent them. reset: a RST from outside went to the node.
+	finNodeEnd, finRemoteEnd     uint32
+	finNodeAcked, finRemoteAcked bool
+	reset                        bool
+	lastSeen                     time.Duration
 
 	// mssOut is the MSS the outside host announced (RFC 9293 §3.7.1),
 	// clamped to the device's MTU: the segment size of GSO writes.
@@ -75,6 +81,14 @@ const (
 
 // done reports whether both sides have finished or one reset.
 func (f *Flow) done() bool { return f.finNode && f.finRemote }
+
+// finished reports whether both FINs were sent and acknowledged (RFC 9293
+// §3.6): TCP is over on both sides but for TIME-WAIT, which the node
+// keeps by itself. The gateway, which dialled the node for a flow from
+// outside, then closes its fabric connection at once, as a node does for
+// the flows it dials: the ring pair goes back to the slab instead of
+// lingering (10,000 short connections would otherwise fill the slab).
+func (f *Flow) finished() bool { return f.finNodeAcked && f.finRemoteAcked }
 
 // table is the conntrack: flows by 4-tuple and by fabric connection.
 type table struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -528,5 +529,36 @@ func TestPacketsForANodeWhoseRingIsFullWaitAndArriveInOrder(t *testing.T) {
 	}
 	if d := h.g.Stats().Drop("ring_full"); d != 0 {
 		t.Fatalf("ring_full drops %d, want 0", d)
+	}
+}
+
+func TestFlowFromOutsideIsClosedOnceBothFINsAreAcknowledged(t *testing.T) {
+	h := newHarness(t, nil)
+	h.inject(tun.Packet{Data: outsideSYN().bytes()})
+	c := h.accept()
+	h.recv(c)
+	node := func(s seg) {
+		s.src, s.dst, s.sport, s.dport, s.zeroChecksums = node4, remote4, 80, 40000, true
+		c.Send(s.bytes())
+		h.devOut()
+	}
+	outside := func(s seg) {
+		s.src, s.dst, s.sport, s.dport = remote4, node4, 40000, 80
+		h.inject(tun.Packet{Data: s.bytes()})
+		h.recv(c)
+	}
+	node(seg{seq: 5000, ack: 1001, flags: flagSYN | flagACK})
+	outside(seg{seq: 1001, ack: 5001, flags: flagACK})
+	node(seg{seq: 5001, ack: 1001, flags: flagFIN | flagACK})    // the node closes first
+	outside(seg{seq: 1001, ack: 5002, flags: flagFIN | flagACK}) // ACK of its FIN, and the outside's FIN
+	if n := h.g.Stats().FlowsClosed[closeFinished].Load(); n != 0 {
+		t.Fatal("flow closed before the last ACK")
+	}
+	node(seg{seq: 5002, ack: 1002, flags: flagACK}) // the last ACK: the node enters TIME-WAIT
+	h.waitFor("the flow closed as finished", func() bool { return h.g.Stats().FlowsClosed[closeFinished].Load() == 1 })
+	// The node sees the end of its ring.
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Recv(make([]byte, 100)); err != io.EOF {
+		t.Fatalf("node Recv after the flow finished: %v, want io.EOF", err)
 	}
 }

@@ -39,6 +39,10 @@ const (
 	// closingTimeout ends a flow both of whose sides sent FIN (the nodes
 	// close the fabric connection when TCP is done; this is the backstop).
 	closingTimeout = 60 * time.Second
+	// resetTimeout ends a flow whose outside host sent a RST (the node
+	// decides whether it was acceptable; if it closes, the flow ends
+	// sooner).
+	resetTimeout = 2 * time.Second
 	// sweepEvery is how often idle flows are looked for and the per-node
 	// ring occupancy is refreshed.
 	sweepEvery = time.Second
@@ -532,6 +536,8 @@ func (g *Gateway) sweep(now time.Duration) {
 		switch {
 		case !f.keyed || !(f.synNode && f.synRemote):
 			limit = handshakeTimeout
+		case f.reset:
+			limit = resetTimeout
 		case f.done():
 			limit = closingTimeout
 		}

@@ -97,7 +97,7 @@ func (g *Gateway) tcpFromOutside(now time.Duration, p tun.Packet, b []byte, ihl 
 	flags := th[13]
 	isSYN := flags&(flagSYN|flagACK|flagRST) == flagSYN
 	f := g.flows.byKey[key]
-	if f != nil && isSYN && f.done() {
+	if f != nil && isSYN && (f.done() || f.reset) {
 		// A new connection reusing the 4-tuple of one that ended
 		// (RFC 9293 §3.10.7.4 leaves TIME-WAIT reuse to the node).
 		g.closeFlow(f, closeReplaced)
@@ -155,8 +155,9 @@ func (g *Gateway) tcpFromOutside(now time.Duration, p tun.Packet, b []byte, ihl 
 	}
 	if flags&flagRST != 0 {
 		// Not the end yet: the node judges whether the RST is acceptable
-		// (RFC 5961 §3); the flow ends when the node closes, or soon.
-		f.finRemote, f.finNode = true, true
+		// (RFC 5961 §3); the flow ends when the node closes, or soon
+		// (resetTimeout).
+		f.reset = true
 	}
 	end := be.Uint32(th[4:]) + uint32(len(th)-thl)
 	if flags&flagSYN != 0 {
@@ -168,9 +169,19 @@ func (g *Gateway) tcpFromOutside(now time.Duration, p tun.Packet, b []byte, ihl 
 	if opened || int32(end-f.remoteNxt) > 0 {
 		f.remoteNxt = end
 	}
+	if flags&flagFIN != 0 {
+		f.finRemoteEnd = end
+	}
+	if flags&flagACK != 0 && f.finNode && int32(be.Uint32(th[8:])-f.finNodeEnd) >= 0 {
+		f.finNodeAcked = true
+	}
 	f.lastSeen = now
 	g.cust.Inbound(f, now, b)
 	if !g.toRing(f, b) {
+		return
+	}
+	if f.finished() && len(f.queue) == 0 {
+		g.closeFlow(f, closeFinished)
 		return
 	}
 	g.stats.InPackets.Add(1)

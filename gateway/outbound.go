@@ -32,6 +32,9 @@ var be = binary.BigEndian
 func (g *Gateway) serveFlow(now time.Duration, f *Flow) bool {
 	if len(f.queue) > 0 {
 		g.flushQueue(f)
+		if !f.closed && len(f.queue) == 0 && f.finished() {
+			g.closeFlow(f, closeFinished)
+		}
 		if f.closed {
 			return false
 		}
@@ -169,10 +172,21 @@ func (g *Gateway) fromNode(now time.Duration, f *Flow, r fabric.Record) {
 	if opened || int32(end-f.nodeNxt) > 0 {
 		f.nodeNxt = end
 	}
+	if flags&flagFIN != 0 {
+		f.finNodeEnd = end
+	}
+	if flags&flagACK != 0 && f.finRemote && int32(be.Uint32(th[8:])-f.finRemoteEnd) >= 0 {
+		f.finRemoteAcked = true
+	}
 	f.lastSeen = now
 	g.sendTCP(now, f, h, ihl, payload, r.DMA, plen)
 	if opened && !f.closed {
 		g.cust.FlowOpened(f, now)
+	}
+	if f.finished() && !f.closed && len(f.queue) == 0 {
+		g.flushBatch(now)
+		g.closeFlow(f, closeFinished)
+		return
 	}
 	if flags&flagRST != 0 && !f.closed {
 		// The node aborted: nothing more will come.

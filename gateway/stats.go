@@ -46,10 +46,11 @@ const (
 	closeReplaced                      // a new connection for the same 4-tuple
 	closeBadRecord                     // the node sent a record that cannot belong to the flow
 	closeShutdown                      // the gateway stops
+	closeFinished                      // both FINs sent and acknowledged
 	numCloseReasons
 )
 
-var closeNames = [numCloseReasons]string{"node_closed", "node_error", "reset", "idle", "replaced", "bad_record", "shutdown"}
+var closeNames = [numCloseReasons]string{"node_closed", "node_error", "reset", "idle", "replaced", "bad_record", "shutdown", "finished"}
 
 func (r closeReason) String() string { return closeNames[r] }
 
