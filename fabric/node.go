@@ -808,7 +808,17 @@ func (n *Node) Close() error {
 	<-n.serveDone
 	// Peers may still ring the doorbell through their own mapping; ours
 	// becomes private zero pages (never unmapped, like a peer segment).
+	// A Wait that loaded the bell before we set closed may reach its
+	// FUTEX_WAIT only now (its goroutine was descheduled): the words of
+	// the new page must differ from any value it can have loaded, or it
+	// sleeps for good on a page nobody rings (seen: a stack's Close
+	// hung in TestDialContextCancelledFails, its engine asleep on a bell
+	// read as 0 before and after). Half the counter's range away from
+	// the last value is out of reach of the rings of the last moments.
+	far := atomic.LoadUint32(n.bell) + 1<<31
 	replaceWithAnon(n.bellMem, pageSize)
+	atomic.StoreUint32(n.bell, far)
+	atomic.StoreUint32(n.ctlBell, far)
 	unix.Close(n.bellFd)
 	return nil
 }
