@@ -14,8 +14,13 @@ import (
 // Gateway-assisted retransmission (issue #7 §4; the protocol is in
 // internal/custody and the helpers' gateway contract).
 //
-// For each flow, once both SYNs have passed and the first segment after
-// them does, the gateway sends the node GRANT: from then on it copies
+// For each flow the gateway sends the node GRANT before the segment that
+// completes the node's handshake reaches it: before the outside's SYN-ACK
+// when the node dialled, before the outside's ACK of the node's SYN-ACK
+// when the outside did. The node enters custody in SYN-SENT or
+// SYN-RECEIVED, with nothing retained, so custody covers its first byte
+// (a GRANT that came once a writer was sending would wait for everything
+// the node retained to be acknowledged). From then on it copies
 // every data segment the node sends out into the flow's tcp.Custodian,
 // feeds it every segment the outside sends back, and acts on what it
 // decides: a lost segment is sent again, from the copy, with headers
@@ -236,6 +241,13 @@ func (k *keeper) Inbound(f *Flow, now time.Duration, pkt []byte) {
 		fc.peerSYN = true
 		fc.peerWS = shiftOf(&th.Options)
 		fc.peerSACK, fc.peerTS = th.Options.SACKPermitted, th.Options.HasTimestamp
+		if fc.phase == phaseHandshake && th.Flags&wire.FlagACK != 0 {
+			// The outside's SYN-ACK to the node's SYN: GRANT goes on
+			// the ring before it, so the node, still in SYN-SENT,
+			// enters custody with nothing retained and its first
+			// byte is already the gateway's.
+			k.maybeGrant(fc, now)
+		}
 		return
 	}
 	if fc.phase == phaseHandshake {
@@ -257,9 +269,11 @@ func shiftOf(o *wire.TCPOptions) int {
 	return int(min(o.WScale, 14)) // RFC 7323 §2.3
 }
 
-// maybeGrant takes custody once both SYNs have passed (the segment after
-// them completes or follows the handshake): a custodian set up with what
-// the SYNs negotiated, and GRANT to the node.
+// maybeGrant takes custody once both SYNs have passed, from the segment
+// that completes the node's handshake (the outside's SYN-ACK or its ACK,
+// before it is forwarded) or any later one: a custodian set up with what
+// the SYNs negotiated, and GRANT to the node, on its ring ahead of that
+// segment.
 func (k *keeper) maybeGrant(fc *flowCustody, now time.Duration) {
 	if !fc.nodeSYN || !fc.peerSYN {
 		return

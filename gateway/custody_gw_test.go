@@ -55,12 +55,18 @@ func TestCustodyThroughTheGatewayResendsAndReportsLoss(t *testing.T) {
 	h.devOut()
 	h.inject(tun.Packet{Data: seg{src: remote4, dst: node4, sport: 443, dport: 50000, seq: 9000, ack: 7001,
 		flags: flagSYN | flagACK, opts: opts}.bytes()})
-	h.recv(c) // the SYN-ACK
+	// GRANT is on the ring before the SYN-ACK: the node enters custody
+	// in SYN-SENT, before its first byte.
+	if r := h.recv(c); !custody.IsPacket(r) {
+		t.Fatalf("first record after the SYN-ACK came in: % x, want GRANT", r[:min(len(r), 40)])
+	} else if _, _, m, err := custody.ParsePacket(r); err != nil || m.Type != custody.Grant {
+		t.Fatalf("first record to the node: %v (%v), want GRANT", m, err)
+	}
+	if r := h.recv(c); custody.IsPacket(r) || r[33]&flagSYN == 0 {
+		t.Fatalf("second record to the node % x, want the SYN-ACK", r[:min(len(r), 40)])
+	}
 	c.Send(seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001, flags: flagACK,
 		opts: tsOpt(2, 1), zeroChecksums: true}.bytes())
-	if m := h.recvCustody(c); m.Type != custody.Grant {
-		t.Fatalf("after the handshake the node got %v, want GRANT", m)
-	}
 	// Five full segments; the outside loses the second.
 	const n = 1448
 	var sent []byte

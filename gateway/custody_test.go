@@ -130,19 +130,25 @@ func custPayload(seq uint32, n int) []byte {
 }
 
 // handshake runs a node-opened flow's three-way handshake through the
-// hooks, taking 20 ms, and returns the messages the node got.
+// hooks, taking 20 ms, and returns the messages the node got. They go
+// with the outside's SYN-ACK (on the ring before it: the keeper's Inbound
+// runs before the segment is forwarded), none before it, none after.
 func (h *custodyHarness) handshake(f *Flow) []custody.Message {
 	h.t.Helper()
 	k := h.k
 	k.FlowOpened(f, h.now)
 	k.Outbound(f, h.now, custNodeHdr(f, custNodeISS, 0, wire.FlagSYN, custSYNOpts(), 0), nil)
+	if ms := h.io.nodeMsgs(h.t); len(ms) != 0 {
+		h.t.Fatalf("custody messages with the node's SYN: %v", ms)
+	}
 	h.now += 20 * time.Millisecond // the outside path's RTT
 	k.Inbound(f, h.now, custPeerPkt(f, custPeerISS, custNodeISS+1, wire.FlagSYN|wire.FlagACK, custSYNOpts()))
-	if ms := h.io.nodeMsgs(h.t); len(ms) != 0 {
-		h.t.Fatalf("custody messages before the handshake completed: %v", ms)
-	}
+	ms := h.io.nodeMsgs(h.t)
 	k.Outbound(f, h.now, custNodeHdr(f, custNodeISS+1, custPeerISS+1, wire.FlagACK, custTS(), 0), nil)
-	return h.io.nodeMsgs(h.t)
+	if more := h.io.nodeMsgs(h.t); len(more) != 0 {
+		h.t.Fatalf("custody messages with the node's ACK: %v", more)
+	}
+	return ms
 }
 
 func custTS() wire.TCPOptions { return wire.TCPOptions{HasTimestamp: true, TSVal: 2, TSEcr: 1} }
@@ -165,7 +171,9 @@ func (h *custodyHarness) ack(f *Flow, i int, sack ...int) {
 	h.k.Inbound(f, h.now, custPeerPkt(f, custPeerISS+1, custSeq(i), wire.FlagACK, custTS(), s...))
 }
 
-func TestCustodyGrantsAfterTheHandshake(t *testing.T) {
+// A node's dial: GRANT goes with the outside's SYN-ACK, so the node is
+// in custody before its handshake completes and before its first byte.
+func TestCustodyGrantsWithTheOutsideSYNACK(t *testing.T) {
 	h := newCustodyHarness(t, 1<<20)
 	f := custFlow(40000)
 	ms := h.handshake(f)
@@ -174,6 +182,30 @@ func TestCustodyGrantsAfterTheHandshake(t *testing.T) {
 	}
 	if s := h.k.Stats(); s.Flows != 1 {
 		t.Fatalf("flows in custody %d, want 1", s.Flows)
+	}
+}
+
+// An outside host's dial: GRANT goes with the outside's ACK of the node's
+// SYN-ACK (the segment that moves the node to ESTABLISHED), before the
+// node can send a byte; nothing goes with the SYN or the SYN-ACK.
+func TestCustodyGrantsWithTheOutsideACKOfAnInboundFlow(t *testing.T) {
+	h := newCustodyHarness(t, 1<<20)
+	f := custFlow(80)
+	k := h.k
+	k.Inbound(f, h.now, custPeerPkt(f, custPeerISS, 0, wire.FlagSYN, custSYNOpts()))
+	k.FlowOpened(f, h.now)
+	k.Outbound(f, h.now, custNodeHdr(f, custNodeISS, custPeerISS+1, wire.FlagSYN|wire.FlagACK, custSYNOpts(), 0), nil)
+	if ms := h.io.nodeMsgs(t); len(ms) != 0 {
+		t.Fatalf("custody messages with the SYN and SYN-ACK: %v", ms)
+	}
+	h.now += 20 * time.Millisecond
+	k.Inbound(f, h.now, custPeerPkt(f, custPeerISS+1, custNodeISS+1, wire.FlagACK, custTS()))
+	if ms := h.io.nodeMsgs(t); len(ms) != 1 || ms[0].Type != custody.Grant {
+		t.Fatalf("with the outside's ACK the node got %v, want GRANT", ms)
+	}
+	h.send(f, 0)
+	if s := h.k.Stats(); s.Flows != 1 || s.HeldBytes != custSeg {
+		t.Fatalf("flows in custody %d holding %d octets, want 1 holding %d (the first segment)", s.Flows, s.HeldBytes, custSeg)
 	}
 }
 
