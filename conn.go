@@ -33,6 +33,7 @@ type Conn struct {
 	fc           *fabric.Conn
 	laddr, raddr *net.TCPAddr
 	rip          wire.IPv4Addr
+	lip          wire.IPv4Addr // local address: the stack's, or a service's (service.go)
 	tuple        fourTuple
 
 	readMu, writeMu sync.Mutex // one reader and one writer at a time
@@ -95,6 +96,7 @@ type waiter struct {
 func newConn(s *Stack, fc *fabric.Conn, tc *tcp.Conn, laddr, raddr *net.TCPAddr) *Conn {
 	c := &Conn{s: s, fc: fc, tc: tc, laddr: laddr, raddr: raddr, linger: -1, maxDMA: 4 << 20, minTimer: s.minTimer(0)}
 	c.rip, _ = wire.AddrFromNetip(fc.RemoteAddr())
+	c.lip = s.ip
 	lp, rp := tc.Ports()
 	c.tuple = fourTuple{lport: lp, rip: c.rip, rport: rp}
 	c.entry.Owner = c
@@ -401,7 +403,7 @@ func (c *Conn) sendOutside(data []byte, dma bool, maxDMA int) error {
 		}
 		i = j - 1
 		payload := data[start:end]
-		n, err := encodeHeaders(c.whdr[:], c.s.ip, c.rip, ipFields(c.ip.Load()), &hdr, len(payload))
+		n, err := encodeHeaders(c.whdr[:], c.lip, c.rip, ipFields(c.ip.Load()), &hdr, len(payload))
 		if err != nil {
 			return err
 		}
@@ -427,7 +429,7 @@ func (c *Conn) putSeg(seg *tcp.Segment) error {
 			return err
 		}
 		if ipf := c.ip.Load(); ipf != c.tmpl.ipf {
-			c.tmpl.build(c.s.ip, c.rip, c.tuple.lport, c.tuple.rport, ipFields(ipf))
+			c.tmpl.build(c.lip, c.rip, c.tuple.lport, c.tuple.rport, ipFields(ipf))
 		}
 		c.tmpl.encodeFast(buf, &seg.Hdr, len(seg.Payload))
 		copy(buf[tmplLen:], seg.Payload)
@@ -441,7 +443,7 @@ func (c *Conn) putSeg(seg *tcp.Segment) error {
 	if err != nil {
 		return err
 	}
-	if _, err := encodeHeaders(buf, c.s.ip, c.rip, ipFields(c.ip.Load()), &seg.Hdr, len(seg.Payload)); err != nil {
+	if _, err := encodeHeaders(buf, c.lip, c.rip, ipFields(c.ip.Load()), &seg.Hdr, len(seg.Payload)); err != nil {
 		return err
 	}
 	copy(buf[hl:], seg.Payload)
@@ -482,7 +484,10 @@ func (c *Conn) sendLocked() {
 		if seg.Hdr.Flags&wire.FlagRST != 0 {
 			c.s.stats.resetsOut.Add(1)
 		}
-		if c.txBusy || len(c.pending) > 0 || !fits(c.fc, segLen(seg)) {
+		if c.txBusy || len(c.pending) > 0 || !c.fc.Room(segLen(seg)) {
+			// Room, when it says no, also asks the peer to report the
+			// room it makes: the progress engine then sends what waits
+			// here (flushPendingLocked), with no timer to retry on.
 			c.queueLocked(seg)
 			continue
 		}
@@ -519,7 +524,8 @@ func (c *Conn) queueLocked(seg *tcp.Segment) {
 }
 
 // flushPendingLocked sends the queued control segments the ring has room
-// for.
+// for. When it stops for want of room, Room has asked the peer to report
+// room as it makes it, and the progress engine comes back here then.
 func (c *Conn) flushPendingLocked() {
 	if c.txBusy {
 		return
@@ -527,7 +533,7 @@ func (c *Conn) flushPendingLocked() {
 	i := 0
 	for ; i < len(c.pending); i++ {
 		seg := &c.pending[i]
-		if !fits(c.fc, segLen(seg)) {
+		if !c.fc.Room(segLen(seg)) {
 			break
 		}
 		if err := c.putSeg(seg); err != nil {
@@ -616,7 +622,7 @@ func (c *Conn) inputRecordLocked(now time.Duration, r *fabric.Record, dst []byte
 	}
 	if !ok {
 		var err error
-		inline, err = decodeRecord(r.Data, len(r.Data)+r.DMALen, c.rip, c.s.ip, seg)
+		inline, err = decodeRecord(r.Data, len(r.Data)+r.DMALen, c.rip, c.lip, seg)
 		if err == nil && r.DMA && len(inline) > 0 {
 			err = errDMAInline
 		}
@@ -1017,9 +1023,8 @@ func (c *Conn) rearmLocked(now time.Duration) {
 		early(now + c.s.cfg.Grace)
 	}
 	early(c.orphanAt)
-	if len(c.pending) > 0 {
-		early(now + timerwheel.DefaultTick)
-	}
+	// Control segments waiting for ring room need no timer: the ring's
+	// consumer reports room (flushPendingLocked armed it with Room).
 	if next != 0 {
 		if next <= now {
 			next = now + timerwheel.DefaultTick
