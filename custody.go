@@ -80,7 +80,7 @@ func (c *Conn) parseCustody(rec []byte) (custody.Message, bool) {
 		return custody.Message{}, false
 	}
 	gw, _ := wire.AddrFromNetip(c.fc.RemoteAddr())
-	return parseCustodyRecord(rec, gw, c.s.ip)
+	return parseCustodyRecord(rec, gw, c.lip)
 }
 
 // parseCustodyRecord parses a custody record that must travel from the
@@ -145,7 +145,7 @@ func (c *Conn) tryRevokedLocked(seq uint32) bool {
 		return false
 	}
 	gw, _ := wire.AddrFromNetip(c.fc.RemoteAddr())
-	encodeIPv4(b[:], c.s.ip, gw, ipFields(c.ip.Load()), custody.Proto, n)
+	encodeIPv4(b[:], c.lip, gw, ipFields(c.ip.Load()), custody.Proto, n)
 	if err := c.fc.Send(b[:n]); err != nil {
 		c.txFailedLocked(err)
 	}

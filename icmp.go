@@ -62,7 +62,7 @@ func (c *Conn) parseICMP(rec []byte) (typ, code uint8, mtu int, seq uint32, ok b
 	var buf [maxICMPRecord]byte
 	b := buf[:copy(buf[:], rec)]
 	p, err := wire.NewIPv4Packet(b)
-	if err != nil || p.TotalLen() != len(b) || p.IsFragment() || p.Protocol() != 1 || p.Dst() != c.s.ip {
+	if err != nil || p.TotalLen() != len(b) || p.IsFragment() || p.Protocol() != 1 || p.Dst() != c.local() {
 		return
 	}
 	if c.s.classify(netip.AddrFrom4([4]byte(p.Src()))) != unicast {
@@ -73,7 +73,7 @@ func (c *Conn) parseICMP(rec []byte) (typ, code uint8, mtu int, seq uint32, ok b
 		return
 	}
 	q, data, err := wire.QuotedIPv4(quote)
-	if err != nil || q.Protocol != 6 || q.FragOffset != 0 || q.Src != c.s.ip || q.Dst != c.rip {
+	if err != nil || q.Protocol != 6 || q.FragOffset != 0 || q.Src != c.local() || q.Dst != c.rip {
 		return
 	}
 	// QuotedIPv4 guarantees 8 bytes: the ports and the sequence number.

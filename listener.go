@@ -77,7 +77,7 @@ func (lc *ListenConfig) ListenTCP(ctx context.Context, network, address string) 
 		return nil, &net.OpError{Op: "listen", Net: "tcp", Source: laddr, Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}
 	}
 	s.listeners[l.port] = l
-	return l, nil
+	return l.joinServiceLocked()
 }
 
 // Listen is (&ListenConfig{Stack: s}).Listen(context.Background(), ...).
@@ -107,6 +107,9 @@ func (s *Stack) resolveLocal(network, address string) (*net.TCPAddr, error) {
 	}
 	if host != "" {
 		a, err := netip.ParseAddr(host)
+		if err == nil && s.isServiceAddr(a) {
+			return &net.TCPAddr{IP: a.AsSlice(), Port: int(p)}, nil
+		}
 		if err != nil || !(a == s.addr || a.IsUnspecified()) {
 			return nil, &net.AddrError{Err: "not this stack's address", Addr: address}
 		}
@@ -121,6 +124,7 @@ type Listener struct {
 	s    *Stack
 	port uint16
 	addr *net.TCPAddr
+	vip  wire.IPv4Addr // a service's address (service.go); zero: the stack's own
 
 	mu sync.Mutex // guards tl, tlOut and every connection still in their backlogs
 	// tl takes SYNs from nodes of the fabric, tlOut those from the outside
@@ -341,6 +345,7 @@ func (l *Listener) Close() error {
 		delete(s.listeners, l.port)
 	}
 	s.mu.Unlock()
+	l.leaveService()
 	for _, c := range pend {
 		c.abortClose()
 	}
@@ -371,6 +376,7 @@ type embryo struct {
 	// outside host when the fabric peer is the gateway (outside);
 	// routed once the first record has decided it (gateway.go).
 	peer            wire.IPv4Addr
+	lip             wire.IPv4Addr // the service address the SYN came for (service.go), or zero
 	routed, outside bool
 	seg             tcp.Segment
 	out             []tcp.Segment
@@ -407,7 +413,10 @@ func (e *embryo) input(now time.Duration) {
 			e.drop()
 			return
 		}
-		payload, perr := decodeRecord(r.Data, len(r.Data)+r.DMALen, e.peer, s.ip, &e.seg)
+		if e.outside && e.lip == (wire.IPv4Addr{}) {
+			e.lip = s.serviceDst(r.Data)
+		}
+		payload, perr := decodeRecord(r.Data, len(r.Data)+r.DMALen, e.peer, e.self(), &e.seg)
 		if perr == errCustody && !r.DMA {
 			// The gateway spoke of custody before any connection
 			// exists to act on it: dropped and counted, as custody
@@ -430,7 +439,7 @@ func (e *embryo) input(now time.Duration) {
 		s.mu.Lock()
 		l := s.listeners[e.seg.Hdr.DstPort]
 		s.mu.Unlock()
-		if l == nil {
+		if l == nil || !l.serves(e.self()) {
 			// RFC 9293 §3.10.7.1: a segment for no connection is
 			// answered with a reset (the dialer reports ECONNREFUSED).
 			s.stats.noListener.Add(1)
@@ -464,7 +473,7 @@ func (e *embryo) input(now time.Duration) {
 func (e *embryo) send() {
 	for i := range e.out {
 		seg := &e.out[i]
-		n, err := encodeHeaders(e.hdr[:], e.s.ip, e.peer, e.s.cfg.ipFields(), &seg.Hdr, 0)
+		n, err := encodeHeaders(e.hdr[:], e.self(), e.peer, e.s.cfg.ipFields(), &seg.Hdr, 0)
 		if err != nil || !fits(e.fc, n) {
 			return
 		}
@@ -529,7 +538,7 @@ func (l *Listener) input(now time.Duration, e *embryo) *Conn {
 		e.out = tcp.ResetFor(&e.seg, e.out[:0])
 		return nil
 	}
-	local := netip.AddrPortFrom(s.addr, l.port)
+	local := netip.AddrPortFrom(netip.AddrFrom4(e.self()), l.port)
 	remote := netip.AddrPortFrom(netip.AddrFrom4(e.peer), e.seg.Hdr.SrcPort)
 	var tc *tcp.Conn
 	tc, e.out = l.engineListener(e).Input(now, local, remote, &e.seg, e.out[:0])
@@ -539,6 +548,8 @@ func (l *Listener) input(now time.Duration, e *embryo) *Conn {
 	c := newConn(s, e.fc, tc, l.addr, &net.TCPAddr{IP: remote.Addr().AsSlice(), Port: int(remote.Port())})
 	if e.outside {
 		c.setRemote(e.peer) // its fabric peer is the gateway (gateway.go)
+		// A service member speaks as the service (service.go).
+		c.setLocal(e.self())
 	}
 	// Locked before anyone can see it: the embryo still releases the
 	// record and sends the answer on the fabric conn (see embryo.input).

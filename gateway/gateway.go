@@ -151,6 +151,8 @@ type Gateway struct {
 	replaying  bool
 	limiter    tokenBucket // ICMP errors and RSTs the gateway makes
 
+	svc services // load-balanced services (service.go)
+
 	occMu sync.Mutex
 	occ   map[wire.IPv4Addr]int // ring occupancy per node, refreshed each sweep
 	snap  snapshot
@@ -514,6 +516,9 @@ func (g *Gateway) timers(now time.Duration) {
 		g.sweepAt = now + sweepEvery
 	}
 	next := g.sweepAt
+	if d := g.serviceTimers(now); d != 0 && d < next {
+		next = d
+	}
 	if d := g.cust.Next(); d != 0 && d < next {
 		next = d
 	}
@@ -567,6 +572,7 @@ func (g *Gateway) closeFlow(f *Flow, why closeReason) {
 	f.closed = true
 	g.flows.remove(f)
 	g.cust.FlowClosed(f)
+	g.serviceFlowClosed(f)
 	f.conn.Close()
 	g.queued -= f.queued
 	f.queue, f.queued = nil, 0

@@ -112,7 +112,13 @@ func (g *Gateway) tcpFromOutside(now time.Duration, p tun.Packet, b []byte, ihl 
 			}
 			return
 		}
-		if dst == g.addr || !g.nodeLive(now, dst) {
+		// The node to open the flow to: dst, or the member a service
+		// at dst picks (service.go).
+		node, ok := g.serviceTarget(now, key, b, ihl, thl)
+		if !ok {
+			return
+		}
+		if node == g.addr || !g.nodeLive(now, node) {
 			g.stats.drop(dropNoNode)
 			g.unreachable(now, b, ihl)
 			return
@@ -121,19 +127,20 @@ func (g *Gateway) tcpFromOutside(now time.Duration, p tun.Packet, b []byte, ihl 
 			g.stats.drop(dropTableFull)
 			return
 		}
-		if !g.contacted[dst] {
-			g.firstContact(now, dst, b)
+		if !g.contacted[node] {
+			g.firstContact(now, node, b)
 			return
 		}
-		c, err := g.dialNode(dst)
+		c, err := g.dialNode(node)
 		if err != nil {
-			g.dialFailed(now, dst, b, ihl, err)
+			g.dialFailed(now, node, b, ihl, err)
 			return
 		}
 		f = &Flow{conn: c, lastSeen: now}
 		g.flows.add(f)
 		g.flows.setKey(f, key)
 		c.SetWatch(true)
+		g.serviceFlowOpened(f)
 		g.stats.FlowsOpened.Add(1)
 		g.stats.Flows.Add(1)
 		opened = true

@@ -136,7 +136,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 // (and the Go runtime's), for a caller that serves them itself.
 func (g *Gateway) Registry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
-	r.MustRegister(collector{g}, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	r.MustRegister(collector{g}, serviceCollector{g}, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return r
 }
 

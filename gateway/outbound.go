@@ -88,6 +88,10 @@ func (g *Gateway) fromNode(now time.Duration, f *Flow, r fabric.Record) {
 	}
 	src, dst := wire.IPv4Addr(h[12:16]), wire.IPv4Addr(h[16:20])
 	node, _ := wire.AddrFromNetip(f.conn.RemoteAddr())
+	if f.keyed {
+		// A service's member speaks as the service (service.go).
+		node = f.Key.Node
+	}
 	switch h[9] {
 	case 6:
 	case custody.Proto:

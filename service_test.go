@@ -1,0 +1,333 @@
+package ultcp_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ultcp/ultcp"
+	"github.com/ultcp/ultcp/gateway"
+	"github.com/ultcp/ultcp/gateway/lb"
+	"github.com/ultcp/ultcp/internal/tcp"
+	"github.com/ultcp/ultcp/internal/wire"
+	"github.com/ultcp/ultcp/link/tun"
+)
+
+// Services through the real gateway (issue 8), in one process: member
+// stacks listen on a service address, the gateway spreads connections
+// from an outside host (the engine, as in gateway_e2e_test.go, here with
+// one engine connection per local port) over them.
+
+var (
+	svcVIP   = netip.MustParseAddrPort("10.77.255.1:80")
+	svcHost  = netip.MustParseAddr("192.0.2.20")
+	svcNodes = []netip.Addr{netip.MustParseAddr("10.77.0.11"), netip.MustParseAddr("10.77.0.12")}
+)
+
+// multiHost is an outside host with many engine connections, told apart
+// by local port.
+type multiHost struct {
+	mu      sync.Mutex
+	conns   map[uint16]*tcp.Conn
+	peers   map[uint16]wire.IPv4Addr
+	out     []tcp.Segment
+	start   time.Time
+	toGW    chan []byte
+	changed chan struct{}
+}
+
+func (h *multiHost) now() time.Duration { return time.Since(h.start) }
+
+func (h *multiHost) input(pkt []byte) {
+	p, err := wire.NewIPv4Packet(pkt)
+	if err != nil || p.Protocol() != 6 {
+		return
+	}
+	var seg tcp.Segment
+	payload, err := seg.Hdr.Parse(p.Payload())
+	if err != nil {
+		return
+	}
+	seg.Payload = payload
+	h.mu.Lock()
+	if c := h.conns[seg.Hdr.DstPort]; c != nil && h.peers[seg.Hdr.DstPort] == p.Src() {
+		h.out = c.Input(h.now(), &seg, h.out[:0])
+		h.flushLocked(h.peers[seg.Hdr.DstPort])
+	}
+	h.mu.Unlock()
+	select {
+	case h.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (h *multiHost) flushLocked(dst wire.IPv4Addr) {
+	self := svcHost.As4()
+	for i := range h.out {
+		s := &h.out[i]
+		hl := s.Hdr.EncodedLen()
+		b := make([]byte, wire.IPv4HeaderLen+hl+len(s.Payload))
+		ip := wire.IPv4Header{TTL: 64, Protocol: 6, DontFrag: true, Src: self, Dst: dst, PayloadLen: uint16(hl + len(s.Payload))}
+		ip.Encode(b)
+		if _, err := s.Hdr.Encode(b[wire.IPv4HeaderLen:]); err != nil {
+			continue
+		}
+		copy(b[wire.IPv4HeaderLen+hl:], s.Payload)
+		wire.SetTCPChecksum(self, dst, b[wire.IPv4HeaderLen:wire.IPv4HeaderLen+hl], s.Payload)
+		select {
+		case h.toGW <- b:
+		default: // a loss; TCP repairs it
+		}
+	}
+	h.out = h.out[:0]
+}
+
+func (h *multiHost) run(ctx context.Context) {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		for port, c := range h.conns {
+			if d := c.Deadline(); d != 0 && d <= h.now() {
+				h.out = c.OnTimer(h.now(), h.out[:0])
+				h.flushLocked(h.peers[port])
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
+// get opens a connection from lport to dst, reads until the peer closes
+// and returns what it read.
+func (h *multiHost) get(lport uint16, dst netip.AddrPort, dl time.Time) (string, error) {
+	cfg := hostConfig
+	h.mu.Lock()
+	var c *tcp.Conn
+	c, h.out = tcp.Dial(h.now(), &cfg, lport, dst.Port(), 0x1000+uint32(lport), h.out[:0])
+	h.conns[lport], h.peers[lport] = c, dst.Addr().As4()
+	h.flushLocked(dst.Addr().As4())
+	h.mu.Unlock()
+	var got []byte
+	buf := make([]byte, 4096)
+	for time.Now().Before(dl) {
+		h.mu.Lock()
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if n > 0 {
+			h.out = c.Output(h.now(), h.out[:0])
+			h.flushLocked(dst.Addr().As4())
+		}
+		st := c.State()
+		h.mu.Unlock()
+		if errors.Is(err, io.EOF) {
+			h.mu.Lock()
+			h.out = c.Close(h.now(), h.out[:0])
+			h.flushLocked(dst.Addr().As4())
+			h.mu.Unlock()
+			return string(got), nil
+		}
+		if err != nil || st == tcp.Closed {
+			return string(got), errors.New("connection failed: " + st.String())
+		}
+		if n == 0 {
+			select {
+			case <-h.changed:
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	return string(got), errors.New("deadline")
+}
+
+type multiDevice struct {
+	h    *multiHost
+	done chan struct{}
+	once sync.Once
+}
+
+func (d *multiDevice) Read(buf []byte) (tun.Packet, error) {
+	select {
+	case b := <-d.h.toGW:
+		return tun.Packet{Data: buf[:copy(buf, b)]}, nil
+	case <-d.done:
+		return tun.Packet{}, net.ErrClosed
+	}
+}
+
+func (d *multiDevice) Write(p tun.Packet) error {
+	d.h.input(append(append([]byte(nil), p.Data...), p.Payload...))
+	return nil
+}
+
+func (d *multiDevice) Close() error {
+	d.once.Do(func() { close(d.done) })
+	return nil
+}
+
+// serviceSetup starts a gateway on a multiHost's device with vip's policy
+// set, and one member stack per address in svcNodes, each answering
+// "NODE LOCALADDR\n" on the service and closing.
+func serviceSetup(t *testing.T, p lb.Policy) (*gateway.Gateway, *multiHost, []net.Listener) {
+	t.Helper()
+	var r [6]byte
+	rand.Read(r[:])
+	dir := filepath.Join("/dev/shm", "ultcp-svc-test-"+hex.EncodeToString(r[:]))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	h := &multiHost{conns: map[uint16]*tcp.Conn{}, peers: map[uint16]wire.IPv4Addr{}, start: time.Now(),
+		toGW: make(chan []byte, 4096), changed: make(chan struct{}, 1)}
+	dev := &multiDevice{h: h, done: make(chan struct{})}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	gw, err := gateway.New(gateway.Config{FabricDir: dir, Addr: e2eGW, Device: dev, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.SetServicePolicy(svcVIP, p); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		gw.Run(ctx)
+	}()
+	go h.run(ctx)
+	t.Cleanup(func() {
+		cancel()
+		gw.Close()
+		dev.Close()
+		<-done
+	})
+	var ls []net.Listener
+	for _, a := range svcNodes {
+		s, err := ultcp.NewStack(ultcp.Config{Addr: a, FabricDir: dir, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		l, err := s.Listen("tcp", svcVIP.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Addr().String() != svcVIP.String() {
+			t.Fatalf("service listener's Addr %v, want %v", l.Addr(), svcVIP)
+		}
+		ls = append(ls, l)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte(a.String() + " " + c.LocalAddr().String() + "\n"))
+				c.Close()
+			}
+		}()
+	}
+	waitMembers(t, gw, len(svcNodes))
+	return gw, h, ls
+}
+
+// waitMembers waits until the gateway shows n members of svcVIP up.
+func waitMembers(t *testing.T, gw *gateway.Gateway, n int) {
+	t.Helper()
+	dl := time.Now().Add(5 * time.Second)
+	for {
+		up := 0
+		for _, m := range gw.Services()[svcVIP] {
+			if m.State == "up" {
+				up++
+			}
+		}
+		if up == n {
+			return
+		}
+		if time.Now().After(dl) {
+			t.Fatalf("gateway shows %d members of %v up after 5 s, want %d: %+v", up, svcVIP, n, gw.Services())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Round robin over two members: eight connections to the service go four
+// to each, every answer comes from the service's address (the member's
+// connection has the VIP as its local address), and after one member
+// closes its listener the next four all go to the other.
+func TestServiceSpreadsConnectionsAndMembersLeaveByClosing(t *testing.T) {
+	gw, h, ls := serviceSetup(t, lb.RoundRobin)
+	dl := time.Now().Add(20 * time.Second)
+	count := map[string]int{}
+	for i := range 8 {
+		got, err := h.get(uint16(41000+i), svcVIP, dl)
+		if err != nil {
+			t.Fatalf("connection %d: %v (read %q)", i, err, got)
+		}
+		node, local, _ := strings.Cut(strings.TrimSpace(got), " ")
+		if local != svcVIP.String() {
+			t.Fatalf("connection %d: member %s answered with local address %q, want %v", i, node, local, svcVIP)
+		}
+		count[node]++
+	}
+	if count[svcNodes[0].String()] != 4 || count[svcNodes[1].String()] != 4 {
+		t.Fatalf("round robin gave %v, want 4 each", count)
+	}
+	ls[0].Close()
+	waitMembers(t, gw, 1)
+	for i := range 4 {
+		got, err := h.get(uint16(42000+i), svcVIP, dl)
+		if err != nil {
+			t.Fatalf("connection %d after the leave: %v", i, err)
+		}
+		if node, _, _ := strings.Cut(got, " "); node != svcNodes[1].String() {
+			t.Fatalf("connection %d after %v left went to %s", i, svcNodes[0], node)
+		}
+	}
+	for _, m := range gw.Services()[svcVIP] {
+		if m.Addr == svcNodes[0] && (m.State != "left" || m.Assigned != 4) {
+			t.Fatalf("member that left: %+v, want state left with 4 assigned", m)
+		}
+	}
+}
+
+// A stack cannot make a service of a live node's address.
+func TestServiceListenOnALiveNodesAddressFails(t *testing.T) {
+	var r [6]byte
+	rand.Read(r[:])
+	dir := filepath.Join("/dev/shm", "ultcp-svc-test-"+hex.EncodeToString(r[:]))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	a, err := ultcp.NewStack(ultcp.Config{Addr: svcNodes[0], FabricDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := ultcp.NewStack(ultcp.Config{Addr: svcNodes[1], FabricDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if l, err := a.Listen("tcp", svcNodes[1].String()+":80"); err == nil {
+		l.Close()
+		t.Fatalf("Listen on %v (a live node's address) succeeded", svcNodes[1])
+	}
+	// The port stays free for a listen on the stack's own address.
+	l, err := a.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatalf("Listen on the stack's own port 80 after the failed service listen: %v", err)
+	}
+	l.Close()
+}
