@@ -67,7 +67,12 @@ type Conn struct {
 	sb                          sendBuf
 	finQueued                   bool // the application closed; our FIN is numbered sb.end()
 	custody, custodyWanted      bool
-	custodyEnd                  uint32 // octets before this are the custodian's to retransmit
+	custodyEnd                  uint32      // octets before this are the custodian's to retransmit
+	cs                          custodySACK // what the receiver SACKed of the custodian's octets (custodian_sack.go)
+	// directWait: the last WriteDirect in custody mode left part of its
+	// buffer unsent for want of window; the writer waits with more, so
+	// the sender is not application-limited (RFC 7661) meanwhile.
+	directWait bool
 
 	// Receive sequence space.
 	irs, rcvNxt uint32
@@ -314,6 +319,13 @@ func (c *Conn) WriteDirect(now time.Duration, p []byte, out []Segment) (n int, _
 		return 0, out, c.writeErr()
 	}
 	if !c.custody {
+		if c.custodyWanted {
+			// Custody waits for what the engine retains to be
+			// acknowledged (SetCustody): take nothing more to retain,
+			// or a writer that keeps the buffer full would keep it
+			// waiting for ever.
+			return 0, c.output(now, out), nil
+		}
 		n = c.sb.write(p)
 		return n, c.output(now, out), nil
 	}
@@ -323,6 +335,7 @@ func (c *Conn) WriteDirect(now time.Duration, p []byte, out []Segment) (n int, _
 	if o, ok := c.fastWrite(now, p, out); ok {
 		return len(p), o, nil
 	}
+	c.directWait = false // the writer is here: what it has is p
 	out = c.output(now, out)
 	if c.sb.n > 0 {
 		return 0, out, nil // earlier bytes still wait for the window
@@ -341,7 +354,12 @@ func (c *Conn) WriteDirect(now time.Duration, p []byte, out []Segment) (n int, _
 		n += k
 		c.sb.release(c.sndNxt)
 	}
+	c.directWait = n < len(p)
 	if n < len(p) {
+		// The windows, not the writer, stop us (RFC 7661): the ACKs
+		// that open them may grow cwnd (output said otherwise, seeing
+		// no queued data).
+		c.appLimited = false
 		c.armPersist(now)
 	}
 	return n, out, nil
@@ -499,7 +517,10 @@ func (c *Conn) enterClosed(err error) {
 // retransmit what it emits afterwards; bytes already in custody stay
 // the custodian's. Switching custody on while the engine still retains
 // unacknowledged bytes takes effect once they are all acknowledged, so
-// that no byte is ever nobody's to retransmit.
+// that no byte is ever nobody's to retransmit; meanwhile no new data is
+// sent (and WriteDirect takes none), so the wait ends within a round
+// trip or a repair instead of lasting as long as a writer keeps the
+// send buffer full.
 func (c *Conn) SetCustody(on bool) {
 	c.custodyWanted = false
 	if on && !c.custody && c.state >= Established && c.retainedInFlight() {
@@ -524,7 +545,10 @@ func (c *Conn) ReportLoss(now time.Duration, start, end uint32) {
 	if c.inRecovery && seqLT(start, c.recover) {
 		return // this window already had its congestion response
 	}
-	c.cc.OnCongestion(now, int(c.sndMax-c.sndUna), false)
+	// FlightSize less what the receiver SACKed (custodian_sack.go): the
+	// report comes an RTT after the loss, and the octets SACKed since
+	// say nothing about what the path holds.
+	c.cc.OnCongestion(now, c.flightSize(), false)
 	c.inRecovery = true
 	c.recover = c.sndMax
 }

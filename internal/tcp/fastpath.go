@@ -48,7 +48,7 @@ func (c *Conn) fastInput(now time.Duration, seg *Segment, out []Segment) ([]Segm
 	// The sender's state: nothing but new data in flight, all of it in
 	// a custodian's care or none at all (an empty scoreboard: no record
 	// to retire, no SACK or loss to account for).
-	if c.sndNxt != c.sndMax || c.board.n() != 0 || c.inRecovery || c.rtoRecovery ||
+	if c.sndNxt != c.sndMax || c.board.n() != 0 || c.cs.n != 0 || c.inRecovery || c.rtoRecovery ||
 		c.tlp.active || c.sndUpValid {
 		return out, false
 	}
@@ -144,7 +144,7 @@ func (c *Conn) fastInput(now time.Duration, seg *Segment, out []Segment) ([]Segm
 		return c.output(now, out), true
 	}
 	c.forceRetx = false
-	c.appLimited = c.usableWindow() > 0
+	c.appLimited = !c.directWait && c.usableWindow() > 0
 	if !c.ackNow && c.windowUpdateDue() {
 		c.ackNow = true
 	}
@@ -177,6 +177,7 @@ func (c *Conn) fastWrite(now time.Duration, p []byte, out []Segment) ([]Segment,
 	// What output does first with nothing unsent, then the data.
 	c.forceRetx = false
 	c.appLimited = u > 0
+	c.directWait = false
 	out = c.emitData(now, out, c.sndNxt, wire.FlagACK|wire.FlagPSH, p)
 	c.sb.release(c.sndNxt)
 	c.fastOut++

@@ -398,7 +398,7 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 		sackedBefore := c.board.sacked
 		c.board.ackTo(ack, c, now)
 		// Octets SACKed earlier were counted as delivered then.
-		delivered += acked - (sackedBefore - c.board.sacked)
+		delivered += acked - (sackedBefore - c.board.sacked) - c.csackTo(ack)
 		c.sndUna = ack
 		if seqLT(c.sndNxt, ack) {
 			c.sndNxt = ack
@@ -459,6 +459,9 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 	}
 	for _, blk := range blocks {
 		delivered += c.board.sack(blk.Left, blk.Right, c, now)
+		if seqLT(c.sndUna, c.custodyEnd) {
+			delivered += c.csack(blk.Left, blk.Right)
+		}
 	}
 	if c.sackOK && c.board.n() > 0 {
 		out = c.detectLoss(now, out)
@@ -478,7 +481,7 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 		// The event lives in the Conn: a local would escape through the
 		// interface call and cost an allocation per ACK.
 		c.ackEv = cc.AckEvent{Now: now, Acked: delivered, RTT: sample, MinRTT: c.minRTT,
-			InFlight: int(c.sndMax-c.sndUna) - c.board.sacked, InRecovery: c.inRecovery,
+			InFlight: int(c.sndMax-c.sndUna) - c.board.sacked - c.cs.sacked, InRecovery: c.inRecovery,
 			AppLimited: c.appLimited}
 		c.cc.OnAck(&c.ackEv)
 	}

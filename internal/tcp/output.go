@@ -325,6 +325,11 @@ func (c *Conn) sendData(now time.Duration, out []Segment) []Segment {
 	}
 	n := len(out)
 	out = c.sendLost(now, out)
+	if c.custodyWanted {
+		// Custody waits for what the engine retains to be acknowledged
+		// (SetCustody): send nothing new to retain meanwhile.
+		return out
+	}
 	out = c.sendNew(now, out, false)
 	if c.inRecovery && len(out) == n {
 		out = c.rescue(now, out)
@@ -432,8 +437,10 @@ func (c *Conn) sendNew(now time.Duration, out []Segment, probe bool) []Segment {
 			}
 			// Out of data with window to spare: the application, not
 			// the network, limits us (RFC 7661), so the controller
-			// should not grow cwnd on the ACKs that follow.
-			c.appLimited = c.usableWindow() > 0
+			// should not grow cwnd on the ACKs that follow. Not so
+			// while a WriteDirect writer waits with more (directWait):
+			// its bytes are not queued here, but they are there.
+			c.appLimited = !c.directWait && c.usableWindow() > 0
 			return out
 		}
 		c.appLimited = false

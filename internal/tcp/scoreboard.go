@@ -246,9 +246,11 @@ func (b *scoreboard) dupThreshLost(smss int) int {
 // pipe is RFC 6675 §4's estimate of the octets in the network: what is
 // outstanding, less what the receiver holds (SACKed) and what is deemed
 // lost and awaits retransmission. A retransmitted record counts once:
-// its original is lost and its retransmission is in flight.
+// its original is lost and its retransmission is in flight. Octets in a
+// custodian's care have no records; what the receiver SACKed of them is
+// left out too (custodian_sack.go).
 func (c *Conn) pipe() int {
-	return int(c.sndMax-c.sndUna) - c.board.sacked - c.board.lost
+	return int(c.sndMax-c.sndUna) - c.board.sacked - c.board.lost - c.cs.sacked
 }
 
 // sackBlocksOf returns the SACK blocks of an arriving segment, checking
@@ -280,4 +282,4 @@ func (c *Conn) sackBlocksOf(o *wire.TCPOptions) []wire.SACKBlock {
 // cumulative ACK stalls while SACKs keep the window moving, and SND.MAX −
 // SND.UNA would then overstate what the path carried, letting a "halved"
 // window exceed the one that caused the loss.
-func (c *Conn) flightSize() int { return int(c.sndMax-c.sndUna) - c.board.sacked }
+func (c *Conn) flightSize() int { return int(c.sndMax-c.sndUna) - c.board.sacked - c.cs.sacked }
