@@ -37,6 +37,7 @@ type Flow struct {
 	fromNode bool // the node opened it (node → outside)
 	closed   bool
 	again    bool // on the event loop's list of connections with records left
+	hot      bool // on the event loop's list of connections polled before sleeping
 
 	// TCP state the gateway follows (it is not a TCP endpoint: it only
 	// needs to know when a flow is over).

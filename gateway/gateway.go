@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,7 @@ const (
 	DefaultRingSize    = 1 << 20
 	DefaultMaxFlows    = 1 << 16
 	DefaultIdleTimeout = 5 * time.Minute
+	DefaultSpinBudget  = 20 * time.Microsecond
 	// handshakeTimeout ends a flow whose handshake did not complete, or a
 	// connection a node opened without sending a SYN.
 	handshakeTimeout = 30 * time.Second
@@ -88,6 +90,12 @@ type Config struct {
 	// SoftChecksum computes TCP checksums of single segments while
 	// copying instead of leaving them to the kernel (checksum.go).
 	SoftChecksum bool
+	// SpinBudget is how long the event loop polls the device hand-off
+	// and the connections that were just busy before it sleeps in
+	// Node.Wait (a sleep costs a futex wake-up to end, tens of
+	// microseconds on a loaded machine). Default DefaultSpinBudget;
+	// negative: sleep at once.
+	SpinBudget time.Duration
 	// RingSize of the fabric connections the gateway opens to nodes.
 	// Default DefaultRingSize.
 	RingSize int
@@ -120,6 +128,7 @@ type Gateway struct {
 	stats   Stats
 	ready   []*fabric.Conn
 	againQ  []*Flow
+	hot     []*Flow // flows that had records this turn: polled before sleeping
 	sweepAt time.Duration
 	timer   *time.Timer
 	timerAt time.Duration
@@ -205,6 +214,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.SpinBudget == 0 {
+		cfg.SpinBudget = DefaultSpinBudget
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -326,6 +338,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		g.timers(now)
 		if busy {
+			continue
+		}
+		if g.spin() {
 			continue
 		}
 		g.sleeping.Store(true)
@@ -500,6 +515,55 @@ func (g *Gateway) serveConns(now time.Duration) bool {
 	clear(g.againQ[rest:])
 	g.againQ = g.againQ[:rest]
 	return any
+}
+
+// markHot remembers that f had records this turn.
+func (g *Gateway) markHot(f *Flow) {
+	if !f.hot && len(g.hot) < maxHot {
+		f.hot = true
+		g.hot = append(g.hot, f)
+	}
+}
+
+// maxHot bounds the connections polled while spinning.
+const maxHot = 64
+
+// spin polls, for at most the spin budget, what may bring work soon: the
+// device reader's hand-off and the connections that just had records.
+// True if something came (the loop runs again instead of sleeping).
+func (g *Gateway) spin() bool {
+	defer func() {
+		for _, f := range g.hot {
+			f.hot = false
+		}
+		clear(g.hot)
+		g.hot = g.hot[:0]
+	}()
+	if g.cfg.SpinBudget < 0 {
+		return false
+	}
+	deadline := time.Now().Add(g.cfg.SpinBudget)
+	for i := 0; ; i++ {
+		if len(g.full) > 0 || len(g.contacts) > 0 {
+			return true
+		}
+		found := false
+		for _, f := range g.hot {
+			if !f.closed && f.conn.Readable() {
+				g.queueAgain(f)
+				found = true
+			}
+		}
+		if found {
+			return true
+		}
+		if i&15 == 15 {
+			if time.Now().After(deadline) {
+				return false
+			}
+			runtime.Gosched() // the device reader may need this CPU
+		}
+	}
 }
 
 // timers runs the custodian's and the impairment stage's timed work and

@@ -60,6 +60,7 @@ func (g *Gateway) serveFlow(now time.Duration, f *Flow) bool {
 			return false
 		}
 		f.conn.Release()
+		g.markHot(f)
 	}
 	g.flushBatch(now)
 	return true

@@ -14,10 +14,13 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -48,6 +51,9 @@ type gatewayOptions struct {
 	softCsum          bool
 	allowRootNetns    bool
 	verbose           bool
+	services          serviceFlags // --service (service.go)
+	cpuProfile        string
+	spin              time.Duration
 }
 
 func gatewayFlags(o *gatewayOptions) *flag.FlagSet {
@@ -65,6 +71,9 @@ func gatewayFlags(o *gatewayOptions) *flag.FlagSet {
 	fs.BoolVar(&o.softCsum, "soft-csum", false, "compute TCP checksums of single segments while copying instead of offloading them to the kernel")
 	fs.BoolVar(&o.allowRootNetns, "allow-root-netns", false, "run even in the init network namespace (never in tests)")
 	fs.BoolVar(&o.verbose, "v", false, "log flows as they close")
+	fs.Var(&o.services, "service", "load-balance `VIP:PORT[=POLICY]` over the nodes listening on it (policy queue, leastconn, roundrobin, hash or sed; default queue); repeatable")
+	fs.DurationVar(&o.spin, "spin", gateway.DefaultSpinBudget, "how long the event loop polls before it sleeps (negative: sleep at once)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the gateway to `FILE` (go tool pprof)")
 	return fs
 }
 
@@ -93,6 +102,19 @@ func runGateway(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "ultcp gateway: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "ultcp gateway: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := gatewayMain(ctx, o, log); err != nil {
 		fmt.Fprintf(stderr, "ultcp gateway: %v\n", err)
 		return 1
@@ -169,7 +191,7 @@ func gatewayMain(ctx context.Context, o gatewayOptions, log *slog.Logger) error 
 	defer dev.Close() // also removes the device, its address and its route
 	cfg := gateway.Config{
 		Fabric: o.fabric, FabricDir: o.fabricDir, Addr: addr, Subnet: subnet, Device: dev, MTU: o.mtu,
-		Custody: custody, Impair: o.impair, SoftChecksum: o.softCsum, Logger: log,
+		Custody: custody, Impair: o.impair, SoftChecksum: o.softCsum, SpinBudget: o.spin, Logger: log,
 	}
 	if o.capture != "" {
 		ext := filepath.Ext(o.capture)
@@ -185,6 +207,10 @@ func gatewayMain(ctx context.Context, o gatewayOptions, log *slog.Logger) error 
 	}
 	g, err := gateway.New(cfg)
 	if err != nil {
+		return err
+	}
+	if err := o.services.apply(g); err != nil {
+		g.Close()
 		return err
 	}
 	// The address is a /32: the route to the subnet is added explicitly,
