@@ -140,7 +140,13 @@ type ConnInfo struct {
 	Gateway        bool          // the connection goes through the fabric's gateway to the outside (gateway.go)
 	Custody        bool          // the engine keeps nothing for retransmission: the fabric's or the gateway's custody (custody.go)
 	Retained       int           // bytes the engine holds for retransmission, or written and not yet sent
-	Stats          tcp.Stats     // the engine's counters
+	// RetainedInFlight and RetainedPeak count only what was sent and is
+	// held for retransmission (not yet acknowledged, not in the gateway's
+	// custody): now, and the most at once over the connection's life —
+	// the node memory custody saves (issue #7's measurement).
+	RetainedInFlight int
+	RetainedPeak     int
+	Stats            tcp.Stats // the engine's counters
 }
 
 // Info returns the connection's current state and counters.
@@ -152,6 +158,7 @@ func (c *Conn) Info() ConnInfo {
 		SmoothedRTT: c.tc.RTT(), Readable: c.tc.Readable(), RingSize: c.fc.RingSize(),
 		PendingControl: len(c.pending), DMA: c.fc.DMA(), Stats: c.tc.Stats(),
 		Gateway: c.viaGateway(), Custody: c.tc.Custody(), Retained: c.tc.Retained(),
+		RetainedInFlight: c.tc.RetainedInFlight(), RetainedPeak: c.tc.RetainedPeak(),
 	}
 	if !c.txBusy {
 		i.RingOccupancy = c.fc.RingOccupancy()
