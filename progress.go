@@ -57,7 +57,12 @@ func (s *Stack) run() {
 	defer close(s.done)
 	ready := make([]*fabric.Conn, 0, 64)
 	var fired []*Conn
-	wake := context.CancelFunc(s.node.Wake)
+	wake := func() {
+		s.node.Wake()
+		if s.closed { // Close kicks under s.mu, after setting closed
+			go s.wakeUntilDone()
+		}
+	}
 	wc := &waitCtx{Context: context.Background()}
 	for {
 		now := s.now()
@@ -109,6 +114,25 @@ func (s *Stack) run() {
 				o.input(now)
 			}
 			ready[i] = nil
+		}
+	}
+}
+
+// wakeUntilDone wakes the engine every millisecond until it has stopped.
+// One wake-up should do, but fabric's Node.Close replaces the doorbell's
+// memory with zeroed memory after ringing it: an engine that read the
+// doorbell's count as 0 (a node nobody ever rang) just before, and sleeps
+// just after, would sleep on the new page forever; a Wake after the
+// replacement reaches it there.
+func (s *Stack) wakeUntilDone() {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			s.node.Wake()
 		}
 	}
 }
