@@ -310,7 +310,10 @@ func TestEchoRequestForAddressWithoutNodeGetsHostUnreachable(t *testing.T) {
 func TestICMPFragmentationNeededGoesOnTheQuotedFlowsRing(t *testing.T) {
 	h := newHarness(t, nil)
 	c := establishedFromNode(h, 1460)
-	// A router on the way says the node's segment was too big (RFC 1191).
+	// The node sends 1400 bytes; a router on the way says that was too
+	// big (RFC 1191).
+	c.Send(seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001, flags: flagACK, payload: make([]byte, 1400), zeroChecksums: true}.bytes())
+	h.devOut()
 	quoted := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001, flags: flagACK, payload: make([]byte, 1400)}.bytes()[:28]
 	router := wire.IPv4Addr{192, 168, 77, 254}
 	b := make([]byte, 20+8+len(quoted))
@@ -332,6 +335,13 @@ func TestICMPFragmentationNeededGoesOnTheQuotedFlowsRing(t *testing.T) {
 		t.Fatalf("node got % x; want the ICMP error", got)
 	}
 	h.waitFor("ICMPErrorsRouted = 1", func() bool { return h.g.Stats().ICMPErrorsRouted.Load() == 1 })
+	// The gateway's GSO follows the smaller path MTU too: a 4000-byte
+	// segment now goes out cut at 1280 - 40 - 12 (timestamps) bytes.
+	big := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 8401, ack: 9001, flags: flagACK, opts: tsOpt(1, 2), payload: make([]byte, 4000), zeroChecksums: true}
+	c.Send(big.bytes())
+	if p := h.devOut(); p.GSOSize != 1228 {
+		t.Fatalf("GSOSize %d after fragmentation needed at MTU 1280, want 1228", p.GSOSize)
+	}
 }
 
 func TestBadTCPChecksumFromDeviceIsDroppedUnlessTheKernelVouches(t *testing.T) {
@@ -560,5 +570,39 @@ func TestFlowFromOutsideIsClosedOnceBothFINsAreAcknowledged(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Recv(make([]byte, 100)); err != io.EOF {
 		t.Fatalf("node Recv after the flow finished: %v, want io.EOF", err)
+	}
+}
+
+// fragNeeded builds ICMP fragmentation needed (RFC 1191) from a router for
+// a quoted segment of the node's with sequence number seq.
+func fragNeeded(seq uint32, mtu uint16) []byte {
+	quoted := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: seq, ack: 9001, flags: flagACK, payload: make([]byte, 1400)}.bytes()[:28]
+	router := wire.IPv4Addr{192, 168, 77, 254}
+	b := make([]byte, 20+8+len(quoted))
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	b[8] = 64
+	b[9] = 1
+	copy(b[12:], router[:])
+	copy(b[16:], node4[:])
+	binary.BigEndian.PutUint16(b[10:], wire.Checksum(b[:20]))
+	m := b[20:]
+	m[0], m[1] = 3, 4
+	binary.BigEndian.PutUint16(m[6:], mtu)
+	copy(m[8:], quoted)
+	binary.BigEndian.PutUint16(m[2:], wire.Checksum(m))
+	return b
+}
+
+func TestForgedFragmentationNeededLeavesTheGSOSizeAlone(t *testing.T) {
+	h := newHarness(t, nil)
+	c := establishedFromNode(h, 1460)
+	// Quotes a sequence number the node never sent, and a tiny MTU.
+	h.inject(tun.Packet{Data: fragNeeded(123456789, 100)})
+	h.recv(c) // the node gets it and judges it itself
+	big := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001, flags: flagACK, opts: tsOpt(1, 2), payload: make([]byte, 4000), zeroChecksums: true}
+	c.Send(big.bytes())
+	if p := h.devOut(); p.GSOSize != 1448 {
+		t.Fatalf("GSOSize %d after a forged ICMP, want 1448", p.GSOSize)
 	}
 }

@@ -334,9 +334,31 @@ func (g *Gateway) routeICMPError(now time.Duration, b []byte, ihl int) {
 		g.stats.drop(dropICMP)
 		return
 	}
+	m := b[ihl:]
+	if m[0] == 3 && m[1] == 4 {
+		// Fragmentation needed (RFC 1191 §4): the node lowers its MSS
+		// when it sees this; the gateway's own GSO and cutting of large
+		// records follow the same path MTU. Forged advice must cost
+		// little (RFC 5927 §4.1, §7.2): the quoted sequence number must
+		// be one the node sent recently, and the MTU is taken no lower
+		// than 552 (Linux's min_pmtu).
+		seq := be.Uint32(data[4:])
+		recent := int32(f.nodeNxt-seq) > 0 && f.nodeNxt-seq <= 64<<20
+		if mtu := max(int(be.Uint16(m[6:])), 552); recent && mtu-40 < int(g.mssFor(f)) {
+			f.mssOut = uint16(mtu - 40)
+		}
+	}
 	if g.toRing(f, b) {
 		g.stats.ICMPErrorsRouted.Add(1)
 	}
+}
+
+// mssFor is f's outside MSS: what the outside host announced, clamped.
+func (g *Gateway) mssFor(f *Flow) uint16 {
+	if f.mssOut == 0 || f.mssOut > g.clamp {
+		return g.clamp
+	}
+	return f.mssOut
 }
 
 // captureDevice writes p to a pcap writer: TCP as headers and payload (the

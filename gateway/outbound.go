@@ -211,11 +211,7 @@ func (g *Gateway) badRecord(f *Flow) {
 // thl bytes: the MSS the outside host announced, clamped, less the TCP
 // options (RFC 9293 §3.7.1: the MSS counts no options).
 func (g *Gateway) segSize(f *Flow, thl int) int {
-	mss := f.mssOut
-	if mss == 0 || mss > g.clamp {
-		mss = g.clamp
-	}
-	return max(int(mss)-(thl-wire.TCPHeaderLen), 64)
+	return max(int(g.mssFor(f))-(thl-wire.TCPHeaderLen), 8)
 }
 
 // batch coalesces one flow's consecutive in-order segments of equal size
