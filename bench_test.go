@@ -23,8 +23,12 @@ import (
 //
 // BenchmarkPingPong1Byte measures, in one run, the half round trip of a
 // 1-byte message through Conn.Write/Conn.Read, through the raw fabric ring
-// (fabric.Conn.Send/Recv, the floor under the stack), and through kernel
-// TCP on loopback from the same Go program (net.Conn).
+// (fabric.Conn.Send/Recv, the floor under the stack; fabric-41B with
+// records as large as the stack's), and through kernel TCP on loopback
+// from the same Go program (net.Conn). Compare ns/half-rtt-med (see
+// pingPong), in one run:
+//
+//	go test -run XXX -bench 'PingPong1Byte' -benchtime 1s -count 5 .
 
 func init() {
 	proc.Register("pong-ultcp", rolePongUltcp)
@@ -149,10 +153,13 @@ func roleReader(args []string) error {
 // bench` does: a child process starts on its parent's CPU, and until the
 // scheduler moves one of the two spinners away (up to a second here) a
 // round trip costs microseconds, which the mean would otherwise include.
-func pingPong(b *testing.B, c io.ReadWriter) {
+func pingPong(b *testing.B, c io.ReadWriter) { pingPongN(b, c, 1) }
+
+// pingPongN is pingPong with messages of n bytes.
+func pingPongN(b *testing.B, c io.ReadWriter, n int) {
 	b.ReportAllocs()
-	msg := make([]byte, 1)
-	got := make([]byte, 1)
+	msg := make([]byte, n)
+	got := make([]byte, n)
 	rt := func() {
 		if _, err := c.Write(msg); err != nil {
 			b.Fatal(err)
@@ -210,25 +217,18 @@ func BenchmarkPingPong1Byte(b *testing.B) {
 		defer c.Close()
 		pingPong(b, c)
 	})
-	b.Run("fabric", func(b *testing.B) {
-		dir := testDir(b)
-		startChild(b, "pong-fabric", dir, addrB, 0)
-		f, err := fabric.Open(fabric.Config{Dir: dir})
-		if err != nil {
-			b.Fatal(err)
+	// fabric-41B: raw records as large as the record of an ultcp
+	// 1-byte segment (40 bytes of headers and the byte). A 56-byte ring
+	// record often spans two cache lines where a 1-byte one (16 bytes)
+	// spans one, and the extra line transfer is part of the floor
+	// under ultcp.
+	for _, size := range []int{1, tmplLen + 1} {
+		name := "fabric"
+		if size > 1 {
+			name = "fabric-41B"
 		}
-		n, err := f.Join(addrA)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer n.Close()
-		c, err := n.Dial(context.Background(), addrB, fabric.ConnConfig{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		pingPong(b, fabricRW{c})
-	})
+		b.Run(name, func(b *testing.B) { benchFabricPingPong(b, size) })
+	}
 	b.Run("kernel", func(b *testing.B) {
 		ch, err := proc.Start("pong-kernel")
 		if err != nil {
@@ -246,6 +246,28 @@ func BenchmarkPingPong1Byte(b *testing.B) {
 		defer c.Close()
 		pingPong(b, c)
 	})
+}
+
+// benchFabricPingPong ping-pongs size-byte records over a raw fabric
+// connection with a child process.
+func benchFabricPingPong(b *testing.B, size int) {
+	dir := testDir(b)
+	startChild(b, "pong-fabric", dir, addrB, 0)
+	f, err := fabric.Open(fabric.Config{Dir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n, err := f.Join(addrA)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close()
+	c, err := n.Dial(context.Background(), addrB, fabric.ConnConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	pingPongN(b, fabricRW{c}, size)
 }
 
 // BenchmarkBulk streams writes of one block size to a child that reads
