@@ -25,9 +25,14 @@ import (
 // timer with backoff and the engine's retry limit (timer.go). What
 // differs is what is sent: a Custodian never originates data, so
 //
-//   - in fast recovery it resends each record as soon as it is marked
-//     lost (conservation of packets: the lost bytes left the network,
-//     the copy replaces them);
+//   - in fast recovery it resends the first record marked lost at once
+//     (RFC 5681 §3.2's fast retransmit), and the others as the peer's
+//     ACKs deliver octets, one octet resent for each octet newly
+//     acknowledged or SACKed (conservation of packets, RFC 6675 §5 and
+//     RFC 6937's spirit: the node's window already counts the lost
+//     octets as in flight, so the copies must not go out as one burst
+//     on top of what the node sends), or at once when nothing else of
+//     the flow is in flight to bring an ACK;
 //   - it reports a loss to the node once the ACK that covers the resend
 //     shows that the resend filled the hole (an ACK sooner than an RTT
 //     after the resend is for the original, which was only reordered):
@@ -69,6 +74,9 @@ type Custodian struct {
 	// whether the first (RFC 6298 §5.4) is still due.
 	rtoBudget int
 	rtoFirst  bool
+	// Fast recovery: octets that may still be resent, earned by octets
+	// delivered (sendLost).
+	frBudget int
 
 	pending  []pendingLoss
 	sackIn   [wire.MaxSACKBlocks]wire.SACKBlock
@@ -438,6 +446,8 @@ func (u *Custodian) Ack(now time.Duration, h *wire.TCPHeader, payloadLen int, ou
 	}
 	if e.rtoRecovery {
 		u.rtoBudget += 2 * delivered // slow start (RFC 5681 §3.1)
+	} else if e.board.lost > 0 {
+		u.frBudget += delivered // conservation of packets
 	}
 	if len(u.pending) > 0 {
 		u.confirmLosses(now, out)
@@ -606,12 +616,14 @@ func (u *Custodian) tlpAcked(ack uint32) {
 	}
 }
 
-// sendLost resends the records marked lost, in order: all at once in fast
-// recovery, in slow start after a timeout.
+// sendLost resends the records marked lost, in order: in fast recovery
+// the first at once and the rest as delivered octets allow, in slow start
+// after a timeout.
 func (u *Custodian) sendLost(now time.Duration, out *CustodianOutput) {
 	e := &u.e
 	b := &e.board
 	if b.lost == 0 {
+		u.frBudget = 0 // no credit is banked for a later loss
 		return
 	}
 	for i := b.firstLost(); i >= 0 && i < b.n() && b.lost > 0; i++ {
@@ -625,12 +637,32 @@ func (u *Custodian) sendLost(now time.Duration, out *CustodianOutput) {
 			}
 			u.rtoFirst = false
 			u.rtoBudget = max(u.rtoBudget-s.len(), 0)
+		} else {
+			// The first resend of a loss goes at once, as does one
+			// when nothing else is in flight to bring the ACK that
+			// earns the next (pipe counts resends not yet
+			// acknowledged; the lost records are out of it).
+			if u.resending() && e.pipe() > 0 && u.frBudget < dataLen(s) {
+				break
+			}
+			u.frBudget = max(u.frBudget-dataLen(s), 0)
 		}
 		u.resend(now, s, out)
 	}
 	if e.rtoAt == 0 && b.n() > 0 {
 		e.rtoAt = now + e.rto
 	}
+}
+
+// resending reports whether a resend made in fast recovery is still
+// unacknowledged: a record resent and neither SACKed nor lost again.
+func (u *Custodian) resending() bool {
+	for _, p := range u.pending {
+		if !u.arrived(p) {
+			return true
+		}
+	}
+	return false
 }
 
 // resend appends a resend of record s and awaits the ACK that tells

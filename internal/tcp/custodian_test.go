@@ -710,3 +710,26 @@ func FuzzCustodian(f *testing.F) {
 		}
 	})
 }
+
+// Fast recovery resends at the rate the peer delivers: when RACK's timer
+// condemns three records at once, the first goes at once and each later
+// one waits for an ACK that delivers as many octets (conservation of
+// packets, RFC 6675 §5; the node's window already counts them in
+// flight), instead of a burst of three on top of the node's own data.
+func TestCustodianPacesResendsInFastRecovery(t *testing.T) {
+	h := newCustody(t, sackTS())
+	for seq := uint32(1000); seq < 6000; seq += 1000 {
+		h.sent(seq, 1000)
+	}
+	h.at(100)
+	h.expect("SACK 4000-5000", h.ack(1000, 4000, 5000), nil, nil)
+	h.deadline(125 * ms)
+	h.at(125)
+	h.expect("RACK timer: three lost", h.timer(), []Resend{{Seq: 1000, Len: 1000}}, nil)
+	h.at(130)
+	h.expect("SACK 4000-6000 delivers 1000", h.ack(1000, 4000, 6000), []Resend{{Seq: 2000, Len: 1000}}, nil)
+	h.at(230)
+	h.expect("ACK 2000 delivers 1000", h.ack(2000, 4000, 6000), []Resend{{Seq: 3000, Len: 1000}}, []LossRange{{1000, 2000}})
+	h.at(330)
+	h.expect("ACK 6000", h.ack(6000), nil, []LossRange{{2000, 4000}})
+}
