@@ -1,7 +1,8 @@
 package tcp
 
 // The two byte rings of a connection. Both are allocated lazily, on first
-// use, so an idle connection costs no buffer memory.
+// use, so an idle connection costs no buffer memory, and grow with what
+// they hold up to their capacity.
 
 // sendBuf holds the bytes of the send stream from sequence number seq on:
 // in retaining mode everything not yet acknowledged, in custody mode only
@@ -11,12 +12,20 @@ type sendBuf struct {
 	head int    // index of the byte numbered seq
 	n    int    // bytes held
 	seq  uint32 // sequence number of buf[head]
-	size int    // capacity once allocated
+	size int    // capacity: the most bytes held (len(buf), the ring's modulus, grows up to it)
 }
 
 func (b *sendBuf) space() int      { return b.size - b.n }
 func (b *sendBuf) end() uint32     { return b.seq + uint32(b.n) }
 func (b *sendBuf) allocated() bool { return b.buf != nil }
+
+// minSendAlloc is the send ring's first allocation. Its memory grows
+// with what it holds, doubling up to size, as the receive ring's does: a
+// connection through the gateway may queue 1 MiB (DefaultSendBuf), but
+// one that writes a request of a few hundred bytes should not allocate
+// and zero a mebibyte for it, and one in the gateway's custody never
+// queues more than a write.
+const minSendAlloc = 4 << 10
 
 // write appends as much of p as fits and returns how much that was.
 func (b *sendBuf) write(p []byte) int {
@@ -26,14 +35,32 @@ func (b *sendBuf) write(p []byte) int {
 	if len(p) == 0 {
 		return 0
 	}
-	if b.buf == nil {
-		b.buf = make([]byte, b.size)
+	if need := b.n + len(p); need > len(b.buf) {
+		b.grow(need)
 	}
-	tail := (b.head + b.n) % b.size
+	tail := (b.head + b.n) % len(b.buf)
 	k := copy(b.buf[tail:], p)
 	copy(b.buf, p[k:])
 	b.n += len(p)
 	return len(p)
+}
+
+// grow makes the ring hold at least need bytes (a power of two from
+// minSendAlloc, at most size; need never exceeds size, as write trimmed
+// to the space), keeping the held bytes in order from index 0.
+func (b *sendBuf) grow(need int) {
+	n := max(len(b.buf), minSendAlloc)
+	for n < need {
+		n *= 2
+	}
+	n = min(n, max(b.size, need))
+	nb := make([]byte, n)
+	if b.n > 0 {
+		first := min(b.n, len(b.buf)-b.head)
+		copy(nb, b.buf[b.head:b.head+first])
+		copy(nb[first:], b.buf[:b.n-first])
+	}
+	b.buf, b.head = nb, 0
 }
 
 // slice returns the contiguous bytes starting at sequence number s, at most
@@ -47,9 +74,9 @@ func (b *sendBuf) slice(s uint32, max int) []byte {
 	if max > b.n-off {
 		max = b.n - off
 	}
-	i := (b.head + off) % b.size
-	if max > b.size-i {
-		max = b.size - i
+	i := (b.head + off) % len(b.buf)
+	if max > len(b.buf)-i {
+		max = len(b.buf) - i
 	}
 	return b.buf[i : i+max]
 }
@@ -66,7 +93,7 @@ func (b *sendBuf) release(upTo uint32) {
 		return
 	}
 	k := int(upTo - b.seq)
-	b.head = (b.head + k) % b.size
+	b.head = (b.head + k) % len(b.buf)
 	b.n -= k
 	b.seq = upTo
 }
