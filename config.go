@@ -75,9 +75,10 @@ type Config struct {
 	// SendBuf bounds what a connection through the gateway keeps for
 	// retransmission while the gateway does not hold custody of its bytes
 	// (custody.go): it is the most such a connection has in flight. The
-	// engine allocates it whole on the connection's first write and keeps
-	// it (no send-buffer auto-tuning yet), so it is also the memory each
-	// such connection costs. Connections inside the fabric keep nothing.
+	// engine's ring grows to it as writes fill it (4 KiB, doubling) and
+	// keeps what it grew to (no send-buffer auto-tuning yet), so it is
+	// also the most memory each such connection costs. Connections inside
+	// the fabric, and connections in the gateway's custody, keep nothing.
 	// Default DefaultSendBuf.
 	SendBuf int
 
@@ -112,8 +113,8 @@ const (
 	DefaultOrphanTimeout = 60 * time.Second
 	// DefaultGatewayMSS is 1500 − 20 − 20 (RFC 9293 §3.7.1, RFC 894).
 	DefaultGatewayMSS = 1460
-	// DefaultSendBuf is 1 MiB, allocated on a gateway connection's first
-	// write: a window of 1 MiB keeps a 100 Mbit/s path of 80 ms busy (and
+	// DefaultSendBuf is 1 MiB, the most a gateway connection's send ring
+	// grows to: a window of 1 MiB keeps a 100 Mbit/s path of 80 ms busy (and
 	// 1 Gbit/s at 8 ms) without custody; with custody the gateway holds
 	// the bytes and the buffer is not used.
 	DefaultSendBuf = 1 << 20
