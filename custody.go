@@ -19,9 +19,13 @@ import (
 // its address to ours (package internal/custody encodes them):
 //
 //   - GRANT: the gateway keeps a copy of what we send from now on; the
-//     engine stops retaining (tcp.Conn.SetCustody(true), which waits for
-//     what it already retains to be acknowledged, so no byte is ever
-//     nobody's to resend).
+//     engine stops retaining (tcp.Conn.SetCustody(true)). The gateway
+//     puts it on the ring before the segment that completes our
+//     handshake, so it normally finds the Conn in SYN-SENT or
+//     SYN-RECEIVED, retaining nothing, and custody covers the first
+//     byte. A GRANT that comes later (again, after a REVOKE) waits for
+//     what the engine retains to be acknowledged, so no byte is ever
+//     nobody's to resend, and meanwhile the engine sends nothing new.
 //   - REVOKE: custody memory is short; the engine retains again, and we
 //     answer REVOKED carrying SND.MAX (the end of what we ever sent): the
 //     gateway keeps what lies below, we keep what we send after.
