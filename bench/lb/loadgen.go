@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,9 @@ type LoadConfig struct {
 	Path string
 	// Dial opens a connection (default: net.Dialer over kernel TCP).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// MaxRequests > 0 ends the closed loop once that many requests were
+	// started (answered or failed), before Duration if it comes first.
+	MaxRequests uint64
 }
 
 // LoadResult is what a run measured.
@@ -95,6 +99,9 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 				defer wg.Done()
 				c := g.newClient()
 				for ctx.Err() == nil && time.Now().Before(g.deadline) {
+					if cfg.MaxRequests > 0 && g.issued.Add(1) > cfg.MaxRequests {
+						break
+					}
 					t0 := time.Now()
 					c.do(ctx, t0)
 				}
@@ -117,6 +124,7 @@ type loadGen struct {
 	// on a busy machine the context's timer can fire well after that.
 	deadline time.Time
 	req      []byte
+	issued   atomic.Uint64 // requests started (MaxRequests)
 	mu       sync.Mutex
 	res      LoadResult
 }

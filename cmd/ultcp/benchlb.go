@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ type benchLBFlags struct {
 	scenarios string
 	policies  string
 	sim       benchlb.SimConfig
+	m         lbMeasured // the measured run and its processes (benchlbrun.go)
 }
 
 func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
@@ -36,7 +38,17 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 	}
 	d := f.sim
 	fs.BoolVar(&f.simulate, "simulate", false, "run the in-process model of the pool (package bench/lb) instead of real backends behind the gateway")
-	fs.BoolVar(&f.quick, "quick", false, "5 simulated seconds per run instead of --duration")
+	fs.BoolVar(&f.quick, "quick", false, "short runs: 5 simulated seconds per run, or 3 measured seconds after 1 s of warm-up (the whole measured run in under two minutes)")
+	fs.StringVar(&f.m.role, "role", "", "internal: `backend` (a node serving --vip) or loadgen (the load generator the measured run starts in ext)")
+	fs.StringVar(&f.m.vip, "vip", "10.77.255.1:80", "measured run: the service's `address:port`")
+	fs.BoolVar(&f.m.spin, "spin", false, "measured run: backends spin the CPU for a request's cost instead of sleeping (on a machine with fewer cores than backends they then slow each other)")
+	fs.DurationVar(&f.m.settle, "settle", 500*time.Millisecond, "measured run: wait after the gateway starts, for it to find the pool")
+	fs.DurationVar(&f.m.grace, "node-grace", 100*time.Millisecond, "measured run: the backends' ultcp Config.Grace, how long a request may wait unread in its ring before the stack takes it out and acknowledges it (the stack's default is 5ms; 100ms keeps waiting requests visible to the queue policy and stays below Linux's 200 ms minimum RTO)")
+	fs.StringVar(&f.m.fabric, "fabric", "", "--role backend: fabric `name`")
+	fs.StringVar(&f.m.addr, "addr", "", "--role backend: the node's `address`")
+	fs.StringVar(&f.m.name, "name", "", "--role backend: the name it answers with")
+	fs.StringVar(&f.m.target, "target", "", "--role loadgen: the service `address:port`")
+	fs.Uint64Var(&f.m.requests, "requests", 0, "--role loadgen: stop after this many requests (0: at --duration)")
 	fs.StringVar(&f.json, "json", "", "also write {\"runs\": [...]} to `FILE`")
 	fs.StringVar(&f.plot, "plot", "", "draw the latency CDFs into `FILE`.svg")
 	fs.StringVar(&f.scenarios, "scenarios", strings.Join(benchlb.Scenarios, ","), "comma-separated `LIST` of scenarios (also: dead)")
@@ -66,12 +78,12 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 
 func benchLBUsage(w io.Writer) {
 	fs, _ := newBenchLBFlags(w)
-	fmt.Fprintln(w, "\nusage: ultcp bench lb --simulate [flags]\n\nscenarios: equal (alike), slow (backend 0 slowed), stall (backend 0 stalls periodically),\n           dead (backend 0 stops for good; not run unless named)\n\nflags:")
+	fmt.Fprintln(w, "\nusage: ultcp bench lb [--simulate] [--quick] [--json FILE] [--plot FILE.svg] [flags]\n\nwithout --simulate: N backend nodes behind the gateway (in a network namespace the run makes), the load\ngenerator in a second one (ext) over Linux TCP; needs root.\n\nscenarios: equal (alike), slow (backend 0 slowed), stall (backend 0 stalls periodically),\n           dead (backend 0 stops for good; not run unless named)\n\nflags:")
 	fs.PrintDefaults()
 }
 
 // runBenchLB is `ultcp bench lb`: the load-balancing comparison of issue
-// 8. Today only its simulation runs; the measured run needs the gateway.
+// 8, measured through the gateway (benchlbrun.go) or simulated.
 func runBenchLB(args []string, stdout, stderr io.Writer) int {
 	fs, f := newBenchLBFlags(stderr)
 	fs.Usage = func() { benchLBUsage(stderr) }
@@ -85,8 +97,14 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ultcp bench lb: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	if !f.simulate {
-		fmt.Fprintln(stderr, "ultcp bench lb: the measured run (real backends behind the gateway, load from the ext namespace) is not built yet; --simulate runs the model")
+	switch f.m.role {
+	case "":
+	case "backend":
+		return runLBBackend(f, stdout, stderr)
+	case "loadgen":
+		return runLBLoadgen(f, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "ultcp bench lb: --role %q: want backend or loadgen\n", f.m.role)
 		return 2
 	}
 	if f.plot != "" && !strings.HasSuffix(f.plot, ".svg") {
@@ -106,6 +124,13 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		policies = append(policies, p)
+	}
+	if !f.simulate {
+		if slices.Contains(scenarios, benchlb.ScenarioDead) {
+			fmt.Fprintln(stderr, "ultcp bench lb: scenario dead is simulated only (test/interop's lb_test kills a real backend)")
+			return 2
+		}
+		return runBenchLBMeasured(f, args, scenarios, policies, stdout, stderr)
 	}
 	cfg := f.sim
 	if f.quick {
@@ -134,6 +159,12 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 	if cfg.Grace > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("a node's stack takes a request out of its ring after %v unread", cfg.Grace))
 	}
+	return writeLBResults(f, res, start, stdout, stderr)
+}
+
+// writeLBResults prints the table and the issue's checks and writes
+// --json and --plot.
+func writeLBResults(f *benchLBFlags, res *benchlb.Results, start time.Time, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s  (%s, %.1f s)\n", res.Command, start.UTC().Format(time.RFC3339), time.Since(start).Seconds())
 	for _, n := range res.Notes {
 		fmt.Fprintf(stdout, "  %s\n", n)
@@ -171,6 +202,37 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// runBenchLBMeasured is the measured run (benchlbrun.go) with its notes.
+func runBenchLBMeasured(f *benchLBFlags, args, scenarios []string, policies []lb.Policy, stdout, stderr io.Writer) int {
+	if f.quick {
+		f.sim.Duration, f.sim.Warmup = 3*time.Second, time.Second
+	} else if f.sim.Duration == benchlb.DefaultSimConfig().Duration {
+		f.sim.Duration = 10 * time.Second // per run; the model's 20 s is simulated time
+	}
+	start := time.Now()
+	res, err := runLBMeasured(f, scenarios, policies, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "ultcp bench lb: %v\n", err)
+		return 1
+	}
+	res.Command = strings.TrimSpace("ultcp bench lb " + strings.Join(args, " "))
+	cost := "sleeps"
+	if f.m.spin {
+		cost = "spins the CPU"
+	}
+	load := fmt.Sprintf("closed loop of %d clients", f.sim.Concurrency)
+	if f.sim.Concurrency == 0 {
+		load = fmt.Sprintf("open loop at %.0f requests/s", f.sim.Rate)
+	}
+	res.Notes = []string{
+		"measured: N ultcp backend nodes (processes) behind the ultcp gateway (in its own network namespace, TUN), load from Linux TCP in the ext namespace, a fresh connection per request",
+		fmt.Sprintf("%d backends × %d worker at %s, each request %s for %v; %s; %v per run after %v warm-up; the gateway restarted per policy",
+			f.sim.Backends, f.sim.Workers, f.m.vip, cost, f.sim.Cost, load, f.sim.Duration, f.sim.Warmup),
+		fmt.Sprintf("slow: backend 0 × %g; stall: backend 0 stops %v every %v", f.sim.Slowdown, f.sim.StallFor, f.sim.StallEvery),
+	}
+	return writeLBResults(f, res, start, stdout, stderr)
 }
 
 // splitList parses a comma-separated list whose items must be in known.

@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ultcp/ultcp/gateway/lb"
 )
 
 func TestBenchLBSimulateWritesRunsJSONAndPlot(t *testing.T) {
@@ -45,10 +48,41 @@ func TestBenchLBSimulateWritesRunsJSONAndPlot(t *testing.T) {
 	}
 }
 
-func TestBenchLBWithoutSimulateSaysWhy(t *testing.T) {
-	code, _, errOut := runCLI("bench", "lb")
-	if code != 2 || !strings.Contains(errOut, "--simulate") {
-		t.Fatalf("exit %d, stderr %q: want 2 and a pointer to --simulate", code, errOut)
+// The measured run has no dead scenario (a real backend is killed in
+// test/interop's lb_test instead): refused before anything is started.
+func TestBenchLBMeasuredRefusesTheDeadScenario(t *testing.T) {
+	code, _, errOut := runCLI("bench", "lb", "--scenarios", "dead")
+	if code != 2 || !strings.Contains(errOut, "simulated only") {
+		t.Fatalf("exit %d, stderr %q: want 2 and the scenario named simulated only", code, errOut)
+	}
+}
+
+func TestBenchLBRejectsUnknownRole(t *testing.T) {
+	code, _, errOut := runCLI("bench", "lb", "--role", "proxy")
+	if code != 2 || !strings.Contains(errOut, `--role "proxy"`) {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// --service parses VIP:PORT[=POLICY] and names what is wrong.
+func TestGatewayServiceFlagParses(t *testing.T) {
+	var s serviceFlags
+	if err := s.Set("10.77.255.1:80=leastconn"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set("10.77.255.2:443"); err != nil {
+		t.Fatal(err)
+	}
+	if p := s.m[netip.MustParseAddrPort("10.77.255.1:80")]; p != lb.LeastConn {
+		t.Fatalf("10.77.255.1:80 policy %v, want leastconn", p)
+	}
+	if p := s.m[netip.MustParseAddrPort("10.77.255.2:443")]; p != lb.Queue {
+		t.Fatalf("10.77.255.2:443 policy %v, want the default, queue", p)
+	}
+	for _, bad := range []string{"10.77.255.1", "10.77.255.1:80=random", "[::1]:80", "10.77.255.1:0"} {
+		if err := s.Set(bad); err == nil {
+			t.Errorf("--service %q accepted", bad)
+		}
 	}
 }
 
