@@ -187,14 +187,14 @@ func (g *Gateway) tcpFromOutside(now time.Duration, p tun.Packet, b []byte, ihl 
 	if !g.toRing(f, b) {
 		return
 	}
-	if f.finished() && len(f.queue) == 0 {
-		g.closeFlow(f, closeFinished)
-		return
-	}
 	g.stats.InPackets.Add(1)
 	g.stats.InBytes.Add(uint64(len(b)))
 	if p.GSOSize != 0 {
 		g.stats.InGRO.Add(1)
+	}
+	if f.finished() && len(f.queue) == 0 {
+		g.closeFlow(f, closeFinished)
+		return
 	}
 	if opened {
 		g.cust.FlowOpened(f, now)
