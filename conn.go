@@ -95,6 +95,11 @@ type waiter struct {
 
 func newConn(s *Stack, fc *fabric.Conn, tc *tcp.Conn, laddr, raddr *net.TCPAddr) *Conn {
 	c := &Conn{s: s, fc: fc, tc: tc, laddr: laddr, raddr: raddr, linger: -1, maxDMA: 4 << 20, minTimer: s.minTimer(0)}
+	// A ring smaller than the fabric's MSS carries smaller segments: one
+	// PIO record holds the headers (with options, up to maxHdrLen) and
+	// the payload. Both rings of the pair have the same size, so each end
+	// clamps its own sending to it.
+	tc.ClampMSS(fc.MaxRecord() - maxHdrLen)
 	c.rip, _ = wire.AddrFromNetip(fc.RemoteAddr())
 	c.lip = s.ip
 	lp, rp := tc.Ports()
