@@ -295,11 +295,8 @@ func (g *Gateway) applyMembers(now time.Duration, ents []fabric.ServiceEntry) {
 				sv.lb.Leave(m.addr)
 				g.log.Info("gateway: service member left", "service", sv.vip, "member", m.addr)
 			}
-			if !m.listed && len(m.flows) == 0 && (m.lbm == nil || m.lbm.State() != lb.Up) {
-				// Forgotten once it has nothing left here (its
-				// counters go with it).
-				delete(sv.members, m.addr)
-			}
+			// A member that left is kept (as lb keeps it, up to
+			// lb.MaxMembers): its counters stay in the metrics.
 		}
 	}
 }
