@@ -2,7 +2,9 @@
 // lossless, in-order transfer of records between processes on one machine
 // through circular queues in shared memory, with PIO (the sender copies into
 // the queue) and DMA (the receiver pulls from the sender's buffer with
-// process_vm_readv) transfers and tripwire notifications.
+// process_vm_readv; for a record of 2 MiB or more the waiting sender
+// pushes the end of it with process_vm_writev meanwhile, so that both
+// CPUs copy: assist.go) transfers and tripwire notifications.
 //
 // A fabric is a directory on tmpfs (default /dev/shm/ultcp/<name>). A node
 // joins it with an IPv4 address: it binds a Unix socket named after the
@@ -29,7 +31,10 @@
 // when nothing happens: per node one goroutine serves control messages
 // (asleep on the node's doorbell futex) and one accepts first contacts on
 // the socket, and per peer one goroutine sits in the netpoller on a pidfd
-// to notice the peer's death.
+// to notice the peer's death. Accept reads the control rings itself while
+// it spins, so that a connection arriving then costs no wake-up of that
+// goroutine's thread. A DMA sender that assists reads only its own
+// buffer, and only within what the receiver's offer covers.
 //
 // A goroutine blocked in Peek, Recv, Reserve, Send or SendDMA spins for
 // Config.SpinBudget and then sleeps in FUTEX_WAIT, holding its OS thread;
