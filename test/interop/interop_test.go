@@ -154,6 +154,11 @@ func runCondition(t *testing.T, kind string, cond condition, sz sizes) {
 		if r.TCPChecksumOK == 0 {
 			t.Errorf("tshark verified no TCP checksum: %v", r)
 		}
+		if st, err := sendStalls(ctx, capFile); err != nil {
+			t.Errorf("measuring stalls: %v", err)
+		} else {
+			t.Logf("stalls: %v", st)
+		}
 	})
 	keepCapture(t, capFile)
 }
