@@ -29,8 +29,19 @@
 // loop (a bounded pool of buffers, no allocation per packet); the event loop
 // owns everything else — the conntrack, every fabric connection (it is the
 // only sender and receiver on each), device writes, the custodian and the
-// impairment stage — and sleeps in fabric.Node.Wait when nothing is due.
-// There is no goroutine per flow.
+// impairment stage — polls briefly (Config.SpinBudget) and then sleeps in
+// fabric.Node.Wait when nothing is due. There is no goroutine per flow;
+// only first contact with a node (a handshake over its socket) runs in a
+// short-lived goroutine so that a node that does not answer cannot stall
+// the loop.
+//
+// Flow lifetime: a flow ends when its node closes the fabric connection,
+// when the connection fails (the node died: the outside host gets a RST),
+// when the node resets it, as soon as both FINs are acknowledged, or after
+// an idle timeout; the conntrack is bounded (Config.MaxFlows). Packets for
+// a node whose ring is full wait in a bounded per-flow queue, in order.
+// Every packet or record not forwarded is counted by reason (stats.go) and
+// exported with the rest as Prometheus metrics (metrics.go).
 //
 // The package must never trust what it reads from shared memory or the
 // device: a bad record or packet is dropped and counted by reason, and the
