@@ -229,6 +229,18 @@ func TestEndToEndLinuxTCPThroughTheGatewayToANode(t *testing.T) {
 	}
 	t.Logf("download of %d MiB: %v (%.2f Gbit/s, socat start included)", mib, el, float64(mib<<20)*8/el.Seconds()/1e9)
 
+	// ICMP echo through the kernel in ext (no ping here: a raw socket in
+	// python3): the gateway answers for a live node and says host
+	// unreachable for an address no node holds.
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		for _, tc := range []struct{ dst, want string }{{"10.77.0.2", "type 0"}, {"10.77.9.9", "type 3 code 1"}} {
+			out, err := ext.Run(ctx, "python3", "-c", icmpProbe, tc.dst)
+			if err != nil || !strings.Contains(string(out), tc.want) {
+				t.Errorf("echo request to %s: %v, %q; want %q", tc.dst, err, out, tc.want)
+			}
+		}
+	}
+
 	// A connection to a port nobody listens on is refused by the node.
 	if _, err := ext.Run(ctx, "socat", "-T", "5", "/dev/null", "TCP:10.77.0.2:5001"); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("connect to a closed port: %v; want connection refused", err)
@@ -237,3 +249,30 @@ func TestEndToEndLinuxTCPThroughTheGatewayToANode(t *testing.T) {
 	t.Logf("in %d packets (%d GRO), out %d (%d GSO), drops ring_full %d, flows opened %d",
 		st.InPackets.Load(), st.InGRO.Load(), st.OutPackets.Load(), st.OutGSO.Load(), st.Drop("ring_full"), st.FlowsOpened.Load())
 }
+
+// icmpProbe sends one ICMP echo request to argv[1] from a raw socket and
+// prints the type and code of the first ICMP answer from that address or
+// about it (RFC 792), within 3 s.
+const icmpProbe = `
+import socket, struct, sys, time
+dst = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(3)
+def csum(b):
+    if len(b) % 2: b += bytes(1)
+    x = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while x >> 16: x = (x & 0xffff) + (x >> 16)
+    return ~x & 0xffff
+msg = struct.pack("!BBHHH", 8, 0, 0, 0x4242, 1) + b"ultcp"
+msg = msg[:2] + struct.pack("!H", csum(msg)) + msg[4:]
+s.sendto(msg, (dst, 0))
+deadline = time.time() + 3
+while time.time() < deadline:
+    pkt, src = s.recvfrom(2048)
+    ihl = (pkt[0] & 15) * 4
+    typ, code = pkt[ihl], pkt[ihl + 1]
+    if typ == 8:
+        continue
+    print("type %d code %d from %s" % (typ, code, src[0]))
+    break
+`
