@@ -499,3 +499,27 @@ func TestMalformedGSOPacketIsHeldWhole(t *testing.T) {
 		t.Fatalf("popped GSOSize %d, %d bytes; want the packet whole (1448, 3040)", out.GSOSize, len(out.Data))
 	}
 }
+
+// Whatever the gateway hands the stage, a GSO packet or not, well formed
+// or not, Push and Pop never panic, and every segment cut from a packet is
+// a whole IPv4 packet whose total length is its length.
+func FuzzImpairStagePush(f *testing.F) {
+	good := gsoPkt(3000, 0x19, true)
+	f.Add(append(append([]byte(nil), good.Data...), good.Payload...), uint16(1448), 40)
+	f.Add([]byte{0x45, 0, 0, 40}, uint16(1), 4)
+	f.Add([]byte{}, uint16(0), 0)
+	f.Fuzz(func(t *testing.T, pkt []byte, gso uint16, split int) {
+		if split < 0 || split > len(pkt) {
+			split = len(pkt)
+		}
+		s := mustStage(t, "dup=0.5,reorder=0.5,loss=0.1")
+		in := tun.Packet{Data: pkt[:split], Payload: pkt[split:], GSOSize: gso, NeedsCsum: true}
+		_, cut := parseGSO(in)
+		s.Push(0, in)
+		for p, ok := s.Pop(time.Hour); ok; p, ok = s.Pop(time.Hour) {
+			if cut && (p.GSOSize != 0 || be16(p.Data[2:]) != len(p.Data)) {
+				t.Fatalf("segment of %d bytes says total length %d, GSOSize %d", len(p.Data), be16(p.Data[2:]), p.GSOSize)
+			}
+		}
+	})
+}
