@@ -75,8 +75,12 @@ type Custodian struct {
 	rtoBudget int
 	rtoFirst  bool
 	// Fast recovery: octets that may still be resent, earned by octets
-	// delivered (sendLost).
-	frBudget int
+	// delivered (sendLost); when the last ACK came, and when lost records
+	// held back for want of budget go anyway if no ACK has come since
+	// (the ACK clock stopped: what is in flight was lost too).
+	frBudget  int
+	lastAckAt time.Duration
+	paceAt    time.Duration
 
 	pending  []pendingLoss
 	sackIn   [wire.MaxSACKBlocks]wire.SACKBlock
@@ -248,7 +252,7 @@ func (u *Custodian) Stats() CustodianStats {
 func (u *Custodian) Deadline() time.Duration {
 	e := &u.e
 	d := e.rtoAt
-	for _, t := range [...]time.Duration{e.rackAt, e.tlpAt} {
+	for _, t := range [...]time.Duration{e.rackAt, e.tlpAt, u.paceAt} {
 		if t != 0 && (d == 0 || t < d) {
 			d = t
 		}
@@ -398,6 +402,7 @@ func (u *Custodian) Ack(now time.Duration, h *wire.TCPHeader, payloadLen int, ou
 	delivered := 0
 	advanced := seqGT(ack, e.sndUna)
 	e.ackSinceTimeout = true
+	u.lastAckAt = now
 	if advanced {
 		sackedBefore := e.board.sacked
 		acked := int(ack - e.sndUna)
@@ -622,6 +627,7 @@ func (u *Custodian) tlpAcked(ack uint32) {
 func (u *Custodian) sendLost(now time.Duration, out *CustodianOutput) {
 	e := &u.e
 	b := &e.board
+	u.paceAt = 0
 	if b.lost == 0 {
 		u.frBudget = 0 // no credit is banked for a later loss
 		return
@@ -641,9 +647,13 @@ func (u *Custodian) sendLost(now time.Duration, out *CustodianOutput) {
 			// The first resend of a loss goes at once, as does one
 			// when nothing else is in flight to bring the ACK that
 			// earns the next (pipe counts resends not yet
-			// acknowledged; the lost records are out of it).
+			// acknowledged; the lost records are out of it), or when
+			// no ACK came for an RTT: what pipe counts was lost too.
 			if u.resending() && e.pipe() > 0 && u.frBudget < dataLen(s) {
-				break
+				if clock := max(e.srtt, time.Millisecond); now-u.lastAckAt < clock {
+					u.paceAt = u.lastAckAt + clock
+					break
+				}
 			}
 			u.frBudget = max(u.frBudget-dataLen(s), 0)
 		}

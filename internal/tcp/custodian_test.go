@@ -717,19 +717,39 @@ func FuzzCustodian(f *testing.F) {
 // packets, RFC 6675 §5; the node's window already counts them in
 // flight), instead of a burst of three on top of the node's own data.
 func TestCustodianPacesResendsInFastRecovery(t *testing.T) {
+	h := custodyLossOfThree(t)
+	h.at(130)
+	h.expect("SACK 5000-7000 delivers 1000", h.ack(2000, 5000, 7000), []Resend{{Seq: 3000, Len: 1000}}, nil)
+	h.deadline(230 * ms) // the pace deadline: an RTT after that ACK
+	h.at(230)
+	h.expect("ACK 3000 delivers 1000", h.ack(3000, 5000, 7000), []Resend{{Seq: 4000, Len: 1000}}, []LossRange{{2000, 3000}})
+	h.at(330)
+	h.expect("ACK 7000", h.ack(7000), nil, []LossRange{{3000, 5000}})
+}
+
+// When no ACK comes for an RTT after the last, the ACK clock has stopped
+// (what was in flight was lost too): the records held back go at once,
+// not at the retransmission timeout.
+func TestCustodianResendsHeldBackRecordsWhenACKsStop(t *testing.T) {
+	h := custodyLossOfThree(t)
+	h.at(200)
+	h.expect("an RTT without an ACK", h.timer(), []Resend{{Seq: 3000, Len: 1000}, {Seq: 4000, Len: 1000}}, nil)
+}
+
+// custodyLossOfThree: six records sent at 0, the first acknowledged at
+// 100 ms (the RTT), the next three lost, the last two SACKed; RACK's
+// timer condemns the three 25 ms later (a quarter of the RTT) and the
+// first is resent at once, the others held back.
+func custodyLossOfThree(t *testing.T) *custodyHarness {
 	h := newCustody(t, sackTS())
-	for seq := uint32(1000); seq < 6000; seq += 1000 {
+	for seq := uint32(1000); seq < 7000; seq += 1000 {
 		h.sent(seq, 1000)
 	}
 	h.at(100)
-	h.expect("SACK 4000-5000", h.ack(1000, 4000, 5000), nil, nil)
+	h.expect("ACK 2000, SACK 5000-6000", h.ack(2000, 5000, 6000), nil, nil)
 	h.deadline(125 * ms)
 	h.at(125)
-	h.expect("RACK timer: three lost", h.timer(), []Resend{{Seq: 1000, Len: 1000}}, nil)
-	h.at(130)
-	h.expect("SACK 4000-6000 delivers 1000", h.ack(1000, 4000, 6000), []Resend{{Seq: 2000, Len: 1000}}, nil)
-	h.at(230)
-	h.expect("ACK 2000 delivers 1000", h.ack(2000, 4000, 6000), []Resend{{Seq: 3000, Len: 1000}}, []LossRange{{1000, 2000}})
-	h.at(330)
-	h.expect("ACK 6000", h.ack(6000), nil, []LossRange{{2000, 4000}})
+	h.expect("RACK timer: three lost", h.timer(), []Resend{{Seq: 2000, Len: 1000}}, nil)
+	h.deadline(200 * ms)
+	return h
 }
