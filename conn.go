@@ -34,6 +34,7 @@ type Conn struct {
 	laddr, raddr *net.TCPAddr
 	rip          wire.IPv4Addr
 	lip          wire.IPv4Addr // local address: the stack's, or a service's (service.go)
+	heldAt       time.Duration // a service conn in the backlog leaves data in its ring since (service.go)
 	tuple        fourTuple
 
 	readMu, writeMu sync.Mutex // one reader and one writer at a time
@@ -578,6 +579,9 @@ func (c *Conn) txFailedLocked(err error) error {
 func (c *Conn) drainLocked(now time.Duration, dst []byte, arm bool) int {
 	delivered, processed := 0, 0
 	for !c.rxDone && !c.loan.blocksInput() {
+		if c.lst != nil && c.holdInRing(now) {
+			break
+		}
 		var r fabric.Record
 		var err error
 		if arm {

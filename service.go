@@ -3,7 +3,9 @@ package ultcp
 import (
 	"net"
 	"net/netip"
+	"time"
 
+	"github.com/ultcp/ultcp/internal/tcp"
 	"github.com/ultcp/ultcp/internal/wire"
 )
 
@@ -136,4 +138,28 @@ func (c *Conn) local() wire.IPv4Addr {
 		return c.s.ip
 	}
 	return c.lip
+}
+
+// holdInRing reports whether c, a connection waiting in a listener's
+// backlog, leaves what arrives in its fabric ring for now. A service
+// member's connection does once its handshake is complete, until Accept
+// hands it to the application (whose Read takes the data) or for at most
+// Config.Grace: requests waiting for the application then stay in the
+// ring, where the gateway reads them from the ring pointers as the
+// member's queue (gateway/lb's queue policy). Consumed by the stack at
+// once, as any other connection's are, they would show the gateway only
+// how fast the stack runs, not how far behind the application is.
+func (c *Conn) holdInRing(now time.Duration) bool {
+	l := c.lst
+	if l.vip == (wire.IPv4Addr{}) || c.lip != l.vip || c.tc.State() != tcp.Established {
+		return false
+	}
+	if c.heldAt == 0 {
+		c.heldAt = max(now, 1)
+	}
+	if now-c.heldAt >= c.s.cfg.Grace {
+		return false
+	}
+	c.s.arm(c, c.heldAt+c.s.cfg.Grace)
+	return true
 }

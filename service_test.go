@@ -113,9 +113,10 @@ func (h *multiHost) run(ctx context.Context) {
 	}
 }
 
-// get opens a connection from lport to dst, reads until the peer closes
-// and returns what it read.
-func (h *multiHost) get(lport uint16, dst netip.AddrPort, dl time.Time) (string, error) {
+// get opens a connection from lport to dst, sends req (once the
+// handshake is done), reads until the peer closes and returns what it
+// read.
+func (h *multiHost) get(lport uint16, dst netip.AddrPort, req string, dl time.Time) (string, error) {
 	cfg := hostConfig
 	h.mu.Lock()
 	var c *tcp.Conn
@@ -123,16 +124,21 @@ func (h *multiHost) get(lport uint16, dst netip.AddrPort, dl time.Time) (string,
 	h.conns[lport], h.peers[lport] = c, dst.Addr().As4()
 	h.flushLocked(dst.Addr().As4())
 	h.mu.Unlock()
+	written := req == ""
 	var got []byte
 	buf := make([]byte, 4096)
 	for time.Now().Before(dl) {
 		h.mu.Lock()
+		if !written && c.State() == tcp.Established {
+			// After the handshake, in a segment of its own, as a
+			// kernel's write after connect(2) returned.
+			c.Write([]byte(req))
+			written = true
+		}
 		n, err := c.Read(buf)
 		got = append(got, buf[:n]...)
-		if n > 0 {
-			h.out = c.Output(h.now(), h.out[:0])
-			h.flushLocked(dst.Addr().As4())
-		}
+		h.out = c.Output(h.now(), h.out[:0]) // the request, or the window update reading made due
+		h.flushLocked(dst.Addr().As4())
 		st := c.State()
 		h.mu.Unlock()
 		if errors.Is(err, io.EOF) {
@@ -184,6 +190,13 @@ func (d *multiDevice) Close() error {
 // set, and one member stack per address in svcNodes, each answering
 // "NODE LOCALADDR\n" on the service and closing.
 func serviceSetup(t *testing.T, p lb.Policy) (*gateway.Gateway, *multiHost, []net.Listener) {
+	return serviceSetupWith(t, p, nil)
+}
+
+// serviceSetupWith is serviceSetup where member i is a stuck member if
+// stuck[i]: it never accepts, and its stack leaves what arrives in the
+// ring (Config.Grace of an hour), as a process that stopped would.
+func serviceSetupWith(t *testing.T, p lb.Policy, stuck []bool) (*gateway.Gateway, *multiHost, []net.Listener) {
 	t.Helper()
 	var r [6]byte
 	rand.Read(r[:])
@@ -214,8 +227,13 @@ func serviceSetup(t *testing.T, p lb.Policy) (*gateway.Gateway, *multiHost, []ne
 		<-done
 	})
 	var ls []net.Listener
-	for _, a := range svcNodes {
-		s, err := ultcp.NewStack(ultcp.Config{Addr: a, FabricDir: dir, Logger: quiet})
+	for i, a := range svcNodes {
+		isStuck := i < len(stuck) && stuck[i]
+		cfg := ultcp.Config{Addr: a, FabricDir: dir, Logger: quiet}
+		if isStuck {
+			cfg.Grace = time.Hour
+		}
+		s, err := ultcp.NewStack(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,12 +246,19 @@ func serviceSetup(t *testing.T, p lb.Policy) (*gateway.Gateway, *multiHost, []ne
 			t.Fatalf("service listener's Addr %v, want %v", l.Addr(), svcVIP)
 		}
 		ls = append(ls, l)
+		if isStuck {
+			continue
+		}
 		go func() {
 			for {
 				c, err := l.Accept()
 				if err != nil {
 					return
 				}
+				// Read what the client sent, if anything, so that
+				// Close does not reset (RFC 9293 §3.10.4: unread data).
+				c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+				c.Read(make([]byte, 512))
 				c.Write([]byte(a.String() + " " + c.LocalAddr().String() + "\n"))
 				c.Close()
 			}
@@ -273,7 +298,7 @@ func TestServiceSpreadsConnectionsAndMembersLeaveByClosing(t *testing.T) {
 	dl := time.Now().Add(20 * time.Second)
 	count := map[string]int{}
 	for i := range 8 {
-		got, err := h.get(uint16(41000+i), svcVIP, dl)
+		got, err := h.get(uint16(41000+i), svcVIP, "", dl)
 		if err != nil {
 			t.Fatalf("connection %d: %v (read %q)", i, err, got)
 		}
@@ -289,7 +314,7 @@ func TestServiceSpreadsConnectionsAndMembersLeaveByClosing(t *testing.T) {
 	ls[0].Close()
 	waitMembers(t, gw, 1)
 	for i := range 4 {
-		got, err := h.get(uint16(42000+i), svcVIP, dl)
+		got, err := h.get(uint16(42000+i), svcVIP, "", dl)
 		if err != nil {
 			t.Fatalf("connection %d after the leave: %v", i, err)
 		}
@@ -330,4 +355,57 @@ func TestServiceListenOnALiveNodesAddressFails(t *testing.T) {
 		t.Fatalf("Listen on the stack's own port 80 after the failed service listen: %v", err)
 	}
 	l.Close()
+}
+
+// A member that holds data and consumes none is removed within a second
+// (gateway/lb's stall timeout, 250 ms): the connection it held is reset,
+// and every later one goes to the other member.
+func TestServiceMemberThatStopsConsumingIsRemovedAndItsConnectionReset(t *testing.T) {
+	gw, h, _ := serviceSetupWith(t, lb.RoundRobin, []bool{true, false})
+	dl := time.Now().Add(20 * time.Second)
+	// Round robin starts with the first member to join; either may be
+	// first, so two connections make sure the stuck one gets one.
+	start := time.Now()
+	var failed int
+	for i := range 2 {
+		got, err := h.get(uint16(43000+i), svcVIP, "GET / HTTP/1.0\r\n\r\n", dl)
+		if err != nil {
+			failed++
+			if took := time.Since(start); took > 2*time.Second {
+				t.Fatalf("the stuck member's connection failed only after %v", took)
+			}
+			continue
+		}
+		if node, _, _ := strings.Cut(got, " "); node != svcNodes[1].String() {
+			t.Fatalf("connection %d answered by %q, want the live member %v", i, got, svcNodes[1])
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d of 2 connections failed, want the stuck member's one", failed)
+	}
+	for i := range 4 {
+		got, err := h.get(uint16(44000+i), svcVIP, "", dl)
+		if err != nil {
+			t.Fatalf("connection %d after the removal: %v", i, err)
+		}
+		if node, _, _ := strings.Cut(got, " "); node != svcNodes[1].String() {
+			t.Fatalf("connection %d after the removal went to %q", i, got)
+		}
+	}
+	dlm := time.Now().Add(2 * time.Second)
+	for {
+		var stuck gateway.ServiceMember
+		for _, m := range gw.Services()[svcVIP] {
+			if m.Addr == svcNodes[0] {
+				stuck = m
+			}
+		}
+		if stuck.State == "removed" && stuck.Removals == 1 && stuck.Resets == 1 {
+			break
+		}
+		if time.Now().After(dlm) {
+			t.Fatalf("stuck member: %+v; want removed once, one connection reset", stuck)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
