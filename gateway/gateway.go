@@ -337,12 +337,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 			busy = true
 		}
 		g.timers(now)
+		if g.batch.count > 0 && g.now()-g.batch.since >= max(g.cfg.SpinBudget, 0) {
+			// A batch waits for more of its flow's segments at most
+			// about the spin budget, busy loop or not.
+			g.flushBatch(now)
+		}
 		if busy {
 			continue
 		}
 		if g.spin() {
 			continue
 		}
+		g.flushBatch(now)
 		g.sleeping.Store(true)
 		if len(g.full) > 0 || len(g.againQ) > 0 {
 			g.sleeping.Store(false)
@@ -632,6 +638,9 @@ func (g *Gateway) sweep(now time.Duration) {
 func (g *Gateway) closeFlow(f *Flow, why closeReason) {
 	if f.closed {
 		return
+	}
+	if g.batch.f == f {
+		g.flushBatch(g.now()) // what the node sent before the end still goes out
 	}
 	f.closed = true
 	g.flows.remove(f)

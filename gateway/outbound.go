@@ -42,14 +42,21 @@ func (g *Gateway) serveFlow(now time.Duration, f *Flow) bool {
 	for range recordBudget {
 		r, err := f.conn.PeekNoWait()
 		if err != nil {
-			g.flushBatch(now)
 			switch {
 			case errors.Is(err, fabric.ErrWouldBlock):
+				// The batch stays open: more of this flow's segments
+				// may come while the loop polls (Run's spin); it is
+				// written when anything else needs it, or before the
+				// loop sleeps. A segment with PSH, or shorter than the
+				// MSS, closes it at once, so that only bulk transfer
+				// waits, at most the spin budget.
 			case errors.Is(err, io.EOF):
+				g.flushBatch(now)
 				g.closeFlow(f, closeNodeClosed)
 			default:
 				// The node died or broke the ring: its outside peer
 				// learns at once rather than at its own timeout.
+				g.flushBatch(now)
 				g.resetOutside(now, f)
 				g.closeFlow(f, closeNodeError)
 			}
@@ -62,7 +69,6 @@ func (g *Gateway) serveFlow(now time.Duration, f *Flow) bool {
 		f.conn.Release()
 		g.markHot(f)
 	}
-	g.flushBatch(now)
 	return true
 }
 
@@ -227,6 +233,7 @@ type batch struct {
 	seg   int    // the segment size
 	next  uint32 // the sequence number that continues the batch
 	count int
+	since time.Duration // when the first segment came
 }
 
 // sendTCP forwards a TCP segment of f: coalesced with its neighbours if it
@@ -263,6 +270,7 @@ func (g *Gateway) sendTCP(now time.Duration, f *Flow, h []byte, ihl int, payload
 		b.seg = plen
 		b.next = be.Uint32(th[4:]) + uint32(plen)
 		b.count = 1
+		b.since = now
 		return
 	}
 	g.sendRecord(now, f, h, ihl, payload, dma, plen, gso)
