@@ -101,39 +101,34 @@ func ParseImpairment(spec string) (Impairment, error) {
 	if strings.TrimSpace(spec) == "" {
 		return im, nil
 	}
-	var seen [8]bool
+	seen := map[string]bool{}
 	for item := range strings.SplitSeq(spec, ",") {
 		key, val, ok := strings.Cut(strings.TrimSpace(item), "=")
 		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
 		if !ok || key == "" || val == "" {
 			return Impairment{}, fmt.Errorf("%w: item %q: want key=value (keys: %s)", ErrImpairSpec, item, impairKeys)
 		}
+		if seen[key] {
+			return Impairment{}, fmt.Errorf("%w: %s given twice", ErrImpairSpec, key)
+		}
+		seen[key] = true
 		var err error
-		var i int
 		switch key {
 		case "delay":
-			i = 0
 			im.Delay, err = parseImpairDuration(val)
 		case "jitter":
-			i = 1
 			im.Jitter, err = parseImpairDuration(val)
 		case "loss":
-			i = 2
 			im.Loss, err = parseProbability(val)
 		case "reorder":
-			i = 3
 			im.Reorder, err = parseProbability(val)
 		case "reorderdelay":
-			i = 4
 			im.ReorderDelay, err = parseImpairDuration(val)
 		case "dup":
-			i = 5
 			im.Dup, err = parseProbability(val)
 		case "seed":
-			i = 6
 			im.Seed, err = strconv.ParseUint(val, 10, 64)
 		case "limit":
-			i = 7
 			im.Limit, err = parseImpairLimit(val)
 		default:
 			return Impairment{}, fmt.Errorf("%w: unknown key %q (keys: %s)", ErrImpairSpec, key, impairKeys)
@@ -141,10 +136,6 @@ func ParseImpairment(spec string) (Impairment, error) {
 		if err != nil {
 			return Impairment{}, fmt.Errorf("%w: %s=%s: %v", ErrImpairSpec, key, val, err)
 		}
-		if seen[i] {
-			return Impairment{}, fmt.Errorf("%w: %s given twice", ErrImpairSpec, key)
-		}
-		seen[i] = true
 	}
 	return im, nil
 }
