@@ -44,6 +44,7 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 	fs.BoolVar(&f.m.spin, "spin", false, "measured run: backends spin the CPU for a request's cost instead of sleeping (on a machine with fewer cores than backends they then slow each other)")
 	fs.DurationVar(&f.m.settle, "settle", 500*time.Millisecond, "measured run: wait after the gateway starts, for it to find the pool")
 	fs.DurationVar(&f.m.grace, "node-grace", 100*time.Millisecond, "measured run: the backends' ultcp Config.Grace, how long a request may wait unread in its ring before the stack takes it out and acknowledges it (the stack's default is 5ms; 100ms keeps waiting requests visible to the queue policy and stays below Linux's 200 ms minimum RTO)")
+	fs.IntVar(&f.m.rounds, "rounds", 3, "measured run: split each policy's --duration into this many turns, interleaved with the other policies' (1 with --quick)")
 	fs.StringVar(&f.m.fabric, "fabric", "", "--role backend: fabric `name`")
 	fs.StringVar(&f.m.addr, "addr", "", "--role backend: the node's `address`")
 	fs.StringVar(&f.m.name, "name", "", "--role backend: the name it answers with")
@@ -207,9 +208,9 @@ func writeLBResults(f *benchLBFlags, res *benchlb.Results, start time.Time, stdo
 // runBenchLBMeasured is the measured run (benchlbrun.go) with its notes.
 func runBenchLBMeasured(f *benchLBFlags, args, scenarios []string, policies []lb.Policy, stdout, stderr io.Writer) int {
 	if f.quick {
-		f.sim.Duration, f.sim.Warmup = 3*time.Second, time.Second
+		f.sim.Duration, f.sim.Warmup, f.m.rounds = 3*time.Second, time.Second, 1
 	} else if f.sim.Duration == benchlb.DefaultSimConfig().Duration {
-		f.sim.Duration = 10 * time.Second // per run; the model's 20 s is simulated time
+		f.sim.Duration = 12 * time.Second // per policy; the model's 20 s is simulated time
 	}
 	start := time.Now()
 	res, err := runLBMeasured(f, scenarios, policies, stdout, stderr)
@@ -228,8 +229,8 @@ func runBenchLBMeasured(f *benchLBFlags, args, scenarios []string, policies []lb
 	}
 	res.Notes = []string{
 		"measured: N ultcp backend nodes (processes) behind the ultcp gateway (in its own network namespace, TUN), load from Linux TCP in the ext namespace, a fresh connection per request",
-		fmt.Sprintf("%d backends × %d worker at %s, each request %s for %v; %s; %v per run after %v warm-up; the gateway restarted per policy",
-			f.sim.Backends, f.sim.Workers, f.m.vip, cost, f.sim.Cost, load, f.sim.Duration, f.sim.Warmup),
+		fmt.Sprintf("%d backends × %d worker at %s, each request %s for %v; %s; %v per policy in %d interleaved turns, each after a %v warm-up with the gateway started afresh; backends' Grace %v",
+			f.sim.Backends, f.sim.Workers, f.m.vip, cost, f.sim.Cost, load, f.sim.Duration, max(f.m.rounds, 1), f.sim.Warmup, f.m.grace),
 		fmt.Sprintf("slow: backend 0 × %g; stall: backend 0 stops %v every %v", f.sim.Slowdown, f.sim.StallFor, f.sim.StallEvery),
 	}
 	return writeLBResults(f, res, start, stdout, stderr)

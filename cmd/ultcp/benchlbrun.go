@@ -65,6 +65,7 @@ type lbMeasured struct {
 	spin     bool
 	target   string
 	requests uint64
+	rounds   int
 	settle   time.Duration
 	grace    time.Duration
 }
@@ -221,23 +222,51 @@ func runLBMeasured(f *benchLBFlags, scenarios []string, policies []lb.Policy, st
 		if err != nil {
 			return nil, err
 		}
-		for _, p := range policies {
-			fmt.Fprintf(stderr, "ultcp bench lb: %s / %s ...\n", sc, p)
-			rep, err := runLBPolicy(f, exe, fab, gw, ext, p)
-			if err != nil {
-				for _, b := range backs {
-					b.stop()
+		// Rounds: each policy runs Duration/Rounds at a time, in an
+		// order that rotates each round, so that a change in the
+		// machine's other load (it is shared) falls on every policy
+		// alike rather than on the ones that happened to run then.
+		rounds := max(f.m.rounds, 1)
+		merged := make([]*benchlb.LoadResult, len(policies))
+		for r := range rounds {
+			for k := range policies {
+				i := (k + r) % len(policies)
+				p := policies[i]
+				fmt.Fprintf(stderr, "ultcp bench lb: %s / %s (round %d of %d) ...\n", sc, p, r+1, rounds)
+				rep, err := runLBPolicy(f, exe, fab, gw, ext, p, f.sim.Duration/time.Duration(rounds))
+				if err != nil {
+					for _, b := range backs {
+						b.stop()
+					}
+					return nil, fmt.Errorf("%s / %s: %w", sc, p, err)
 				}
-				return nil, fmt.Errorf("%s / %s: %w", sc, p, err)
+				got := rep.Result()
+				if m := merged[i]; m == nil {
+					merged[i] = &got
+				} else {
+					m.Requests += got.Requests
+					m.Errors += got.Errors
+					m.Elapsed += got.Elapsed
+					m.Latency.Merge(got.Latency)
+					for k, v := range got.ByServer {
+						m.ByServer[k] += v
+					}
+					if m.FirstError == nil {
+						m.FirstError = got.FirstError
+					}
+				}
 			}
-			r := rep.Result()
+		}
+		for i, p := range policies {
+			r := merged[i]
+			rps := float64(r.Requests) / r.Elapsed.Seconds()
 			share := make([]float64, f.sim.Backends)
 			for i := range share {
 				if r.Requests > 0 {
 					share[i] = float64(r.ByServer[fmt.Sprintf("b%d", i)]) / float64(r.Requests)
 				}
 			}
-			res.Add(sc, p.String(), r.RPS, r.Latency, r.Errors, share)
+			res.Add(sc, p.String(), rps, r.Latency, r.Errors, share)
 			if r.Errors > 0 {
 				fmt.Fprintf(stderr, "ultcp bench lb: %s / %s: %d errors, first: %v\n", sc, p, r.Errors, r.FirstError)
 			}
@@ -302,7 +331,7 @@ func startLBBackends(f *benchLBFlags, exe, fab, scenario string) ([]*lbBackendPr
 
 // runLBPolicy starts the gateway with policy p, lets it find the pool,
 // runs the load generator in ext and stops the gateway.
-func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Policy) (benchlb.LoadReport, error) {
+func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Policy, d time.Duration) (benchlb.LoadReport, error) {
 	var rep benchlb.LoadReport
 	glog := newLBLog("gateway: forwarding")
 	runFor := f.sim.Warmup + f.sim.Duration + time.Minute
@@ -329,7 +358,7 @@ func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Polic
 	var out, errb bytes.Buffer
 	cmd := ext.Command(ctx, exe, "bench", "lb", "--role", "loadgen", "--target", f.m.vip,
 		"--concurrency", strconv.Itoa(f.sim.Concurrency), "--rate", strconv.FormatFloat(f.sim.Rate, 'g', -1, 64),
-		"--duration", f.sim.Duration.String(), "--warmup", f.sim.Warmup.String())
+		"--duration", d.String(), "--warmup", f.sim.Warmup.String())
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		return rep, fmt.Errorf("load generator: %v: %s", err, errb.String())
