@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ultcp/ultcp/fabric"
 	"github.com/ultcp/ultcp/internal/proc"
@@ -21,6 +24,50 @@ import (
 //
 //	go test -run XXX -bench 'PingPong|Bulk' -benchtime 2s .
 //
+// pinEnv, set to "split", pins this process to CPU 0 and the child to
+// CPU 1 for the ping-pong benchmarks, as `ultcp bench --pin split` does:
+// on a busy two-core machine it keeps the scheduler from moving the two
+// spinners onto one CPU now and then.
+const pinEnv = "ULTCP_BENCH_PIN"
+
+// pinFromEnv pins every thread of this process to cpu if pinEnv says
+// split.
+func pinFromEnv(cpu int) error {
+	if os.Getenv(pinEnv) != "split" {
+		return nil
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	return setAffinity(&set)
+}
+
+// unpin lets this process's threads run on every CPU again.
+func unpin() {
+	if os.Getenv(pinEnv) != "split" {
+		return
+	}
+	var set unix.CPUSet
+	for i := range runtime.NumCPU() {
+		set.Set(i)
+	}
+	setAffinity(&set)
+}
+
+func setAffinity(set *unix.CPUSet) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		if tid, err := strconv.Atoi(t.Name()); err == nil {
+			if err := unix.SchedSetaffinity(tid, set); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // BenchmarkPingPong1Byte measures, in one run, the half round trip of a
 // 1-byte message through Conn.Write/Conn.Read, through the raw fabric ring
 // (fabric.Conn.Send/Recv, the floor under the stack; fabric-41B with
@@ -28,7 +75,7 @@ import (
 // from the same Go program (net.Conn). Compare ns/half-rtt-med (see
 // pingPong), in one run:
 //
-//	go test -run XXX -bench 'PingPong1Byte' -benchtime 1s -count 5 .
+//	ULTCP_BENCH_PIN=split go test -run XXX -bench 'PingPong1Byte' -benchtime 1s -count 5 .
 
 func init() {
 	proc.Register("pong-ultcp", rolePongUltcp)
@@ -38,6 +85,9 @@ func init() {
 }
 
 func rolePongUltcp(args []string) error {
+	if err := pinFromEnv(1); err != nil {
+		return err
+	}
 	s, l, err := childStack(args)
 	if err != nil {
 		return err
@@ -60,6 +110,9 @@ func rolePongUltcp(args []string) error {
 }
 
 func rolePongFabric(args []string) error {
+	if err := pinFromEnv(1); err != nil {
+		return err
+	}
 	f, err := fabric.Open(fabric.Config{Dir: args[0]})
 	if err != nil {
 		return err
@@ -89,6 +142,9 @@ func rolePongFabric(args []string) error {
 type portMsg struct{ Port int }
 
 func rolePongKernel(args []string) error {
+	if err := pinFromEnv(1); err != nil {
+		return err
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -206,6 +262,10 @@ func (f fabricRW) Write(p []byte) (int, error) { return len(p), f.c.Send(p) }
 func (f fabricRW) Read(p []byte) (int, error)  { return f.c.Recv(p) }
 
 func BenchmarkPingPong1Byte(b *testing.B) {
+	if err := pinFromEnv(0); err != nil {
+		b.Fatal(err)
+	}
+	defer unpin()
 	b.Run("ultcp", func(b *testing.B) {
 		dir := testDir(b)
 		startChild(b, "pong-ultcp", dir, addrB, 7)
