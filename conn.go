@@ -38,6 +38,7 @@ type Conn struct {
 	tuple        fourTuple
 
 	readMu, writeMu sync.Mutex // one reader and one writer at a time
+	wslow           bool       // under mu: a writer holding writeMu is in writeLocked (see Write)
 
 	mu      sync.Mutex
 	tc      *tcp.Conn
@@ -220,17 +221,26 @@ func (c *Conn) readErrLocked() error {
 // of at least Config.DMAThreshold bytes, pulled by the peer straight from
 // p (DMA). Nothing is kept for retransmission: the fabric does not lose.
 func (c *Conn) Write(p []byte) (int, error) {
+	// The fast path holds mu throughout, so it needs no writeMu: it only
+	// has to stay out while a writer that lets go of mu is inside
+	// (wslow), and that one holds writeMu against other such writers.
+	c.mu.Lock()
+	if !c.wslow {
+		if done, err := c.writeFastLocked(p); done {
+			c.mu.Unlock()
+			if err != nil {
+				return 0, opError("write", c.laddr, c.raddr, err)
+			}
+			return len(p), nil
+		}
+	}
+	c.mu.Unlock()
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	c.mu.Lock()
-	if done, err := c.writeFastLocked(p); done {
-		c.mu.Unlock()
-		if err != nil {
-			return 0, opError("write", c.laddr, c.raddr, err)
-		}
-		return len(p), nil
-	}
+	c.wslow = true
 	n, err := c.writeLocked(p, nil)
+	c.wslow = false
 	c.mu.Unlock()
 	if err != nil {
 		return n, opError("write", c.laddr, c.raddr, err)

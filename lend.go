@@ -303,7 +303,9 @@ func (c *Conn) writeView(p []byte, src *Conn) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	c.mu.Lock()
+	c.wslow = true // keeps Write's fast path out (see Write)
 	n, err := c.writeLocked(p, src)
+	c.wslow = false
 	c.mu.Unlock()
 	if err != nil {
 		return n, opError("write", c.laddr, c.raddr, err)
