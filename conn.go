@@ -37,8 +37,9 @@ type Conn struct {
 	heldAt       time.Duration // a service conn in the backlog leaves data in its ring since (service.go)
 	tuple        fourTuple
 
-	readMu, writeMu sync.Mutex // one reader and one writer at a time
-	wslow           bool       // under mu: a writer holding writeMu is in writeLocked (see Write)
+	readMu, writeMu sync.Mutex    // one reader and one writer at a time
+	wslow           bool          // under mu: a writer holding writeMu is in writeLocked (see Write)
+	polledAt        time.Duration // under mu: the clock as the last spin read it (pollTime)
 
 	mu      sync.Mutex
 	tc      *tcp.Conn
@@ -131,6 +132,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	defer c.readMu.Unlock()
 	c.mu.Lock()
 	c.viewBackLocked()
+	c.polledAt = 0 // only a spin of this Read may stand for the clock
 	n, err := c.readLocked(p)
 	c.mu.Unlock()
 	if err != nil {
@@ -166,7 +168,7 @@ func (c *Conn) readLocked(p []byte) (int, error) {
 			return n, nil
 		}
 		if !c.polling && !c.rxDone && c.fc.Readable() {
-			now := c.s.now()
+			now := c.pollTime()
 			if n := c.drainLocked(now, p, false); n > 0 {
 				// The bytes went straight into p, counted as read by
 				// the engine's input itself (InputDirect), whose output
@@ -804,10 +806,11 @@ func (c *Conn) wait(w *waiter, dl *atomic.Int64, done <-chan struct{}) {
 	if !c.polling && !c.rxDone && c.s.cfg.SpinBudget > 0 {
 		c.polling = true
 		c.mu.Unlock()
-		got := c.spin(dl, done)
+		got, at := c.spin(dl, done)
 		c.mu.Lock()
 		c.polling = false
 		if got {
+			c.polledAt = at
 			return
 		}
 		// The other goroutine may have gone to sleep while we polled:
@@ -861,15 +864,25 @@ func (c *Conn) sleep(w *waiter, dl *atomic.Int64, done <-chan struct{}) {
 // spin polls the ring (which the caller owns as the poller) for the spin
 // budget and reports whether to return to the caller at once: a record is
 // there, the connection was closed, the deadline passed or done fired.
-func (c *Conn) spin(dl *atomic.Int64, done <-chan struct{}) bool {
+//
+// It also returns the stack's time as last read while polling, at most
+// spinClockEvery polls before the record was seen (0 if none was read):
+// the reader takes it as the record's arrival time (pollTime), which
+// spares the clock read (tens of nanoseconds) between seeing the record
+// and answering it.
+func (c *Conn) spin(dl *atomic.Int64, done <-chan struct{}) (bool, time.Duration) {
 	budget := c.s.cfg.SpinBudget
 	var start time.Time
+	var at time.Duration
 	// A poll costs a few nanoseconds and reading the clock tens of them:
 	// look at the clock, the deadline and Close only every 256 polls
 	// (about a microsecond), so that a record is noticed at once.
 	for i := uint32(1); ; i++ {
 		if c.fc.Readable() {
-			return true
+			return true, at
+		}
+		if i&(spinClockEvery-1) == 0 {
+			at = c.s.now()
 		}
 		if i&255 != 0 {
 			continue
@@ -879,21 +892,21 @@ func (c *Conn) spin(dl *atomic.Int64, done <-chan struct{}) bool {
 			continue
 		}
 		if c.closed.Load() {
-			return true
+			return true, at
 		}
 		now := time.Now()
 		if d := dl.Load(); d != 0 && now.UnixNano() >= d {
-			return true
+			return true, at
 		}
 		if done != nil {
 			select {
 			case <-done:
-				return true
+				return true, at
 			default:
 			}
 		}
 		if now.Sub(start) > budget {
-			return false
+			return false, 0
 		}
 		if i&1023 == 0 {
 			// Let this process's other goroutines have the P (an HTTP
@@ -903,8 +916,29 @@ func (c *Conn) spin(dl *atomic.Int64, done <-chan struct{}) bool {
 			if i&4095 == 0 {
 				syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0)
 			}
+			at = 0 // we may have been off the CPU for long
 		}
 	}
+}
+
+// spinClockEvery is how many polls apart spin reads the stack's clock
+// (a power of two): 16 polls are some 50 ns, so a record's arrival time
+// is known to that, and the polling slows by a few percent.
+const spinClockEvery = 16
+
+// pollTime is the time to process input with after a wait: the clock as
+// spin last read it, if the wait just polled the record in, else a fresh
+// reading. The spin's reading is at most spinClockEvery polls old and
+// precedes the record's arrival by no more than that, which is what an
+// RTT sample wants; it may precede a reading another goroutine gave the
+// engine meanwhile by as much, which the engine tolerates (a negative
+// RTT sample counts as the smallest, timers come due a little early).
+func (c *Conn) pollTime() time.Duration {
+	if t := c.polledAt; t != 0 {
+		c.polledAt = 0
+		return t
+	}
+	return c.s.now()
 }
 
 // wakeWaitersLocked wakes the sleeping reader and writer so that they look
