@@ -536,13 +536,17 @@ func (c *Conn) Custody() bool { return c.custody }
 // ReportLoss is the custodian telling the engine that the octets
 // [start, end) were lost on the way and had to be resent: the congestion
 // controller reacts as if the engine had detected the loss itself, once
-// per window of data (RFC 5681 §3.2, RFC 6582 recovery point).
+// per window of data (RFC 5681 §3.2, RFC 6582 recovery point). If the
+// receiver's D-SACKs then show that every range reported in the window
+// arrived twice, the loss was not one and the response is undone, as for
+// the engine's own retransmissions (RFC 2883 §4.2, custodian_sack.go).
 func (c *Conn) ReportLoss(now time.Duration, start, end uint32) {
 	if c.state < Established || !seqLT(start, end) || seqGT(end, c.sndMax) {
 		return
 	}
 	c.stats.CustodyLosses++
 	if c.inRecovery && seqLT(start, c.recover) {
+		c.noteCustodyUndo(start, end)
 		return // this window already had its congestion response
 	}
 	// FlightSize less what the receiver SACKed (custodian_sack.go): the
@@ -551,6 +555,8 @@ func (c *Conn) ReportLoss(now time.Duration, start, end uint32) {
 	c.cc.OnCongestion(now, c.flightSize(), false)
 	c.inRecovery = true
 	c.recover = c.sndMax
+	c.startEpisode()
+	c.noteCustodyUndo(start, end)
 }
 
 // ReportFailure is the custodian giving up on the connection's data; the

@@ -36,8 +36,9 @@ import (
 //   - it reports a loss to the node once the ACK that covers the resend
 //     shows that the resend filled the hole (an ACK sooner than an RTT
 //     after the resend is for the original, which was only reordered):
-//     the node cannot undo a reported loss, as the engine undoes its own
-//     on a D-SACK, so a spurious report would cut its window for good;
+//     a resend the receiver reports as a duplicate (D-SACK) before
+//     that is never reported either, and the node undoes its response
+//     to reported losses whose resends all come back D-SACKed;
 //   - after a timeout every record not SACKed is lost, and it resends
 //     them in slow start: the first at once (RFC 6298 §5.4), then two
 //     bytes for each byte the peer newly acknowledges or SACKs (RFC 5681
@@ -396,6 +397,7 @@ func (u *Custodian) Ack(now time.Duration, h *wire.TCPHeader, payloadLen int, ou
 	blocks := u.sackBlocks(&h.Options)
 	if isDSACK(blocks, ack) {
 		e.onDSACK(now, blocks[0]) // RFC 2883; RFC 8985 §6.2 step 4; undo
+		u.duplicated(blocks[0])
 		blocks = blocks[1:]
 	}
 	e.rack.haveSample, e.rack.advanced = false, false
@@ -704,10 +706,11 @@ func (u *Custodian) awaitLoss(start, end uint32, now time.Duration) {
 // confirmLosses reports the resent ranges that have now arrived, if the
 // resend is what arrived: an ACK covering a range sooner than the minimum
 // RTT after its resend acknowledges the original, which was only late
-// (the test of RFC 8985 §6.2 step 2; the Eifel idea of RFC 3522). The
-// node's engine, had it resent itself, would have undone its congestion
-// response on the D-SACK that follows; it cannot undo a LOSS, so a
-// spurious one is never sent. A real loss is reported about an RTT after
+// (the test of RFC 8985 §6.2 step 2; the Eifel idea of RFC 3522), and a
+// resend already reported as a duplicate is dropped (duplicated). The
+// node undoes a LOSS only when every resend of the window comes back
+// D-SACKed, so a report that looks spurious is not sent at all. A real
+// loss is reported about an RTT after
 // its resend, when the node could not have sent much more anyway: its
 // SND.UNA waits at the hole until then.
 func (u *Custodian) confirmLosses(now time.Duration, out *CustodianOutput) {
@@ -724,6 +727,22 @@ func (u *Custodian) confirmLosses(now time.Duration, out *CustodianOutput) {
 		} else {
 			u.stats.SpuriousResends++
 		}
+	}
+	u.pending = u.pending[:k]
+}
+
+// duplicated drops the resends awaiting judgment that the D-SACK block
+// blk reports received twice (RFC 2883): the original arrived too, so
+// there was no loss to report, however late the ACK that covered it.
+func (u *Custodian) duplicated(blk wire.SACKBlock) {
+	k := 0
+	for _, p := range u.pending {
+		if seqLEQ(blk.Left, p.start) && seqLEQ(p.end, blk.Right) {
+			u.stats.SpuriousResends++
+			continue
+		}
+		u.pending[k] = p
+		k++
 	}
 	u.pending = u.pending[:k]
 }

@@ -118,3 +118,24 @@ func (s *custodySACK) recount() {
 		s.sacked += int(r.end - r.start)
 	}
 }
+
+// noteCustodyUndo adds a range the custodian reported lost and resent to
+// the episode's undo record (rack.go's onDSACK): one D-SACK per resent
+// segment of it shows the original arrived too. A report comes after the
+// ACK that covered the range, so the episode's marker moves down to it.
+// (A custodian that sees the D-SACK before it reports does not report.)
+func (c *Conn) noteCustodyUndo(start, end uint32) {
+	if !c.undoEpisode {
+		return
+	}
+	if c.nUndoRanges == maxUndoRanges {
+		c.undoEpisode = false // too many to be a small mistake
+		return
+	}
+	c.undoRanges[c.nUndoRanges] = seqRange{start, end}
+	c.nUndoRanges++
+	c.undoRetx += (int(end-start) + c.sndMSS - 1) / c.sndMSS
+	if seqLT(start, c.undoMarker) {
+		c.undoMarker = start
+	}
+}

@@ -192,3 +192,29 @@ func TestCustodyPendingTakesNothingNewToRetain(t *testing.T) {
 			n, len(out), h.c.RetainedInFlight())
 	}
 }
+
+// A LOSS whose resend comes back as a duplicate (the receiver's D-SACK,
+// RFC 2883 §4.2) was no loss: once every range reported in the window is
+// D-SACKed the congestion response is undone, as for the engine's own
+// retransmissions.
+func TestCustodyReportedLossUndoneByDSACKs(t *testing.T) {
+	h := custodySACKEstablished(t)
+	sendTen(h, 10000)
+	inAny(h, "<SEQ=301><ACK=3101><CTL=ACK><WND=20000>")
+	before := h.c.CongestionWindow()
+	h.c.ReportLoss(h.now, 3101, 4101)
+	h.c.ReportLoss(h.now, 5101, 6101)
+	reduced := h.c.CongestionWindow()
+	if reduced >= before {
+		t.Fatalf("cwnd %d -> %d: no reaction to the LOSS", before, reduced)
+	}
+	inAny(h, "<SEQ=301><ACK=7101><CTL=ACK><WND=20000>")
+	inAny(h, "<SEQ=301><ACK=7101><CTL=ACK><WND=20000><SACK=3101-4101>")
+	if h.c.Stats().SpuriousUndos != 0 {
+		t.Fatal("undone after one of the two reported ranges came back D-SACKed")
+	}
+	inAny(h, "<SEQ=301><ACK=7101><CTL=ACK><WND=20000><SACK=5101-6101>")
+	if got, st := h.c.CongestionWindow(), h.c.Stats(); st.SpuriousUndos != 1 || got < before {
+		t.Fatalf("after both D-SACKs: %d undos, cwnd %d; want 1 and at least %d (before the LOSS)", st.SpuriousUndos, got, before)
+	}
+}

@@ -753,3 +753,23 @@ func custodyLossOfThree(t *testing.T) *custodyHarness {
 	h.deadline(200 * ms)
 	return h
 }
+
+// A resend the receiver reports as a duplicate (D-SACK, RFC 2883) was not
+// a repair, however late the ACK that covers it: the original arrived.
+// No LOSS goes to the node.
+func TestCustodianDSACKedResendIsNotReported(t *testing.T) {
+	h := newCustody(t, sackTS())
+	for seq := uint32(1000); seq < 6000; seq += 1000 {
+		h.sent(seq, 1000)
+	}
+	h.at(100)
+	h.expect("ACK 2000, SACK 3000-5000", h.ack(2000, 3000, 5000), nil, nil)
+	h.at(125)
+	h.expect("RACK timer", h.timer(), []Resend{{Seq: 2000, Len: 1000}}, nil)
+	// An RTT after the resend: the ACK covers it and reports it twice.
+	h.at(230)
+	h.expect("ACK 6000, D-SACK 2000-3000", h.ack(6000, 2000, 3000), nil, nil)
+	if s := h.u.Stats(); s.LossReports != 0 || s.SpuriousResends != 1 {
+		t.Fatalf("%d losses reported, %d spurious resends; want 0, 1", s.LossReports, s.SpuriousResends)
+	}
+}
