@@ -212,3 +212,14 @@ func (c *Conn) RingConsumed() uint64 {
 	}
 	return t
 }
+
+// RingProduced is the number of bytes committed to the connection's
+// sending ring since it opened (the producer's head as of the last
+// Commit), from any goroutine: what the peer will have consumed once it
+// has read everything. Zero after Close or a failure.
+func (c *Conn) RingProduced() uint64 {
+	if c.state.Load()&(stClosed|stReset) != 0 {
+		return 0
+	}
+	return c.tx.pubHead.Load()
+}

@@ -141,7 +141,7 @@ type member struct {
 	a4        wire.IPv4Addr
 	load      lb.RingLoad
 	lbm       *lb.Member
-	flows     map[*Flow]struct{}
+	flows     map[*Flow]*flowRing
 	listed    bool
 	removedAt time.Duration
 	// Counters for the metrics (the lb.Member's are lost when a policy
@@ -277,7 +277,7 @@ func (g *Gateway) applyMembers(now time.Duration, ents []fabric.ServiceEntry) {
 		}
 		m := sv.members[e.Member]
 		if m == nil {
-			m = &member{svc: sv, addr: e.Member, a4: e.Member.As4(), flows: map[*Flow]struct{}{}}
+			m = &member{svc: sv, addr: e.Member, a4: e.Member.As4(), flows: map[*Flow]*flowRing{}}
 			sv.members[e.Member] = m
 		}
 		listed[m] = true
@@ -410,9 +410,35 @@ func (g *Gateway) serviceFlowOpened(f *Flow) {
 	if m == nil || f.Key.Node != m.svc.vip.Addr().As4() || f.Key.NodePort != m.svc.vip.Port() || f.conn.RemoteAddr() != m.addr {
 		return
 	}
-	m.load.Add(f.conn)
-	m.flows[f] = struct{}{}
+	r := &flowRing{c: f.conn}
+	m.load.Add(r)
+	m.flows[f] = r
 	s.flows[f] = m
+}
+
+// flowRing is what a member's RingLoad reads of one flow's ring. When
+// the flow ends, everything the gateway put on the ring counts as
+// consumed: the member publishes its consumer position in batches and
+// when it goes idle, and one that answers and closes may never publish
+// the last of it; a request served must not look like data it never
+// took.
+type flowRing struct {
+	c    *fabric.Conn
+	done bool
+}
+
+func (r *flowRing) RingOccupancy() int {
+	if r.done {
+		return 0
+	}
+	return r.c.RingOccupancy()
+}
+
+func (r *flowRing) RingConsumed() uint64 {
+	if r.done {
+		return r.c.RingProduced()
+	}
+	return r.c.RingConsumed()
 }
 
 // serviceFlowClosed forgets f (closeFlow calls it before it closes f's
@@ -423,9 +449,11 @@ func (g *Gateway) serviceFlowClosed(f *Flow) {
 	if m == nil {
 		return
 	}
+	r := m.flows[f]
 	delete(s.flows, f)
 	delete(m.flows, f)
-	m.load.Remove(f.conn)
+	r.done = true
+	m.load.Remove(r)
 }
 
 // ServiceMetrics is one service as the metrics show it.

@@ -14,6 +14,10 @@
 //     (open loop, latency counted from the scheduled start so that a
 //     stalled server is not hidden by the generator waiting for it),
 //     recording into a Histogram.
+//   - LoadReport: a LoadResult as JSON (the histogram's non-empty
+//     buckets), for the measured run of `ultcp bench lb`, whose load
+//     generator runs as a process of its own inside the ext network
+//     namespace (cmd/ultcp/benchlbrun.go) and prints its report.
 //   - Results: {"runs": [{"scenario", "policy", "rps", "p50_ms", "p99_ms",
 //     "p999_ms"}]} as --json writes it, a table, the issue's targets, and
 //     a plot of the latency distributions (WriteCDFSVG).
