@@ -459,6 +459,52 @@ func TestThroughRealGatewayOutsideHostDialsNode(t *testing.T) {
 	}
 }
 
+// An outside host dials a node through a gateway with custody, on a path
+// that loses 2 %: GRANT reaches the node in SYN-RECEIVED (before the
+// host's ACK), so the accepted connection sends in custody from its first
+// byte: nothing retained at any time, no retransmission of its own, and
+// the host receives 1 MiB intact.
+func TestThroughRealGatewayCustodyOfAnAcceptedConnection(t *testing.T) {
+	s, _, h := e2e(t, 16<<20, "loss=0.02,seed=5")
+	l, err := s.ListenTCP("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dl := time.Now().Add(60 * time.Second)
+	data := pattern(1 << 20)
+	info := make(chan ultcp.ConnInfo, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(info)
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(dl)
+		if _, err := c.Write(data); err != nil {
+			close(info)
+			return
+		}
+		info <- c.(*ultcp.Conn).Info()
+	}()
+	h.dial(t, 5556, netip.AddrPortFrom(e2eNode, 80), dl)
+	if got := h.readAll(t, len(data), dl); got != sha(data) {
+		t.Fatalf("the host received SHA-256 %s, want %s", got, sha(data))
+	}
+	i, ok := <-info
+	if !ok {
+		t.Fatal("the node's Accept or Write failed")
+	}
+	if !i.Custody || i.RetainedPeak != 0 || i.Stats.Retransmits != 0 {
+		t.Fatalf("accepted connection: Custody %v, RetainedPeak %d, Retransmits %d; want true, 0, 0",
+			i.Custody, i.RetainedPeak, i.Stats.Retransmits)
+	}
+	if g := s.GatewayStats(); g.Grants != 1 || g.Losses == 0 {
+		t.Fatalf("GRANTs %d, LOSS messages %d; want 1 and some (the gateway repaired the path's losses)", g.Grants, g.Losses)
+	}
+}
+
 // custodyBenchSize is the size of BenchmarkThroughGatewayCustody's
 // transfers: 2 MiB, or ULTCP_CUSTODY_MIB mebibytes.
 func custodyBenchSize(b *testing.B) int {
