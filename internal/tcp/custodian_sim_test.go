@@ -43,6 +43,7 @@ type custodySim struct {
 	revokeAt, grantAt int
 	revoked, granted  bool
 	synAt, rtt        time.Duration // the node's SYN passed the gateway; the handshake's RTT as the gateway saw it
+	maxCwnd           int           // the node's largest congestion window
 }
 
 // toPeer sends a segment from the gateway towards the peer, over the lossy
@@ -174,6 +175,7 @@ func (s *custodySim) app() {
 func (s *custodySim) run(limit time.Duration) {
 	for step := 0; step < 5_000_000; step++ {
 		s.app()
+		s.maxCwnd = max(s.maxCwnd, s.node.CongestionWindow())
 		if s.rcvd == s.total && (s.retaining || s.cu.Held() == 0) && s.node.sndUna == s.node.sndMax {
 			return
 		}
@@ -283,18 +285,22 @@ func TestCustodyEndToEndRevokeAndGrantAgain(t *testing.T) {
 // move 4 MiB over the test's path (20 ms RTT, jitter of a tenth of the
 // delay, random loss both ways) with custody and with the node retaining
 // and resending itself. Each run is deterministic (seed 1); ns/op is only
-// the cost of simulating.
+// the cost of simulating. max-cwnd-B is the node's largest congestion
+// window: custody learns of a loss an RTT later than a retaining node
+// would, so it must stay in proportion (no ballooning).
 func BenchmarkCustodySimulation(b *testing.B) {
 	for _, loss := range []float64{0, 0.001, 0.01, 0.05} {
 		for _, retaining := range []bool{false, true} {
 			b.Run(fmt.Sprintf("loss=%v/custody=%v", loss, !retaining), func(b *testing.B) {
 				var fake time.Duration
+				var cw int
 				for b.Loop() {
 					s := newCustodySim(b, 1, loss, 4<<20, retaining)
 					s.run(30 * time.Minute)
-					fake = s.now
+					fake, cw = s.now, s.maxCwnd
 				}
 				b.ReportMetric(fake.Seconds(), "fake-s")
+				b.ReportMetric(float64(cw), "max-cwnd-B")
 			})
 		}
 	}
