@@ -258,23 +258,38 @@ func (c *Conn) Write(p []byte) (int, error) {
 // (the ACKs it carries come first), a deadline, a send side busy or
 // closed, a DMA-sized write, or anything the engine's fast path declines.
 func (c *Conn) writeFastLocked(p []byte) (done bool, err error) {
+	n := tmplLen + len(p)
 	if c.appClosed || c.wClosed || c.linkErr != nil || c.polling || c.rxDone || c.txBusy ||
 		len(c.pending) > 0 || c.wrDeadline.Load() != 0 || c.fc.Readable() ||
-		(c.s.cfg.DMAThreshold > 0 && len(p) >= c.s.cfg.DMAThreshold) {
+		(c.s.cfg.DMAThreshold > 0 && len(p) >= c.s.cfg.DMAThreshold) ||
+		n > c.fc.MaxRecord() || !fits(c.fc, n) {
 		return false, nil
 	}
-	out, ok := c.tc.WriteFast(p, c.out[:0])
-	c.out = out
+	h, ok := c.tc.WriteFastHdr(p)
 	if !ok {
 		return false, nil
 	}
-	err = c.emitLocked(p, false)
+	// The engine has sent the segment; the ring has room for it (fits),
+	// so Reserve does not wait.
+	buf, err := c.fc.Reserve(n)
+	if err == nil {
+		if ipf := c.ip.Load(); ipf != c.tmpl.ipf {
+			c.tmpl.build(c.s.ip, c.rip, c.tuple.lport, c.tuple.rport, ipFields(ipf))
+		}
+		c.tmpl.encodeData(buf, &h, len(p))
+		copy(buf[tmplLen:], p)
+		if cp := c.s.cfg.Capture; cp != nil {
+			cp(true, buf[:tmplLen], buf[tmplLen:n])
+		}
+		err = c.fc.Commit(n)
+	}
 	now := c.s.now()
 	c.tc.SentAt(now)
-	if err == nil {
-		c.touchLocked(now)
+	if err != nil {
+		return true, c.txFailedLocked(err)
 	}
-	return true, err
+	c.touchLocked(now)
+	return true, nil
 }
 
 // writeLocked writes p. If p is a view lent by another connection src to

@@ -181,6 +181,20 @@ func (t *hdrTemplate) encodeFast(b []byte, h *wire.TCPHeader, n int) {
 	be.PutUint16(b[38:], h.Urgent)
 }
 
+// encodeData writes the headers of a data segment of this connection
+// (its own ports, no options, no urgent pointer) carrying n bytes, from
+// the engine's fast path (tcp.FastHdr), into b.
+func (t *hdrTemplate) encodeData(b []byte, h *tcp.FastHdr, n int) {
+	b = b[:tmplLen]
+	*(*[tmplLen]byte)(b) = t.b
+	be := binary.BigEndian
+	be.PutUint16(b[2:], uint16(tmplLen+n)) // n <= the MSS: below 64 KiB
+	be.PutUint32(b[24:], h.Seq)
+	be.PutUint32(b[28:], h.Ack)
+	b[33] = uint8(h.Flags)
+	be.PutUint16(b[34:], h.Window)
+}
+
 // decodeFast parses a PIO record b whose headers have the template's
 // shape — IPv4 without options, not a fragment, from the peer to us, a
 // TCP header without options between this connection's ports — into

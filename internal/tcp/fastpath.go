@@ -158,20 +158,8 @@ func (c *Conn) fastInput(now time.Duration, seg *Segment, out []Segment) ([]Segm
 // as one segment at once. It reports false, having changed nothing, when
 // the full path must decide.
 func (c *Conn) fastWrite(now time.Duration, p []byte, out []Segment) ([]Segment, bool) {
-	if c.state != Established || c.noFast || !c.custody || c.tsOK || c.ecnOK || c.sndUpValid ||
-		len(p) == 0 || len(p) > c.sndMSS || c.sb.n != 0 || c.sndNxt != c.sndMax ||
-		c.board.n() != 0 || c.inRecovery || c.ackNow || c.rb.nooo != 0 || c.dsackPending {
-		return out, false
-	}
-	// Output's window update would go first, as a pure ACK.
-	if c.windowUpdateDue() {
-		return out, false
-	}
-	// sendable(len(p)) with nothing unsent before p and the usable window
-	// computed once: all of p must fit the windows, and a segment shorter
-	// than the MSS must pass the SWS/Nagle rules.
-	n, u := len(p), c.usableWindow()
-	if n > u || !(n == c.sndMSS || c.cfg.NoDelay || c.sndNxt == c.sndUna || c.maxSndWnd > 0 && uint32(n) >= c.maxSndWnd/2) {
+	u, ok := c.fastWriteOK(p)
+	if !ok {
 		return out, false
 	}
 	// What output does first with nothing unsent, then the data.
@@ -182,6 +170,28 @@ func (c *Conn) fastWrite(now time.Duration, p []byte, out []Segment) ([]Segment,
 	c.sb.release(c.sndNxt)
 	c.fastOut++
 	return out, true
+}
+
+// fastWriteOK decides whether fastWrite may send p, and returns the
+// usable window it found.
+func (c *Conn) fastWriteOK(p []byte) (int, bool) {
+	if c.state != Established || c.noFast || !c.custody || c.tsOK || c.ecnOK || c.sndUpValid ||
+		len(p) == 0 || len(p) > c.sndMSS || c.sb.n != 0 || c.sndNxt != c.sndMax ||
+		c.board.n() != 0 || c.inRecovery || c.ackNow || c.rb.nooo != 0 || c.dsackPending {
+		return 0, false
+	}
+	// Output's window update would go first, as a pure ACK.
+	if c.windowUpdateDue() {
+		return 0, false
+	}
+	// sendable(len(p)) with nothing unsent before p and the usable window
+	// computed once: all of p must fit the windows, and a segment shorter
+	// than the MSS must pass the SWS/Nagle rules.
+	n, u := len(p), c.usableWindow()
+	if n > u || !(n == c.sndMSS || c.cfg.NoDelay || c.sndNxt == c.sndUna || c.maxSndWnd > 0 && uint32(n) >= c.maxSndWnd/2) {
+		return 0, false
+	}
+	return u, true
 }
 
 // noOptions reports whether a segment carries no TCP option.
@@ -210,6 +220,58 @@ func (c *Conn) WriteFast(p []byte, out []Segment) ([]Segment, bool) {
 		c.stampPending = true
 	}
 	return out, ok
+}
+
+// FastHdr is the header of the segment WriteFastHdr sent, as far as it
+// changes from one segment to the next: the ports are the connection's,
+// and there is neither an option nor an urgent pointer.
+type FastHdr struct {
+	Seq, Ack uint32
+	Window   uint16
+	Flags    wire.TCPFlags
+}
+
+// WriteFastHdr is WriteFast for a link that encodes the segment itself
+// from a prebuilt header: it does exactly what WriteFast does to the
+// connection, and returns the segment's changing header fields instead
+// of appending a Segment (the payload is p). The caller must call SentAt
+// after it, as after WriteFast.
+func (c *Conn) WriteFastHdr(p []byte) (FastHdr, bool) {
+	if c.cc.PacingRate() > 0 {
+		return FastHdr{}, false
+	}
+	u, ok := c.fastWriteOK(p)
+	if !ok {
+		return FastHdr{}, false
+	}
+	c.forceRetx = false
+	c.appLimited = u > 0
+	c.directWait = false
+	// emitData and emit for new data at SND.NXT with ACK and PSH, in
+	// custody mode, unpaced, with no option, urgent pointer or ECN to
+	// add (fastWriteOK checked each), unrolled.
+	seq := c.sndNxt
+	end := seq + uint32(len(p))
+	if !c.rttTiming {
+		c.rttTiming, c.rttSeq, c.rttAt = true, seq, 0
+		c.stampPending = true
+	}
+	h := FastHdr{Seq: seq, Ack: c.rcvNxt, Flags: wire.FlagACK | wire.FlagPSH}
+	c.lastAckSent = c.rcvNxt
+	c.ackNow = false
+	c.rcvUnacked = 0
+	c.delackAt = 0
+	h.Window = c.advertise()
+	c.stats.SegsOut++
+	c.stats.BytesOut += uint64(len(p))
+	c.sndNxt, c.sndMax = end, end
+	if seqGT(end, c.custodyEnd) {
+		c.custodyEnd = end
+	}
+	c.persistAt = 0
+	c.sb.release(c.sndNxt)
+	c.fastOut++
+	return h, true
 }
 
 // SentAt gives the time the segment of the last WriteFast left: the start

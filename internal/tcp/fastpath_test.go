@@ -306,7 +306,20 @@ func (tw *twin) script(steps int) {
 				c := w.conns[side]
 				var k int
 				var err error
-				if direct {
+				if direct && !c.noFast {
+					// The fast world tries the link's header-only fast
+					// path first, then WriteDirect as a stack does.
+					if h, ok := c.WriteFastHdr(payload[:n]); ok {
+						c.SentAt(tw.now)
+						var seg Segment
+						seg.Hdr.SrcPort, seg.Hdr.DstPort = c.Ports()
+						seg.Hdr.Seq, seg.Hdr.Ack, seg.Hdr.Flags, seg.Hdr.Window = h.Seq, h.Ack, h.Flags, h.Window
+						seg.Payload = payload[:n]
+						k, w.out = n, append(w.out[:0], seg)
+					} else {
+						k, w.out, err = c.WriteDirect(tw.now, payload[:n], w.out[:0])
+					}
+				} else if direct {
 					k, w.out, err = c.WriteDirect(tw.now, payload[:n], w.out[:0])
 				} else {
 					k, err = c.Write(payload[:n])
