@@ -365,6 +365,7 @@ func (c *Conn) writeLocked(p []byte, src *Conn) (int, error) {
 // otherwise the writer takes the send side (txBusy), lets go of mu and
 // blocks in the fabric for room or for the DMA completion.
 func (c *Conn) emitLocked(data []byte, dma bool) error {
+	c.tsoLocked() // tso.go
 	i := 0
 	if !dma && !c.txBusy && len(c.pending) == 0 {
 		for ; i < len(c.out); i++ {
@@ -508,6 +509,7 @@ func fits(fc *fabric.Conn, n int) bool {
 // out (RFC 9293 MUST-58: one ACK for a batch of segments). What cannot go
 // now waits in pending.
 func (c *Conn) sendLocked() {
+	c.tsoLocked() // tso.go
 	out := c.out
 	for i := range out {
 		seg := &out[i]
