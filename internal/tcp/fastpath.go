@@ -94,8 +94,14 @@ func (c *Conn) fastInput(now time.Duration, seg *Segment, out []Segment) ([]Segm
 		}
 		c.retries = 0
 		c.dupAcks = 0
-		c.ackEv = cc.AckEvent{Now: now, Acked: acked, MinRTT: c.minRTT,
-			InFlight: int(c.sndMax - c.sndUna), AppLimited: c.appLimited}
+		// Field by field: a composite literal is built on the stack
+		// and copied in 16-byte moves that stall on the 8-byte stores
+		// just made (store forwarding fails), ~8 ns a segment.
+		// (Zeroed in place first, so a field added later is zero.)
+		e := &c.ackEv
+		*e = cc.AckEvent{}
+		e.Now, e.Acked, e.MinRTT = now, acked, c.minRTT
+		e.InFlight, e.AppLimited = int(c.sndMax-c.sndUna), c.appLimited
 		c.cc.OnAck(&c.ackEv)
 		if c.retainedInFlight() {
 			c.rtoAt = now + c.rto
