@@ -85,7 +85,10 @@
 // new connection goes to it, Config.OnRemove tells the gateway (which
 // resets the member's connections), and it stays out until the gateway
 // calls Join again. Removal applies to every policy, so Tick must be
-// called every Interval whatever the policy.
+// called every Interval whatever the policy. A reading that comes more
+// than half the stall timeout after the previous one judges no stall (the
+// gateway was not looking: its loop was starved, and on a loaded machine
+// this removed every member at once), and the stall clocks restart there.
 //
 // # Tuning
 //

@@ -411,6 +411,12 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 	if s.readings == 0 || dt <= 0 {
 		dt = s.cfg.Interval
 	}
+	// A gap of half the stall timeout since the last reading means the
+	// gateway itself was not running (its event loop starved of CPU):
+	// it saw nothing, and what it credits a member with may pass
+	// through that same loop (a flow's bytes when it ends), so it cannot
+	// blame anyone for the gap. The stall clocks restart from here.
+	blind := s.readings > 0 && dt > s.cfg.StallTimeout/2
 	aB := alpha(dt, s.cfg.Smoothing)
 	aR := alpha(dt, s.cfg.RateSmoothing)
 	var arrived float64
@@ -465,7 +471,7 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 				// could ever clear it.
 				m.rate += aR * (prior - m.rate)
 			}
-			if delta > 0 || occ == 0 {
+			if delta > 0 || occ == 0 || blind {
 				m.progressAt = now
 			}
 		}

@@ -123,6 +123,32 @@ func TestStallRemovesMemberAfterTimeout(t *testing.T) {
 	}
 }
 
+// A gap between readings of more than half the stall timeout is the
+// gateway not looking (its loop starved), not the members stalling: no
+// one is removed for it, and the stall clock starts again after it.
+func TestStallNotJudgedOverAGapInTheReadings(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1, 1)
+	l[0].occ, l[1].occ = 100, 100
+	s.Tick(0)
+	s.Tick(1 * ms)
+	// No reading for 300 ms, and nothing consumed meanwhile.
+	s.Tick(301 * ms)
+	if st := s.Member(addr(1)).State(); st != Up {
+		t.Fatalf(".1 is %v after a 300 ms gap in the readings, want up", st)
+	}
+	// From the gap on, a real stall is judged as usual.
+	for now := 302 * ms; now < 301*ms+DefaultStallTimeout; now += ms {
+		s.Tick(now)
+	}
+	if st := s.Member(addr(1)).State(); st != Up {
+		t.Fatalf(".1 is %v 249 ms after the gap, want up", st)
+	}
+	s.Tick(301*ms + DefaultStallTimeout)
+	if st := s.Member(addr(1)).State(); st != Removed {
+		t.Fatalf(".1 is %v 250 ms after the gap without consuming, want removed", st)
+	}
+}
+
 func TestStallRemovalAppliesToEveryPolicy(t *testing.T) {
 	for _, p := range Policies {
 		s, l := pool(t, Config{Policy: p, TableSize: 251}, 1, 1)
