@@ -504,6 +504,9 @@ func findMSS(th []byte) (uint16, int) {
 // outside host's RCV.NXT is unless something was lost (then RFC 5961 §3
 // makes it answer with a challenge ACK and the flow ends at its timeout).
 func (g *Gateway) resetOutside(now time.Duration, f *Flow) {
+	if g.serviceSpares(f) {
+		return // the client's SYN, resent, will find another member (service.go)
+	}
 	if !f.keyed || !f.synNode && !f.synRemote || f.done() {
 		return
 	}

@@ -454,6 +454,13 @@ func (g *Gateway) serviceFlowClosed(f *Flow) {
 	delete(m.flows, f)
 	r.done = true
 	m.load.Remove(r)
+	if f.conn.Err() != nil {
+		// The member's fabric connection failed (it died, or broke its
+		// ring): the next pick asks the fabric whether it lives instead
+		// of trusting the answer cached for a second (nodeLive), so no
+		// SYN goes to a dead member in the meantime.
+		delete(g.live, m.a4)
+	}
 }
 
 // ServiceMetrics is one service as the metrics show it.
@@ -532,4 +539,14 @@ func (g *Gateway) serviceSnapshot() []serviceSnapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.snap
+}
+
+// serviceSpares reports whether the gateway should not reset the outside
+// peer of f, a flow whose node failed: f went to a service member that
+// died before it answered the SYN. The client's TCP resends its SYN (RFC
+// 6298 §5: after the initial RTO) and that SYN, finding no flow, picks a
+// member again, so the connection is delayed, not lost. A flow the member
+// answered is reset as any flow of a dead node: it was in flight there.
+func (g *Gateway) serviceSpares(f *Flow) bool {
+	return g.svc.flows[f] != nil && !f.synNode
 }
