@@ -135,6 +135,16 @@ type service struct {
 	noMember uint64
 }
 
+// busy reports whether any member of sv has a flow.
+func (sv *service) busy() bool {
+	for _, m := range sv.members {
+		if len(m.flows) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 type member struct {
 	svc       *service
 	addr      netip.Addr
@@ -233,7 +243,11 @@ func (g *Gateway) serviceTimers(now time.Duration) time.Duration {
 				g.join(sv, m)
 			}
 		}
-		if sv.lb.Metrics().Up == 0 && len(sv.members) == 0 {
+		if !sv.busy() {
+			// No flow on any member: nothing to read, no one to
+			// judge, so no wake-up every Interval for an idle
+			// service. The first reading after the pause is late,
+			// which lb takes as a gap (no stall judged).
 			continue
 		}
 		if now >= sv.next {
