@@ -327,6 +327,34 @@ func TestServiceSpreadsConnectionsAndMembersLeaveByClosing(t *testing.T) {
 			t.Fatalf("member that left: %+v, want state left with 4 assigned", m)
 		}
 	}
+	// The same in the Prometheus output.
+	dlm := time.Now().Add(2 * time.Second)
+	for {
+		got := map[string]float64{}
+		mfs, err := gw.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "ultcp_gateway_service_connections_assigned_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "member" {
+						got[lp.GetValue()] = m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		if got[svcNodes[0].String()] == 4 && got[svcNodes[1].String()] == 8 {
+			break
+		}
+		if time.Now().After(dlm) {
+			t.Fatalf("ultcp_gateway_service_connections_assigned_total by member %v, want 4 and 8", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // A stack cannot make a service of a live node's address.
