@@ -275,7 +275,13 @@ func BenchmarkPingPong1Byte(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer c.Close()
+		st0 := a.Stats()
 		pingPong(b, c)
+		// How often this side's Read gave up spinning and slept, and how
+		// often its progress engine woke: both cost microseconds.
+		st1 := a.Stats()
+		b.ReportMetric(float64(st1.Sleeps-st0.Sleeps)/float64(b.N), "sleeps/op")
+		b.ReportMetric(float64(st1.EngineWakeups-st0.EngineWakeups)/float64(b.N), "wakeups/op")
 	})
 	// fabric-41B: raw records as large as the record of an ultcp
 	// 1-byte segment (40 bytes of headers and the byte). A 56-byte ring
