@@ -51,6 +51,7 @@ func TestCustodyThroughTheGatewayResendsAndReportsLoss(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Custody = 1 << 20 })
 	c := h.dial()
 	opts := custSYNBytes()
+	synSent := time.Now()
 	c.Send(seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7000, flags: flagSYN, opts: opts, zeroChecksums: true}.bytes())
 	h.devOut()
 	h.inject(tun.Packet{Data: seg{src: remote4, dst: node4, sport: 443, dport: 50000, seq: 9000, ack: 7001,
@@ -62,6 +63,9 @@ func TestCustodyThroughTheGatewayResendsAndReportsLoss(t *testing.T) {
 	} else if _, _, m, err := custody.ParsePacket(r); err != nil || m.Type != custody.Grant {
 		t.Fatalf("first record to the node: %v (%v), want GRANT", m, err)
 	}
+	// The gateway timed the handshake between taking in the SYN and the
+	// SYN-ACK: no longer than this.
+	handshake := time.Since(synSent)
 	if r := h.recv(c); custody.IsPacket(r) || r[33]&flagSYN == 0 {
 		t.Fatalf("second record to the node % x, want the SYN-ACK", r[:min(len(r), 40)])
 	}
@@ -98,8 +102,9 @@ func TestCustodyThroughTheGatewayResendsAndReportsLoss(t *testing.T) {
 		t.Fatalf("resent seq %d ack %d, %d octets (%q...); want the second segment", th.Seq, th.Ack, len(payload), payload[:min(len(payload), 4)])
 	}
 	// The ACK covering the resend, an RTT later (the gateway's clock is
-	// moved on 50 ms, more than the handshake took): the loss is real.
-	h.skew.Add(int64(50 * time.Millisecond))
+	// moved on at least 50 ms, and no less than the handshake took, the
+	// custodian's first RTT sample): the loss is real.
+	h.advance(max(50*time.Millisecond, handshake))
 	h.inject(tun.Packet{Data: seg{src: remote4, dst: node4, sport: 443, dport: 50000, seq: 9001, ack: 7001 + 5*n,
 		flags: flagACK, opts: tsOpt(11, 3)}.bytes()})
 	m := h.recvCustody(c)

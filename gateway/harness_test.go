@@ -209,6 +209,16 @@ func (h *harness) waitFor(what string, cond func() bool) {
 	}
 }
 
+// advance moves the gateway's clock on by d and returns once the event
+// loop sleeps. The loop reads its clock once an iteration, before it
+// drains the device: a packet injected before it slept again could be
+// handled at a time read before the move.
+func (h *harness) advance(d time.Duration) {
+	h.t.Helper()
+	h.skew.Add(int64(d))
+	h.waitFor("the event loop to sleep", h.g.sleeping.Load)
+}
+
 // seg describes a TCP segment literally.
 type seg struct {
 	src, dst         wire.IPv4Addr
