@@ -204,6 +204,17 @@ func (c *ultcpCluster) metrics() string {
 	return b.String()
 }
 
+// grepMetrics returns the lines of metrics that contain word, on one line.
+func grepMetrics(metrics, word string) string {
+	var b []string
+	for line := range strings.Lines(metrics) {
+		if strings.Contains(line, word) {
+			b = append(b, strings.TrimSpace(line))
+		}
+	}
+	return strings.Join(b, "; ")
+}
+
 // metricValue finds a sample (name with labels, as printed) in metrics's
 // non-zero lines; absent means 0.
 func metricValue(metrics, sample string) string {
