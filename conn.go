@@ -637,6 +637,9 @@ func (c *Conn) drainLocked(now time.Duration, dst []byte, arm bool) int {
 		}
 	}
 	if processed > 0 {
+		if c.lip != c.s.ip {
+			c.fc.PublishConsumed() // a service member's progress, for the gateway (service.go)
+		}
 		if len(c.out) > 0 {
 			c.sendLocked()
 		}

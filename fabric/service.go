@@ -223,3 +223,15 @@ func (c *Conn) RingProduced() uint64 {
 	}
 	return c.tx.pubHead.Load()
 }
+
+// PublishConsumed makes the receiving ring's consumer position visible to
+// the peer now, instead of at the next batch or when the consumer goes
+// idle. A service member calls it after it consumed records, so that the
+// gateway's load balancer, which reads that position as the member's
+// progress (gateway/lb), sees a request taken when it is taken. Only the
+// goroutine consuming the ring may call it (as Peek and Release).
+func (c *Conn) PublishConsumed() {
+	if c.rx.tail != c.rx.pubTail {
+		c.rx.publish()
+	}
+}
