@@ -308,6 +308,15 @@ func TestEchoRequestForAddressWithoutNodeGetsHostUnreachable(t *testing.T) {
 }
 
 func TestICMPFragmentationNeededGoesOnTheQuotedFlowsRing(t *testing.T) {
+	// From a router outside, and from the gateway's own kernel, which
+	// sends the errors of packets it routes out of the TUN device from
+	// the TUN's address: the gateway's.
+	for _, router := range []wire.IPv4Addr{{192, 168, 77, 254}, gw4} {
+		t.Run(router.Netip().String(), func(t *testing.T) { testFragmentationNeededFrom(t, router) })
+	}
+}
+
+func testFragmentationNeededFrom(t *testing.T, router wire.IPv4Addr) {
 	h := newHarness(t, nil)
 	c := establishedFromNode(h, 1460)
 	// The node sends 1400 bytes; a router on the way says that was too
@@ -315,7 +324,6 @@ func TestICMPFragmentationNeededGoesOnTheQuotedFlowsRing(t *testing.T) {
 	c.Send(seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001, flags: flagACK, payload: make([]byte, 1400), zeroChecksums: true}.bytes())
 	h.devOut()
 	quoted := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001, flags: flagACK, payload: make([]byte, 1400)}.bytes()[:28]
-	router := wire.IPv4Addr{192, 168, 77, 254}
 	b := make([]byte, 20+8+len(quoted))
 	b[0] = 0x45
 	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
@@ -342,6 +350,16 @@ func TestICMPFragmentationNeededGoesOnTheQuotedFlowsRing(t *testing.T) {
 	if p := h.devOut(); p.GSOSize != 1228 {
 		t.Fatalf("GSOSize %d after fragmentation needed at MTU 1280, want 1228", p.GSOSize)
 	}
+}
+
+func TestTCPFromTheGatewaysOwnAddressIsSpoofed(t *testing.T) {
+	// Only ICMP may come from the gateway's address on the device side
+	// (its kernel's errors); TCP from a cluster address is spoofed.
+	h := newHarness(t, nil)
+	syn := outsideSYN()
+	syn.src = gw4
+	h.inject(tun.Packet{Data: syn.bytes()})
+	h.waitFor("spoofed count", func() bool { return h.g.Stats().Drop("spoofed") == 1 })
 }
 
 func TestBadTCPChecksumFromDeviceIsDroppedUnlessTheKernelVouches(t *testing.T) {

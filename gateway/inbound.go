@@ -52,9 +52,15 @@ func (g *Gateway) fromOutside(now time.Duration, p tun.Packet) {
 		g.stats.drop(dropNotCluster)
 		return
 	}
-	if g.subnet.Contains(src.Netip()) {
+	if g.subnet.Contains(src.Netip()) && !(src == g.addr && b[9] == 1) {
 		// Cluster addresses live on the fabric side only (RFC 2827
 		// ingress filtering); nodes trust what the gateway forwards.
+		// One exception: the gateway's own kernel, routing a node's
+		// packet out of the TUN device, sends its ICMP errors (such
+		// as fragmentation needed, RFC 1191) from the address of the
+		// interface the packet came in on, the TUN's, which is the
+		// gateway's address. Those are routed by the quoted header
+		// and checked by the node's engine like any ICMP error.
 		g.stats.drop(dropSpoofed)
 		return
 	}
