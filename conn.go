@@ -79,9 +79,12 @@ type Conn struct {
 	urg              urgentState   // urgent marks signalled (urgent.go)
 	rw, ww           waiter
 
-	closed     atomic.Bool  // Close was called (spinners look at it)
-	rdDeadline atomic.Int64 // unix nanoseconds, 0: none
-	wrDeadline atomic.Int64
+	closed atomic.Bool // Close was called (spinners look at it)
+	// engineMissed: the progress engine came to run the connection and
+	// may have found mu held (see sleep).
+	engineMissed atomic.Bool
+	rdDeadline   atomic.Int64 // unix nanoseconds, 0: none
+	wrDeadline   atomic.Int64
 
 	entry        timerwheel.Entry // under s.mu
 	entryAt      atomic.Int64     // entry's deadline, 0: not scheduled
@@ -865,10 +868,17 @@ func (c *Conn) sleep(w *waiter, dl *atomic.Int64, done <-chan struct{}) {
 	w.asleep = true
 	c.s.stats.sleeps.Add(1)
 	c.mu.Unlock()
-	select {
-	case <-w.ch:
-	case <-tch:
-	case <-done:
+	// The progress engine may have come for this connection (a record
+	// rang the doorbell) while we held mu, and gone away (engineRun
+	// only try-locks): then nobody would wake us before its retry tick,
+	// a millisecond on. It says so in engineMissed before it tries the
+	// lock; we look after letting go of it: one of us sees the other.
+	if !c.engineMissed.Swap(false) {
+		select {
+		case <-w.ch:
+		case <-tch:
+		case <-done:
+		}
 	}
 	c.mu.Lock()
 	w.asleep = false
@@ -1012,10 +1022,12 @@ func (c *Conn) touchLocked(now time.Duration) {
 // does nothing if an application goroutine holds the connection, except
 // ask to be run again a tick later.
 func (c *Conn) engineRun(now time.Duration, timer bool) {
+	c.engineMissed.Store(true) // see sleep
 	if !c.mu.TryLock() {
 		c.s.arm(c, now+timerwheel.DefaultTick)
 		return
 	}
+	c.engineMissed.Store(false)
 	defer c.mu.Unlock()
 	if c.finished {
 		return
