@@ -416,15 +416,8 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 		if c.rttTiming && seqGT(ack, c.rttSeq) {
 			c.rttSample(now - c.rttAt)
 			c.rttTiming = false
-		} else if !c.rttTiming && c.tsOK && h.Options.TSEcr != 0 {
-			// No segment is being timed (Karn's rule discarded it after a
-			// retransmission): RFC 7323 §4's RTTM still gives a sample,
-			// since the echoed TSval belongs to the segment that caused
-			// this ACK. Its millisecond tick is coarse, so it is used
-			// only here, where it ends the backed-off RTO.
-			if d := c.tsNow(now) - h.Options.TSEcr; d < 1<<31 {
-				c.rttSample(max(time.Duration(d)*time.Millisecond, 1))
-			}
+		} else if !c.rttTiming {
+			c.sampleUntimed(now, &h.Options) // Karn stopped the timing (timer.go)
 		}
 		c.retries = 0
 		c.dupAcks = 0

@@ -330,7 +330,11 @@ func (c *Conn) sendData(now time.Duration, out []Segment) []Segment {
 		// (SetCustody): send nothing new to retain meanwhile.
 		return out
 	}
+	sent := c.sndMax
 	out = c.sendNew(now, out, false)
+	if c.sndMax != sent {
+		c.armTLP(now) // RFC 8985 §7.2: restart the PTO after new data
+	}
 	if c.inRecovery && len(out) == n {
 		out = c.rescue(now, out)
 	}

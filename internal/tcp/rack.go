@@ -266,20 +266,31 @@ func (c *Conn) enterRecovery(now time.Duration) {
 }
 
 // armTLP schedules a tail loss probe (RFC 8985 §7.2) when the connection
-// runs RACK-TLP, is not recovering, and has retained data in flight and
-// no probe outstanding.
+// runs RACK-TLP, is not recovering, has retained data in flight, nothing
+// SACKed and no probe outstanding. It is called both when an ACK
+// advances SND.UNA and after new data goes out, so the PTO runs from the
+// last transmission and is sized by what is in flight after it. (Armed
+// on ACKs only, a flight sent after the ACK that emptied the pipe had no
+// probe at all, and the loss of its one ACK cost an RTO.)
+//
+// PTO = 2·SRTT, at least tlpMinPTO, or 2·SRTT + WCDelAckT when a single
+// segment is in flight (its lone ACK may be delayed). When the PTO would
+// reach the RTO, the probe takes the RTO's place (RFC 8985 §7.2: PTO =
+// min(PTO, time to the RTO)): it repairs a lost tail as the RTO would
+// without collapsing cwnd, and re-arms the RTO behind it (§7.3).
 func (c *Conn) armTLP(now time.Duration) {
 	c.tlpAt = 0
-	if !c.useRACK() || c.inRecovery || c.rtoRecovery || c.tlp.active || c.board.n() == 0 || c.srtt == 0 || c.sndWnd == 0 {
+	if !c.useRACK() || c.inRecovery || c.rtoRecovery || c.tlp.active || c.board.n() == 0 ||
+		c.board.nSACKed > 0 || c.srtt == 0 || c.sndWnd == 0 {
 		return
 	}
-	pto := 2 * c.srtt
+	pto := max(2*c.srtt, tlpMinPTO)
 	if c.sndMax-c.sndUna <= uint32(c.sndMSS) {
-		pto += tlpWorstDelAck // the lone segment's ACK may be delayed
+		pto = 2*c.srtt + tlpWorstDelAck // the lone segment's ACK may be delayed
 	}
 	at := now + pto
-	if c.rtoAt != 0 && at >= c.rtoAt {
-		return // the RTO comes first anyway
+	if c.rtoAt != 0 && at > c.rtoAt {
+		at = c.rtoAt
 	}
 	c.tlpAt = at
 }
@@ -287,6 +298,14 @@ func (c *Conn) armTLP(now time.Duration) {
 // tlpWorstDelAck is RFC 8985 §7.2's WCDelAckT: the longest a receiver
 // may delay the ACK of a lone segment.
 const tlpWorstDelAck = 200 * time.Millisecond
+
+// tlpMinPTO is the shortest PTO. On a path whose RTT is 100 µs, 2·SRTT
+// alone would fire at every hiccup of a busy host on the way (a receiver
+// that ACKs a batch at once, a descheduled gateway), each time sending a
+// segment the window had not allowed. Linux adds two timer ticks (2 ms
+// at HZ=1000) to 2·SRTT; QUIC bounds every loss timer below by a
+// granularity of 1 ms (RFC 9002 §6.1.2).
+const tlpMinPTO = 2 * time.Millisecond
 
 // onTLP sends a tail loss probe (RFC 8985 §7.3): a new segment if the
 // windows allow, else the highest-sequence unSACKed segment again. The

@@ -32,6 +32,11 @@ func (c *Conn) OnTimer(now time.Duration, out []Segment) []Segment {
 		c.enterClosed(nil)
 		return out
 	}
+	if c.tlpAt != 0 && now >= c.tlpAt && (c.rtoAt == 0 || c.tlpAt <= c.rtoAt) {
+		// RFC 8985 §7.2: a probe due no later than the RTO goes in its
+		// place; onTLP re-arms the RTO.
+		out = c.onTLP(now, out)
+	}
 	if c.rtoAt != 0 && now >= c.rtoAt {
 		out = c.onRTO(now, out)
 		if c.state == Closed {
@@ -85,6 +90,40 @@ func (c *Conn) rttSample(r time.Duration) {
 		c.srtt = (7*c.srtt + r) / 8
 	}
 	c.rto = c.baseRTO()
+}
+
+// sampleUntimed feeds the RFC 6298 estimator after an ACK of new data
+// when no segment is being timed (Karn's rule dropped the timing at a
+// retransmission), so that the first such ACK ends a backed-off RTO.
+// The sample is the one the records give: the newest segment this ACK
+// delivered that was sent only once (RFC 8985 §6.2 step 2), timed with
+// our clock like the timed segment. Without one (the ACK covered
+// retransmissions only) RFC 7323 §4's echoed timestamp is used, whose
+// tick is a millisecond: it may not lower minRTT (RACK's reordering
+// window, and its test of whether an ACK could be for a retransmission),
+// and a difference of 0 ticks says only "under a millisecond", so it
+// ends the backoff without moving SRTT. (Taking 0 ticks as a 1 ns round
+// trip drove minRTT to 1 ns and RACK's reordering window to nothing.)
+func (c *Conn) sampleUntimed(now time.Duration, o *wire.TCPOptions) {
+	if c.rack.haveSample {
+		c.rttSample(max(now-c.rack.sampleAt, 1))
+		return
+	}
+	if !c.tsOK || o.TSEcr == 0 {
+		return
+	}
+	d := c.tsNow(now) - o.TSEcr
+	switch {
+	case d >= 1<<31: // echoes a TSval from our future: not ours
+	case d == 0:
+		c.rto = c.baseRTO()
+	default:
+		minRTT := c.minRTT
+		c.rttSample(time.Duration(d) * time.Millisecond)
+		if minRTT != 0 {
+			c.minRTT = minRTT
+		}
+	}
 }
 
 // baseRTO is SRTT + 4·RTTVAR bounded by RTOMin and RTOMax (RFC 6298

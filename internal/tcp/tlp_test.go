@@ -1,0 +1,115 @@
+package tcp
+
+import (
+	"testing"
+	"time"
+)
+
+// Tail loss probes on paths where a flight's only ACK may be lost
+// (RFC 8985 §7), and the RTT samples that size them.
+
+// RFC 8985 §7.2: the PTO is (re)started after new data is sent, not
+// only when an ACK advances SND.UNA. Here a flight goes out with nothing
+// in flight before it (the ACK that emptied the pipe armed no probe);
+// if the flight's ACK is lost, the probe still goes out 2·SRTT = 20 ms
+// after the flight, not the RTO 200 ms after it.
+func TestTailLossProbeArmedWhenNewDataIsSent(t *testing.T) {
+	h := establishedRACK(t)
+	ts := tsv(10 * time.Millisecond)
+	h.write(3*988,
+		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
+		"<SEQ=1089><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
+		"<SEQ=2077><ACK=301><CTL=PSH,ACK><WND=8000><TS="+ts+",5000><DATA=988>")
+	if want := 30 * time.Millisecond; h.c.tlpAt != want || h.c.Deadline() != want {
+		t.Fatalf("PTO at %v, deadline %v; want both at %v (10 ms + 2·SRTT)", h.c.tlpAt, h.c.Deadline(), want)
+	}
+	// No new data: the probe is the last segment again.
+	h.at(30*time.Millisecond,
+		"<SEQ=2077><ACK=301><CTL=PSH,ACK><WND=8000><TS="+tsv(30*time.Millisecond)+",5000><DATA=988>")
+	if s := h.c.Stats(); s.TLPProbes != 1 || s.Timeouts != 0 {
+		t.Fatalf("probes %d, timeouts %d; want 1 probe and no timeout", s.TLPProbes, s.Timeouts)
+	}
+}
+
+// RFC 8985 §7.2: with one segment in flight the PTO adds the worst-case
+// delayed ACK (2·SRTT + 200 ms = 220 ms), which is later than the RTO
+// (200 ms, RTOMin): the probe is capped at the RTO's time and goes in
+// its place, so the lone segment is resent without a timeout (cwnd is
+// not collapsed, the RTO not backed off).
+func TestTailLossProbeTakesTheRTOsPlaceForALoneSegment(t *testing.T) {
+	h := establishedRACK(t)
+	ts := tsv(10 * time.Millisecond)
+	h.write(500, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><TS="+ts+",5000><DATA=500>")
+	if want := 210 * time.Millisecond; h.c.tlpAt != want || h.c.rtoAt != want {
+		t.Fatalf("PTO at %v, RTO at %v; want both at %v", h.c.tlpAt, h.c.rtoAt, want)
+	}
+	cwnd := h.c.CongestionWindow()
+	h.at(210*time.Millisecond,
+		"<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><TS="+tsv(210*time.Millisecond)+",5000><DATA=500>")
+	s := h.c.Stats()
+	if s.TLPProbes != 1 || s.Timeouts != 0 || h.c.CongestionWindow() != cwnd || h.c.rto != 200*time.Millisecond {
+		t.Fatalf("probes %d, timeouts %d, cwnd %d (was %d), RTO %v; want a probe, no timeout, cwnd and RTO (200ms) kept",
+			s.TLPProbes, s.Timeouts, h.c.CongestionWindow(), cwnd, h.c.rto)
+	}
+	if want := 410 * time.Millisecond; h.c.rtoAt != want {
+		t.Fatalf("RTO at %v after the probe, want %v (§7.3: re-armed)", h.c.rtoAt, want)
+	}
+}
+
+// RFC 8985 §7.2: a short PTO is bounded below by tlpMinPTO (2 ms), so a
+// path with a 100 µs RTT does not probe at every hiccup of a host.
+func TestTailLossProbeNoSoonerThanMinPTO(t *testing.T) {
+	h := establishedRACK(t)
+	h.c.srtt = 100 * time.Microsecond
+	ts := tsv(10 * time.Millisecond)
+	h.write(2*988,
+		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
+		"<SEQ=1089><ACK=301><CTL=PSH,ACK><WND=8000><TS="+ts+",5000><DATA=988>")
+	if want := 12 * time.Millisecond; h.c.tlpAt != want {
+		t.Fatalf("PTO at %v, want %v (2·SRTT = 200 µs raised to 2 ms)", h.c.tlpAt, want)
+	}
+}
+
+// RFC 6298 §5.5 and Karn: after a timeout no segment is timed, so the
+// first ACK of new data ends the backoff through RFC 7323 §4's echoed
+// timestamp. When it echoes a TSval of the current millisecond, the
+// round trip is only known to be under one tick: the backoff ends
+// (RTO back to 200 ms) but neither SRTT nor minRTT move — minRTT sizes
+// RACK's reordering window, and a 1 ns "sample" once shrank it to
+// nothing on every connection whose round trip is under a millisecond.
+func TestTimestampEchoUnderOneTickEndsBackoffKeepsMinRTT(t *testing.T) {
+	h := establishedRACK(t)
+	ts := tsv(10 * time.Millisecond)
+	h.write(500, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><TS="+ts+",5000><DATA=500>")
+	// The probe takes the RTO's place at 210 ms; the RTO behind it
+	// fires at 410 ms and backs off.
+	h.at(210*time.Millisecond,
+		"<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><TS="+tsv(210*time.Millisecond)+",5000><DATA=500>")
+	h.at(410*time.Millisecond,
+		"<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><TS="+tsv(410*time.Millisecond)+",5000><DATA=500>")
+	if h.c.rto != 400*time.Millisecond {
+		t.Fatalf("RTO %v after the timeout, want 400ms (backed off)", h.c.rto)
+	}
+	h.now = 410*time.Millisecond + 500*time.Microsecond
+	h.in("<SEQ=301><ACK=601><CTL=ACK><WND=10000><TS=5400," + tsv(410*time.Millisecond) + ">")
+	if h.c.rto != 200*time.Millisecond || h.c.srtt != 10*time.Millisecond || h.c.minRTT != 10*time.Millisecond {
+		t.Fatalf("RTO %v, SRTT %v, minRTT %v; want 200ms, 10ms, 10ms", h.c.rto, h.c.srtt, h.c.minRTT)
+	}
+}
+
+// When no segment is timed, an ACK that delivers a segment sent only
+// once is timed by its record (our clock, RFC 8985 §6.2), not by the
+// echoed timestamp's millisecond tick: here 1.5 ms exactly.
+func TestUntimedACKSampledFromRecordNotTimestamp(t *testing.T) {
+	h := establishedRACK(t)
+	h.c.rttTiming = false // as after a retransmission (Karn)
+	ts := tsv(10 * time.Millisecond)
+	h.write(500, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><TS="+ts+",5000><DATA=500>")
+	h.c.rttTiming = false
+	h.now = 11500 * time.Microsecond
+	h.in("<SEQ=301><ACK=601><CTL=ACK><WND=10000><TS=5001," + ts + ">")
+	// SRTT = 7/8·10 ms + 1/8·1.5 ms.
+	if want := 8937500 * time.Nanosecond; h.c.srtt != want || h.c.minRTT != 1500*time.Microsecond {
+		t.Fatalf("SRTT %v, minRTT %v; want %v and 1.5ms", h.c.srtt, h.c.minRTT, want)
+	}
+}
