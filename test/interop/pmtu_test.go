@@ -1,14 +1,9 @@
 package interop
 
 import (
-	"os"
 	"os/exec"
 	"testing"
 )
-
-// knownFailuresEnv=1 runs cases that are known to fail, each skipped
-// otherwise with a message saying why.
-const knownFailuresEnv = "ULTCP_INTEROP_KNOWN_FAILURES"
 
 // pmtuMTU is the MTU of gw's end of the veth in TestPathMTUDiscovery:
 // below the 1500 bytes both ends assume, so only ICMP "fragmentation
@@ -33,13 +28,6 @@ func TestPathMTUDiscovery(t *testing.T) {
 	sz := suiteSizes(t)
 	for _, kind := range []string{"linux", "ultcp"} {
 		t.Run(kind, func(t *testing.T) {
-			if kind == "ultcp" && os.Getenv(knownFailuresEnv) != "1" {
-				// Measured 2026-11-25 16:45: gw's kernel sends the ICMP
-				// from 10.77.0.1 (the TUN's address); the gateway drops it
-				// as spoofed and the download stalls. Remove this skip
-				// when the gateway accepts it.
-				t.Skipf("known failure (gateway-contract.md, Changes, H7 16:50): the gateway drops gw's ICMP fragmentation-needed as spoofed; %s=1 runs it", knownFailuresEnv)
-			}
 			tp := NewTopology(t, kind == "linux")
 			if err := tp.GW.SetMTU(GWDev, pmtuMTU); err != nil {
 				t.Fatal(err)
@@ -53,7 +41,11 @@ func TestPathMTUDiscovery(t *testing.T) {
 			cl.startHTTP(t)
 			curlDownload(t, tp, sz.curl, sz.run)
 			if u, ok := cl.(*ultcpCluster); ok {
-				t.Logf("gateway: %s", grepMetrics(u.metrics(), "icmp"))
+				m := u.metrics()
+				t.Logf("gateway: %s", grepMetrics(m, "icmp"))
+				if metricValue(m, `ultcp_gateway_icmp_total{kind="error_routed"}`) == "0" {
+					t.Errorf("the gateway routed no ICMP error to the flow: the MTU was not discovered that way")
+				}
 			}
 		})
 	}
