@@ -31,6 +31,11 @@ import (
 // authoritative; a gateway must re-segment it (TSO) before it leaves the
 // fabric. A receiver accepts tot_len 0 only for packets that really are
 // longer than 65535 bytes.
+//
+// TSO records (tso.go). On a connection through the gateway a PIO record
+// may likewise carry several MSS segments' worth behind the first
+// segment's headers (up to one IPv4 packet); the gateway cuts it at the
+// flow's MSS as the kernel's GSO does.
 
 const (
 	ipHdrLen = 20

@@ -51,6 +51,10 @@
 //     (BIG TCP, link.go); the receiver pulls them straight into the
 //     reader's buffer or, for a small reader, once into a scratch buffer
 //     it lends from.
+//   - Through the gateway, whose flows have an Ethernet MSS, the
+//     consecutive segments one engine call emits go as one record of up to
+//     64 KiB, as a NIC's TSO (tso.go); the gateway writes it to its device
+//     as one GSO packet, and the engine still counts per segment.
 //
 // The package must never trust the fabric: a record that is not a valid
 // packet for its connection resets that connection only, never the
