@@ -9,6 +9,9 @@ type event struct {
 	seq uint64 // insertion order: ties arrive in the order they were sent
 	to  int    // endpoint index
 	buf []byte // the encoded IPv4 packet, owned by the event
+	// corrupt says the link changed a byte of it (the receiver must
+	// find out by the checksum alone; this is for the counters).
+	corrupt bool
 }
 
 // before orders events by (at, seq), so a run is deterministic.
@@ -29,9 +32,9 @@ type scheduler struct {
 	free [][]byte
 }
 
-func (s *scheduler) push(at time.Duration, to int, buf []byte) {
+func (s *scheduler) push(at time.Duration, to int, buf []byte, corrupt bool) {
 	s.seq++
-	s.q = append(s.q, event{at: at, seq: s.seq, to: to, buf: buf})
+	s.q = append(s.q, event{at: at, seq: s.seq, to: to, buf: buf, corrupt: corrupt})
 	for i := len(s.q) - 1; i > 0; {
 		p := (i - 1) / 2
 		if !before(&s.q[i], &s.q[p]) {

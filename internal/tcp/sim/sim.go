@@ -80,6 +80,10 @@ type Config struct {
 	SampleEvery time.Duration
 	// Progress, if set, is called about once per simulated second.
 	Progress func(Progress)
+	// Trace, if set, is called for every segment an endpoint emits
+	// (from is 0 for the sender, 1 for the receiver), with whether the
+	// link dropped it.
+	Trace func(now time.Duration, from int, seg *tcp.Segment, dropped bool)
 }
 
 // MaxSamples bounds the time series of a run.
@@ -161,8 +165,12 @@ type Result struct {
 	Timeouts        uint64 `json:"timeouts"`
 	FastRetransmits uint64 `json:"fast_retransmits"`
 	// ChecksumDrops counts packets the receiving side dropped because
-	// the IPv4 header or TCP checksum failed.
-	ChecksumDrops int64 `json:"checksum_drops"`
+	// the IPv4 header or TCP checksum failed; CorruptArrived counts the
+	// corrupted packets that reached an endpoint before the run ended
+	// (the links' Corrupted counts those still on the wire too), which
+	// every check must have caught.
+	ChecksumDrops  int64 `json:"checksum_drops"`
+	CorruptArrived int64 `json:"corrupt_arrived"`
 	// RTT summarises the RTT samples.
 	RTT RTTStats `json:"rtt"`
 	// Forward and Reverse are the links' counters.
@@ -257,6 +265,7 @@ type sim struct {
 	spurious  int64
 	rtts      []time.Duration
 	ckDrops   int64
+	corruptIn int64
 
 	series     []Sample
 	every      time.Duration
@@ -451,6 +460,9 @@ func (s *sim) transmit(from int) {
 			off := s.offset(seg.Hdr.Seq)
 			s.delivered.add(off, off+int64(len(seg.Payload)))
 		}
+		if s.cfg.Trace != nil {
+			s.cfg.Trace(s.now, from, seg, f.Dropped)
+		}
 		if f.Dropped {
 			s.sched.release(buf)
 			continue
@@ -458,12 +470,12 @@ func (s *sim) transmit(from int) {
 		if f.Dup {
 			d := s.sched.buffer(n)
 			copy(d, buf)
-			s.sched.push(f.DupAt, to, d)
+			s.sched.push(f.DupAt, to, d, false)
 		}
 		if f.Corrupt >= 0 {
 			buf[f.Corrupt] ^= f.XOR
 		}
-		s.sched.push(f.Arrive, to, buf)
+		s.sched.push(f.Arrive, to, buf, f.Corrupt >= 0)
 	}
 }
 
@@ -537,6 +549,9 @@ func (s *sim) ackArrived(h *wire.TCPHeader) {
 // checksums first, then TCP.
 func (s *sim) deliver(e event) {
 	defer s.sched.release(e.buf)
+	if e.corrupt {
+		s.corruptIn++
+	}
 	var ip wire.IPv4Header
 	p, err := ip.Parse(e.buf)
 	if err != nil || ip.Protocol != wire.ProtoTCP || ip.Dst != addrs[e.to] {
@@ -670,6 +685,7 @@ func (s *sim) result() *Result {
 		Retransmits:         s.retx,
 		SpuriousRetransmits: s.spurious,
 		ChecksumDrops:       s.ckDrops,
+		CorruptArrived:      s.corruptIn,
 		Forward:             s.links[sender].stats,
 		Reverse:             s.links[receiver].stats,
 		Series:              s.series,
