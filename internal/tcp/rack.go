@@ -307,15 +307,31 @@ const tlpWorstDelAck = 200 * time.Millisecond
 // granularity of 1 ms (RFC 9002 §6.1.2).
 const tlpMinPTO = 2 * time.Millisecond
 
-// onTLP sends a tail loss probe (RFC 8985 §7.3): a new segment if the
-// windows allow, else the highest-sequence unSACKed segment again. The
+// onTLP sends a tail loss probe (RFC 8985 §7.3): new data if the peer's
+// window allows, else the highest-sequence unSACKed segment again. The
 // RTO is armed afresh.
+//
+// New data goes out as two segments when there are two (RFC 9002 §6.2.4
+// lets a QUIC probe be two packets, so that one loss does not cost the
+// next, doubled PTO). In TCP the second segment does more: a receiver
+// holding one in-order segment may delay its ACK (40 ms on Linux, up to
+// 500 ms by RFC 9293), but must ACK every second full-sized segment at
+// once (RFC 9293 §3.8.6.3, RFC 5681 §4.2). The usual tail is a flight
+// whose one ACK was lost (a receiver that ACKs a burst at once); a
+// single new segment then arrives in order and waits for the delayed
+// ACK, which also feeds SRTT a 40 ms "round trip"; two are answered at
+// once, as are probes that arrive out of order because the tail itself
+// was lost.
 func (c *Conn) onTLP(now time.Duration, out []Segment) []Segment {
 	c.tlpAt = 0
 	c.stats.TLPProbes++
 	n := len(out)
-	if seqLT(c.sndNxt, c.dataEnd()) || (c.finQueued && !c.finSent()) {
+	for i := 0; i < tlpNewSegments && (seqLT(c.sndNxt, c.dataEnd()) || (c.finQueued && !c.finSent())); i++ {
+		k := len(out)
 		out = c.sendNew(now, out, true)
+		if len(out) == k {
+			break // the peer's window is full
+		}
 	}
 	if len(out) > n {
 		c.tlp = tlpState{endSeq: c.sndMax, active: true}
@@ -336,6 +352,9 @@ func (c *Conn) onTLP(now time.Duration, out []Segment) []Segment {
 	}
 	return out
 }
+
+// tlpNewSegments is how many new segments a probe sends (see onTLP).
+const tlpNewSegments = 2
 
 // tlpAcked ends a probe episode once the ACK covers it (RFC 8985 §7.4):
 // a retransmitted probe not reported as a duplicate repaired a real loss,

@@ -113,3 +113,24 @@ func TestUntimedACKSampledFromRecordNotTimestamp(t *testing.T) {
 		t.Fatalf("SRTT %v, minRTT %v; want %v and 1.5ms", h.c.srtt, h.c.minRTT, want)
 	}
 }
+
+// RFC 8985 §7.3 with RFC 9002 §6.2.4's two probe packets: the flight's
+// ACK was lost, and the probe sends two new segments, which a receiver
+// must ACK at once (every second full-sized segment, RFC 9293
+// §3.8.6.3), where one would wait for its delayed ACK.
+func TestTailLossProbeSendsTwoNewSegments(t *testing.T) {
+	h := establishedRACK(t)
+	ts := tsv(10 * time.Millisecond)
+	h.c.cc.OnRTO(h.now, 0) // cwnd of one segment: the rest waits
+	h.write(3*988, "<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>")
+	if want := 210 * time.Millisecond; h.c.tlpAt != want {
+		t.Fatalf("PTO at %v, want %v (one segment in flight: capped at the RTO)", h.c.tlpAt, want)
+	}
+	at := tsv(210 * time.Millisecond)
+	h.at(210*time.Millisecond,
+		"<SEQ=1089><ACK=301><CTL=ACK><WND=8000><TS="+at+",5000><DATA=988>",
+		"<SEQ=2077><ACK=301><CTL=PSH,ACK><WND=8000><TS="+at+",5000><DATA=988>")
+	if s := h.c.Stats(); s.TLPProbes != 1 || s.Timeouts != 0 || h.c.tlp.endSeq != 3065 {
+		t.Fatalf("probes %d, timeouts %d, TLP.end_seq %d; want 1, 0, 3065", s.TLPProbes, s.Timeouts, h.c.tlp.endSeq)
+	}
+}
