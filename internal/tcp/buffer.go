@@ -21,7 +21,7 @@ func (b *sendBuf) allocated() bool { return b.buf != nil }
 
 // minSendAlloc is the send ring's first allocation. Its memory grows
 // with what it holds, doubling up to size, as the receive ring's does: a
-// connection through the gateway may queue 1 MiB (DefaultSendBuf), but
+// connection through the gateway may queue 4 MiB (ultcp.DefaultSendBuf), but
 // one that writes a request of a few hundred bytes should not allocate
 // and zero a mebibyte for it, and one in the gateway's custody never
 // queues more than a write.
