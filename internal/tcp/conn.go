@@ -111,6 +111,7 @@ type Conn struct {
 	ackNow     bool // an ACK must go out on the next output
 	batching   bool // inside InputBatch: hold the ACK until the end
 	rcvUnacked int  // in-order octets received since our last ACK
+	quickAcks  int  // in-order segments still to ACK at once after a hole (sack.go)
 
 	// Loss recovery (RFC 5681 §3.2, RFC 6582).
 	dupAcks    int

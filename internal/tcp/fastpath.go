@@ -138,6 +138,9 @@ func (c *Conn) fastInput(now time.Duration, seg *Segment, out []Segment) ([]Segm
 		c.rcvUnacked += n
 		if c.rcvUnacked >= 2*c.rcvMSS || c.cfg.DelayedAck < 0 {
 			c.ackNow = true
+		} else if c.quickAcks > 0 {
+			c.quickAcks-- // as inputText: after a hole (sack.go)
+			c.ackNow = true
 		} else if c.delackAt == 0 && !c.ackNow {
 			c.delackAt = now + c.cfg.DelayedAck
 		}

@@ -577,6 +577,9 @@ func (c *Conn) inputText(now time.Duration, seq uint32, p []byte, fin bool) {
 			// second full-sized segment, and none later than DelayedAck.
 			if c.rcvUnacked >= 2*c.rcvMSS || c.cfg.DelayedAck < 0 {
 				c.ackNow = true
+			} else if c.quickAcks > 0 {
+				c.quickAcks-- // a sender repairing a loss is waiting (sack.go)
+				c.ackNow = true
 			} else if c.delackAt == 0 && !c.ackNow {
 				c.delackAt = now + c.cfg.DelayedAck
 			}
@@ -588,6 +591,7 @@ func (c *Conn) inputText(now time.Duration, seq uint32, p []byte, fin bool) {
 			} else if c.rb.addOOO(seq, e) {
 				c.stats.OutOfOrder++
 				c.noteSACKArrival(seq, e)
+				c.quickAcks = quickAcksAfterHole
 			} else {
 				c.stats.DropOOOFull++
 			}

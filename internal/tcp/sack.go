@@ -24,6 +24,18 @@ func (c *Conn) noteSACKArrival(s, e uint32) {
 	c.nSackRecent = min(c.nSackRecent+1, maxRecentSACK)
 }
 
+// quickAcksAfterHole is how many in-order segments after an out-of-order
+// arrival (the one filling the hole included) are ACKed at once rather
+// than delayed (as Linux's quick-ACK
+// mode, 16 segments). A hole means the sender is repairing a loss: RFC
+// 5681 §4.2 already ACKs the out-of-order segments and the one that
+// fills the hole at once, but the sender's recovery ends with an ACK of
+// its last segment, and if that one is delayed (40 ms) or the ACK before
+// it lost, the sender sits idle for hundreds of round trips waiting for
+// the tail of its recovery. Delaying ACKs saves little while the sender
+// is in trouble.
+const quickAcksAfterHole = 16
+
 // noteDSACK records that the octets [s, e) arrived again (RFC 2883 §4),
 // to be reported as the first block of the next ACK, which goes out at
 // once.
