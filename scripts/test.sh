@@ -38,9 +38,12 @@ echo "== go test"
 go test -count=1 -timeout 15m ./...
 
 # The race detector on the packages whose code runs on several goroutines or
-# processes at once.
+# processes at once: the gateway's event loop, device reader and first
+# contacts (and its load balancer), the TUN device, and the netlink and
+# network-namespace helpers the gateway's end-to-end tests run on.
 race_pkgs=()
-for d in ./fabric/... ./internal/timerwheel/... ./internal/proc/... ./capture/... ./internal/tcp .; do
+for d in ./fabric/... ./internal/timerwheel/... ./internal/proc/... ./capture/... ./internal/tcp . \
+	./gateway/... ./link/tun ./internal/netlink ./internal/netns; do
 	if compgen -G "${d%/...}/*.go" >/dev/null; then race_pkgs+=("$d"); fi
 done
 if ((${#race_pkgs[@]})); then
