@@ -389,7 +389,7 @@ func (c *Conn) processAck(now time.Duration, seg *Segment, out []Segment) []Segm
 		c.onDSACK(now, blocks[0])
 		blocks = blocks[1:]
 	}
-	c.rack.haveSample, c.rack.advanced = false, false
+	c.rack.haveSample, c.rack.advanced, c.rack.retxAcked = false, false, false
 	delivered := 0 // octets newly acknowledged, cumulatively or by SACK
 	advanced := seqGT(ack, c.sndUna)
 	if advanced {

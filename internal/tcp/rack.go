@@ -49,6 +49,11 @@ type rackState struct {
 	sampleAt   time.Duration
 	haveSample bool
 	advanced   bool
+	// retxAcked: the ACK delivered a retransmitted segment, so it may
+	// have been sent in answer to the retransmission, long after the
+	// originals it also covers arrived (their own ACK lost): timing
+	// those gives no round trip (Linux drops such samples too).
+	retxAcked bool
 }
 
 // tlpState is TLP's state (RFC 8985 §7).
@@ -67,6 +72,7 @@ func (c *Conn) useRACK() bool { return c.sackOK && c.tsOK && !c.cfg.NoRACK }
 func (c *Conn) delivered(s *txSeg, now time.Duration) {
 	r := &c.rack
 	if s.flags&segRetx != 0 {
+		r.retxAcked = true
 		// Step 2: if the segment was retransmitted, the ACK may be for
 		// its original; with no way to tell, ignore it unless the RTT
 		// would be plausible for the retransmission.

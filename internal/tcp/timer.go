@@ -97,15 +97,17 @@ func (c *Conn) rttSample(r time.Duration) {
 // retransmission), so that the first such ACK ends a backed-off RTO.
 // The sample is the one the records give: the newest segment this ACK
 // delivered that was sent only once (RFC 8985 §6.2 step 2), timed with
-// our clock like the timed segment. Without one (the ACK covered
-// retransmissions only) RFC 7323 §4's echoed timestamp is used, whose
+// our clock like the timed segment, unless the ACK also delivered a
+// retransmission: then it may answer the retransmission, and originals
+// whose own ACK was lost would be timed from their first sending, an
+// RTO ago. Otherwise RFC 7323 §4's echoed timestamp is used, whose
 // tick is a millisecond: it may not lower minRTT (RACK's reordering
 // window, and its test of whether an ACK could be for a retransmission),
 // and a difference of 0 ticks says only "under a millisecond", so it
 // ends the backoff without moving SRTT. (Taking 0 ticks as a 1 ns round
 // trip drove minRTT to 1 ns and RACK's reordering window to nothing.)
 func (c *Conn) sampleUntimed(now time.Duration, o *wire.TCPOptions) {
-	if c.rack.haveSample {
+	if c.rack.haveSample && !c.rack.retxAcked {
 		c.rttSample(max(now-c.rack.sampleAt, 1))
 		return
 	}

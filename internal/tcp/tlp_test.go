@@ -134,3 +134,25 @@ func TestTailLossProbeSendsTwoNewSegments(t *testing.T) {
 		t.Fatalf("probes %d, timeouts %d, TLP.end_seq %d; want 1, 0, 3065", s.TLPProbes, s.Timeouts, h.c.tlp.endSeq)
 	}
 }
+
+// An ACK that also delivers a retransmission may answer the
+// retransmission, long after the originals it covers arrived (their own
+// ACK lost): timing those from their first sending is no round trip.
+// Here both segments arrived at once but their ACK was lost; the probe
+// at 30 ms resends the last, and its ACK at 40 ms covers both. The
+// first segment, sent once at 10 ms, would give 30 ms; the echoed
+// timestamp of the probe gives the true 10 ms.
+func TestUntimedACKOfARetransmissionNotTimedByOriginals(t *testing.T) {
+	h := establishedRACK(t)
+	ts := tsv(10 * time.Millisecond)
+	h.write(2*988,
+		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
+		"<SEQ=1089><ACK=301><CTL=PSH,ACK><WND=8000><TS="+ts+",5000><DATA=988>")
+	h.at(30*time.Millisecond,
+		"<SEQ=1089><ACK=301><CTL=PSH,ACK><WND=8000><TS="+tsv(30*time.Millisecond)+",5000><DATA=988>")
+	h.now = 40 * time.Millisecond
+	h.in("<SEQ=301><ACK=2077><CTL=ACK><WND=10000><TS=5030," + tsv(30*time.Millisecond) + ">")
+	if h.c.srtt != 10*time.Millisecond || h.c.minRTT != 10*time.Millisecond {
+		t.Fatalf("SRTT %v, minRTT %v; want 10ms and 10ms (not a 30 ms sample)", h.c.srtt, h.c.minRTT)
+	}
+}
