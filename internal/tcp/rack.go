@@ -257,7 +257,7 @@ func (c *Conn) startEpisode() {
 // enterRecovery starts fast recovery on a detected loss (RFC 6675 §5
 // step 4, RFC 5681 §3.2): one congestion response per window.
 func (c *Conn) enterRecovery(now time.Duration) {
-	c.cc.OnCongestion(now, c.flightSize(), false)
+	c.cc.OnCongestion(now, c.lossFlightSize(), false)
 	c.inRecovery, c.recover = true, c.sndMax
 	c.stats.FastRetransmits++
 	c.startEpisode()
@@ -370,7 +370,7 @@ func (c *Conn) tlpAcked(now time.Duration, ack uint32) {
 		return
 	}
 	if c.tlp.isRetrans && !c.tlp.dsacked && !c.inRecovery {
-		c.cc.OnCongestion(now, c.flightSize(), false)
+		c.cc.OnCongestion(now, c.lossFlightSize(), false)
 		c.cc.OnRecoveryEnd(now)
 		c.stats.TLPRecoveries++
 	}

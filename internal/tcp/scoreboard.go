@@ -277,9 +277,31 @@ func (c *Conn) sackBlocksOf(o *wire.TCPOptions) []wire.SACKBlock {
 }
 
 // flightSize is what the controller's multiplicative decrease starts from
-// (RFC 5681's FlightSize): the octets sent and not yet delivered. Octets
-// the receiver has SACKed are not counted: after a hole opens the
-// cumulative ACK stalls while SACKs keep the window moving, and SND.MAX −
-// SND.UNA would then overstate what the path carried, letting a "halved"
-// window exceed the one that caused the loss.
+// when a custodian reports a loss (ReportLoss) or the network marks ECN:
+// the octets sent and not yet delivered. Octets the receiver has SACKed
+// are not counted: a custodian's report comes an RTT after the loss,
+// while SACKs keep the window moving, and SND.MAX − SND.UNA would then
+// overstate what the path carried, letting a "halved" window exceed the
+// one that caused the loss. (The engine's own loss detection starts from
+// lossFlightSize.)
 func (c *Conn) flightSize() int { return int(c.sndMax-c.sndUna) - c.board.sacked - c.cs.sacked }
+
+// lossFlightSize is what the decrease starts from when the engine itself
+// detects a loss (RACK, DupThresh, a repairing probe): RFC 5681's
+// FlightSize, the octets sent and not yet cumulatively acknowledged,
+// SACKed octets included (as in RFC 6675 §5 step 4), but no more than
+// cwnd. SACKed octets must count: RACK declares a loss once segments
+// sent after it are SACKed, so on a small window most of the flight is
+// SACKed by then, and leaving them out made every loss collapse cwnd to
+// its floor of two segments (a flight of five, four SACKed: 0.7 × one
+// segment) where CUBIC means 0.7 × five. The cap is for the other case:
+// while a hole holds the cumulative ACK back, SACKs let new data out and
+// SND.MAX − SND.UNA can exceed the window that caused the loss, which a
+// decrease must not start above (Linux starts from cwnd).
+func (c *Conn) lossFlightSize() int {
+	f := int(c.sndMax - c.sndUna)
+	if cw := c.cc.CWnd(); cw >= 0 && cw < f {
+		f = cw
+	}
+	return f
+}
