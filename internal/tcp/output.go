@@ -332,8 +332,8 @@ func (c *Conn) sendData(now time.Duration, out []Segment) []Segment {
 	}
 	sent := c.sndMax
 	out = c.sendNew(now, out, false)
-	if c.sndMax != sent {
-		c.armTLP(now) // RFC 8985 §7.2: restart the PTO after new data
+	if c.sndMax != sent || (c.inRecovery && len(out) > n) {
+		c.armTLP(now) // RFC 8985 §7.2: restart the PTO after new data (rack.go)
 	}
 	if c.inRecovery && len(out) == n {
 		out = c.rescue(now, out)

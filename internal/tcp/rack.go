@@ -272,8 +272,16 @@ func (c *Conn) enterRecovery(now time.Duration) {
 }
 
 // armTLP schedules a tail loss probe (RFC 8985 §7.2) when the connection
-// runs RACK-TLP, is not recovering, has retained data in flight, nothing
-// SACKed and no probe outstanding. It is called both when an ACK
+// runs RACK-TLP, has retained data in flight and no probe outstanding,
+// and either has nothing SACKed or is in fast recovery. RFC 8985 leaves
+// fast recovery to RACK, which finds a lost retransmission only when
+// something sent after it is delivered; on a small window the
+// retransmission is often the last segment sent, and when it or the ACK
+// answering it is lost (at 5 % loss each way, one recovery in ten),
+// only the RTO was left. A probe after it (new data, or the
+// retransmission again) lets RACK or the cumulative ACK finish the
+// recovery instead. Outside recovery, SACKed data means RACK's
+// reordering timer is watching (§7.2). It is called both when an ACK
 // advances SND.UNA and after new data goes out, so the PTO runs from the
 // last transmission and is sized by what is in flight after it. (Armed
 // on ACKs only, a flight sent after the ACK that emptied the pipe had no
@@ -286,8 +294,8 @@ func (c *Conn) enterRecovery(now time.Duration) {
 // without collapsing cwnd, and re-arms the RTO behind it (§7.3).
 func (c *Conn) armTLP(now time.Duration) {
 	c.tlpAt = 0
-	if !c.useRACK() || c.inRecovery || c.rtoRecovery || c.tlp.active || c.board.n() == 0 ||
-		c.board.nSACKed > 0 || c.srtt == 0 || c.sndWnd == 0 {
+	if !c.useRACK() || c.rtoRecovery || c.tlp.active || c.board.n() == 0 ||
+		(c.board.nSACKed > 0 && !c.inRecovery) || c.srtt == 0 || c.sndWnd == 0 {
 		return
 	}
 	pto := max(2*c.srtt, tlpMinPTO)

@@ -180,3 +180,30 @@ func TestLossDecreaseStartsFromFlightIncludingSACKed(t *testing.T) {
 		t.Fatalf("cwnd %d after the loss, want 3458 (0.7 of the 4940 in flight)", got)
 	}
 }
+
+// A tail loss probe in fast recovery: the retransmission is the last
+// segment sent (nothing new to send after it), so RACK could only learn
+// of its loss, or of the loss of the ACK answering it, from the RTO. The
+// probe goes 2·SRTT after it instead: the segment again, at 40 ms rather
+// than the RTO at 210 ms (armed by the first transmission).
+func TestTailLossProbeInRecoveryAfterTheLastRetransmission(t *testing.T) {
+	h := establishedRACK(t)
+	ts := tsv(10 * time.Millisecond)
+	h.write(5*988,
+		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
+		"<SEQ=1089><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
+		"<SEQ=2077><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
+		"<SEQ=3065><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
+		"<SEQ=4053><ACK=301><CTL=PSH,ACK><WND=8000><TS="+ts+",5000><DATA=988>")
+	h.now = 20 * time.Millisecond
+	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=10000><TS=5010,"+ts+"><SACK=1089-5041>",
+		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+tsv(h.now)+",5010><DATA=988>")
+	if !h.c.inRecovery || h.c.tlpAt != 40*time.Millisecond || h.c.rtoAt != 210*time.Millisecond {
+		t.Fatalf("in recovery %v, PTO at %v, RTO at %v; want recovery, 40ms, 210ms", h.c.inRecovery, h.c.tlpAt, h.c.rtoAt)
+	}
+	h.at(40*time.Millisecond,
+		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+tsv(40*time.Millisecond)+",5010><DATA=988>")
+	if s := h.c.Stats(); s.TLPProbes != 1 || s.Timeouts != 0 {
+		t.Fatalf("probes %d, timeouts %d; want 1, 0", s.TLPProbes, s.Timeouts)
+	}
+}
