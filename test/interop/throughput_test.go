@@ -3,8 +3,8 @@ package interop
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,6 +32,12 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 	if err := os.Truncate(src, n); err != nil {
 		b.Fatal(err)
 	}
+	// Read it once so that its pages are cached: the first read of a
+	// fresh sparse file costs the node seconds of CPU (2.8 s cold against
+	// 0.2 s warm), which the Linux sender, reading /dev/zero, never pays.
+	if err := warm(src); err != nil {
+		b.Fatal(err)
+	}
 	var linux, node Gbps
 	b.ReportAllocs() // the harness's: the measured processes are others
 	for i := 0; b.Loop(); i++ {
@@ -52,12 +58,27 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 	b.ReportMetric(float64(node)/float64(linux), "node/linux")
 }
 
+// warm reads the file at path to its end.
+func warm(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, f)
+	return err
+}
+
 // nodeSend sends the n bytes of file src from `ultcp nc` on a node through
-// the gateway to a socat in ext that discards them.
+// the gateway to a socat in ext that discards them into /dev/null, as
+// SocatSend's receiver does for Linux (a receiver that hashes or counts
+// in this process would cost the node's run alone ~0.85 CPU-s per GiB).
+// Both ends exiting cleanly after the sender's EOF means every byte
+// arrived: that is TCP's promise, which the SHA-256-checked interop
+// tests verify for the same path.
 func nodeSend(cl *ultcpCluster, tp *Topology, src string, port int, n int64, timeout time.Duration) (Gbps, error) {
-	sink := NewSink()
-	recv, err := tp.Ext.Start(timeout, func(c *exec.Cmd) { c.Stdout = sink }, "socat", "-u", "-b", socatBuf,
-		"TCP-LISTEN:"+strconv.Itoa(port)+",reuseaddr", "STDOUT")
+	recv, err := tp.Ext.Start(timeout, nil, "socat", "-u", "-b", socatBuf,
+		"TCP-LISTEN:"+strconv.Itoa(port)+",reuseaddr", "OPEN:/dev/null,wronly")
 	if err != nil {
 		return 0, err
 	}
@@ -76,20 +97,12 @@ func nodeSend(cl *ultcpCluster, tp *Topology, src string, port int, n int64, tim
 	cmd := cl.nc(ctx, port, timeout)
 	cmd.Stdin, cmd.Stderr = f, &stderr
 	start := time.Now()
-	stop := watchProgress(cancel, sink)
 	err = cmd.Run()
-	if stop() {
-		return 0, fmt.Errorf("stalled after %d of %d bytes", sink.Count(), n)
-	}
 	if err != nil {
 		return 0, fmt.Errorf("ultcp nc: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	if err := recv.Wait(); err != nil {
 		return 0, err
 	}
-	d := time.Since(start)
-	if sink.N != n {
-		return 0, fmt.Errorf("socat received %d bytes, want %d", sink.N, n)
-	}
-	return rate(n, d), nil
+	return rate(n, time.Since(start)), nil
 }
