@@ -277,7 +277,7 @@ func (c *Conn) writeFastLocked(p []byte) (done bool, err error) {
 	buf, err := c.fc.Reserve(n)
 	if err == nil {
 		if ipf := c.ip.Load(); ipf != c.tmpl.ipf {
-			c.tmpl.build(c.s.ip, c.rip, c.tuple.lport, c.tuple.rport, ipFields(ipf))
+			c.tmpl.build(c.local(), c.rip, c.tuple.lport, c.tuple.rport, ipFields(ipf))
 		}
 		c.tmpl.encodeData(buf, &h, len(p))
 		copy(buf[tmplLen:], p)
@@ -466,7 +466,7 @@ func (c *Conn) putSeg(seg *tcp.Segment) error {
 			return err
 		}
 		if ipf := c.ip.Load(); ipf != c.tmpl.ipf {
-			c.tmpl.build(c.lip, c.rip, c.tuple.lport, c.tuple.rport, ipFields(ipf))
+			c.tmpl.build(c.local(), c.rip, c.tuple.lport, c.tuple.rport, ipFields(ipf))
 		}
 		c.tmpl.encodeFast(buf, &seg.Hdr, len(seg.Payload))
 		copy(buf[tmplLen:], seg.Payload)

@@ -148,6 +148,11 @@ func (c *Conn) viaGateway() bool {
 func (c *Conn) setRemote(rip wire.IPv4Addr) {
 	c.rip = rip
 	c.tuple.rip = rip
+	// The prebuilt headers (link.go) were made for the fabric peer: every
+	// segment without options (a RST, a bare ACK) would otherwise go to
+	// the gateway's address, and no record from rip would match the fast
+	// decode.
+	c.tmpl.build(c.local(), rip, c.tuple.lport, c.tuple.rport, ipFields(c.ip.Load()))
 }
 
 // routeEmbryo decides, from the first TCP record b of a fabric connection

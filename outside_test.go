@@ -1028,3 +1028,51 @@ func TestCustodyGrantBeforeSynAckHoldsFromTheFirstByte(t *testing.T) {
 		t.Fatalf("GRANT before the SYN-ACK: Custody %v, Retained %d with 3000 bytes unacknowledged; want true, 0", i.Custody, i.Retained)
 	}
 }
+
+// A segment without options takes the prebuilt headers (link.go), which
+// must name the outside host, not the gateway the fabric conn goes to: an
+// abortive close (SO_LINGER 0) sends <RST> with no options, to extHost
+// (it went to the gateway's address and the gateway closed the flow as a
+// bad record: the path MTU interop test's failure).
+func TestOptionlessSegmentThroughGatewayIsAddressedToTheOutsideHost(t *testing.T) {
+	for _, dir := range []string{"dialled", "accepted"} {
+		t.Run(dir, func(t *testing.T) {
+			d := testDir(t)
+			a := newStack(t, d, addrA)
+			var f *flow
+			var c *Conn
+			if dir == "dialled" {
+				f, c = establishOutside(t, a, joinGateway(t, d))
+			} else {
+				l, err := a.ListenTCP("tcp", ":80")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer l.Close()
+				var sa tcp.Segment
+				f, sa = acceptOutside(t, joinGateway(t, d), addrA)
+				f.ecr = sa.Hdr.Options.TSVal
+				f.send(t, wire.FlagACK, nil)
+				l.SetDeadline(deadline())
+				if c, err = l.AcceptTCP(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.SetLinger(0); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			// recv fails unless each record goes from the node to extHost.
+			// An ACK the node still owed may come first.
+			for i := 0; ; i++ {
+				seg := f.recv(t)
+				if seg.Hdr.Flags&wire.FlagRST != 0 {
+					break
+				}
+				if i == 3 {
+					t.Fatalf("abortive close sent %v and no <RST>", seg.String())
+				}
+			}
+		})
+	}
+}
