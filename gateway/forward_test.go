@@ -624,3 +624,41 @@ func TestForgedFragmentationNeededLeavesTheGSOSizeAlone(t *testing.T) {
 		t.Fatalf("GSOSize %d after a forged ICMP, want 1448", p.GSOSize)
 	}
 }
+
+// On a flow the outside opened, the node's first sequence number comes
+// with its SYN-ACK. An ISN in the upper half of the sequence space must
+// still make the node's later segments "recent" for an ICMP error that
+// quotes them (it did not: compared with a zero start, such an ISN never
+// counted as ahead, and half of all path MTU discoveries failed).
+func TestFragmentationNeededOnAFlowFromOutsideWithAnUpperHalfISN(t *testing.T) {
+	h := newHarness(t, nil)
+	h.inject(tun.Packet{Data: outsideSYN().bytes()})
+	c := h.accept()
+	h.recv(c)
+	const isn = 0x90000000
+	c.Send(seg{src: node4, dst: remote4, sport: 80, dport: 40000, seq: isn, ack: 1001, flags: flagSYN | flagACK, opts: mssOpt(1460), zeroChecksums: true}.bytes())
+	h.devOut()
+	data := seg{src: node4, dst: remote4, sport: 80, dport: 40000, seq: isn + 1, ack: 1001, flags: flagACK, opts: tsOpt(1, 2), payload: make([]byte, 1400), zeroChecksums: true}
+	c.Send(data.bytes())
+	h.devOut()
+	quoted := seg{src: node4, dst: remote4, sport: 80, dport: 40000, seq: isn + 1, ack: 1001, flags: flagACK, payload: make([]byte, 1400)}.bytes()[:28]
+	b := make([]byte, 20+8+len(quoted))
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	b[8], b[9] = 64, 1
+	copy(b[12:], gw4[:]) // the gateway's kernel, as on the interop path
+	copy(b[16:], node4[:])
+	binary.BigEndian.PutUint16(b[10:], wire.Checksum(b[:20]))
+	m := b[20:]
+	m[0], m[1] = 3, 4
+	binary.BigEndian.PutUint16(m[6:], 1280)
+	copy(m[8:], quoted)
+	binary.BigEndian.PutUint16(m[2:], wire.Checksum(m))
+	h.inject(tun.Packet{Data: b})
+	h.recv(c)
+	big := seg{src: node4, dst: remote4, sport: 80, dport: 40000, seq: isn + 1401, ack: 1001, flags: flagACK, opts: tsOpt(1, 2), payload: make([]byte, 4000), zeroChecksums: true}
+	c.Send(big.bytes())
+	if p := h.devOut(); p.GSOSize != 1228 {
+		t.Fatalf("GSOSize %d after fragmentation needed at MTU 1280, want 1228", p.GSOSize)
+	}
+}

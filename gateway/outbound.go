@@ -180,7 +180,11 @@ func (g *Gateway) fromNode(now time.Duration, f *Flow, r fabric.Record) {
 	if flags&flagFIN != 0 {
 		end++
 	}
-	if opened || int32(end-f.nodeNxt) > 0 {
+	// The node's SYN (or SYN-ACK, on a flow the outside opened) starts
+	// nodeNxt: compared with a zero nodeNxt, an ISN in the upper half of
+	// the sequence space would never count as ahead, and no ICMP error
+	// would ever quote a "recent" sequence number (inbound.go).
+	if opened || flags&flagSYN != 0 || int32(end-f.nodeNxt) > 0 {
 		f.nodeNxt = end
 	}
 	if flags&flagFIN != 0 {
