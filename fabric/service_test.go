@@ -37,9 +37,13 @@ func TestServiceMembersFollowJoinLeaveAndClose(t *testing.T) {
 		t.Fatalf("after a left: %+v, want b only", got)
 	}
 	b.Close()
-	// Close removes the entry (in a goroutine woken by the node's end).
-	for range 200 {
-		if got, _ := f.ServiceMembers(); len(got) == 0 {
+	// Close removes the entry (in a goroutine woken by the node's end);
+	// the member stops counting as soon as the node is gone, a little
+	// before its file is removed, so wait for both.
+	for range 400 {
+		got, _ := f.ServiceMembers()
+		ents, _ := os.ReadDir(filepath.Join(f.Dir(), servicesDir))
+		if len(got) == 0 && len(ents) == 0 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
