@@ -189,26 +189,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		t.WriteText(stdout)
 		fmt.Fprintln(stdout)
 	}
-	if f.json != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err == nil {
-			err = os.WriteFile(f.json, append(b, '\n'), 0o644)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "ultcp bench: writing %s: %v\n", f.json, err)
-			return 1
-		}
-	}
-	if f.plot != "" {
-		var b bytes.Buffer
-		err := rep.WriteSVG(&b)
-		if err == nil {
-			err = os.WriteFile(f.plot, b.Bytes(), 0o644)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "ultcp bench: writing %s: %v\n", f.plot, err)
-			return 1
-		}
+	if err := writeResults(f.json, rep, f.plot, rep.WriteSVG); err != nil {
+		fmt.Fprintf(stderr, "ultcp bench: %v\n", err)
+		return 1
 	}
 	if f.updateDoc != "" {
 		var md bytes.Buffer
@@ -342,4 +325,29 @@ func (p *progress) clear() {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
 	p.shown = false
+}
+
+// writeResults writes v as indented JSON to jsonPath and the plot that
+// plot draws to plotPath; an empty path skips that file.
+func writeResults(jsonPath string, v any, plotPath string, plot func(io.Writer) error) error {
+	if jsonPath != "" {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err == nil {
+			err = os.WriteFile(jsonPath, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", jsonPath, err)
+		}
+	}
+	if plotPath != "" {
+		var b bytes.Buffer
+		err := plot(&b)
+		if err == nil {
+			err = os.WriteFile(plotPath, b.Bytes(), 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", plotPath, err)
+		}
+	}
+	return nil
 }

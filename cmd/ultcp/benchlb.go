@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -181,26 +178,9 @@ func writeLBResults(f *benchLBFlags, res *benchlb.Results, start time.Time, stdo
 	if c := res.CheckTable(); len(c.Rows) > 0 {
 		c.WriteText(stdout)
 	}
-	if f.json != "" {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err == nil {
-			err = os.WriteFile(f.json, append(b, '\n'), 0o644)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "ultcp bench lb: writing %s: %v\n", f.json, err)
-			return 1
-		}
-	}
-	if f.plot != "" {
-		var b bytes.Buffer
-		err := res.WriteCDFSVG(&b)
-		if err == nil {
-			err = os.WriteFile(f.plot, b.Bytes(), 0o644)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "ultcp bench lb: writing %s: %v\n", f.plot, err)
-			return 1
-		}
+	if err := writeResults(f.json, res, f.plot, res.WriteCDFSVG); err != nil {
+		fmt.Fprintf(stderr, "ultcp bench lb: %v\n", err)
+		return 1
 	}
 	return 0
 }
