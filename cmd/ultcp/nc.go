@@ -265,8 +265,9 @@ func ncSession(s *ultcp.Stack, o ncOptions, host string, port int, stdin io.Read
 		err error
 	}
 	done := make(chan result, 2)
+	var blocked time.Duration // time the sender spent inside Write
 	go func() {
-		n, err := copyToConn(c, stdin)
+		n, err := copyToConn(c, stdin, &blocked)
 		if err == nil {
 			err = c.CloseWrite()
 		}
@@ -309,6 +310,11 @@ func ncSession(s *ultcp.Stack, o ncOptions, host string, port int, stdin io.Read
 		st := s.Stats()
 		fmt.Fprintf(stderr, "ultcp nc: sent %d bytes, received %d; segments out %d, in %d; DMA records %d\n",
 			sent, received, st.SegsOut, st.SegsIn, st.DMARecords)
+		// For the custody measurement (issue 7): how long Write blocked,
+		// and the most the engine held for retransmission.
+		i := c.Info()
+		fmt.Fprintf(stderr, "ultcp nc: write blocked %v; retained peak %d bytes; retransmits %d; custody %v\n",
+			blocked, i.RetainedPeak, i.Stats.Retransmits, i.Custody)
 	}
 	return 0
 }
@@ -322,9 +328,10 @@ func acceptTCP(l *ultcp.Listener) (*ultcp.Conn, error) {
 }
 
 // copyToConn copies r to c in reads of up to ncBufSize bytes, each one
-// Write (so a large read can go by DMA). A pipe on stdin is enlarged to
-// the buffer's size so that a fast producer fills whole reads.
-func copyToConn(c *ultcp.Conn, r io.Reader) (int64, error) {
+// Write (so a large read can go by DMA), adding the time spent in Write to
+// *blocked. A pipe on stdin is enlarged to the buffer's size so that a
+// fast producer fills whole reads.
+func copyToConn(c *ultcp.Conn, r io.Reader, blocked *time.Duration) (int64, error) {
 	if f, ok := r.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeNamedPipe != 0 {
 			unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, ncBufSize) // best effort: the limit is /proc/sys/fs/pipe-max-size
@@ -335,7 +342,10 @@ func copyToConn(c *ultcp.Conn, r io.Reader) (int64, error) {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			if _, werr := c.Write(buf[:n]); werr != nil {
+			t0 := time.Now()
+			_, werr := c.Write(buf[:n])
+			*blocked += time.Since(t0)
+			if werr != nil {
 				return total, werr
 			}
 			total += int64(n)
