@@ -1,13 +1,10 @@
 package interop
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -29,16 +26,7 @@ func BenchmarkCustody(b *testing.B) {
 			b.Fatalf("ULTCP_CUSTODY_BYTES=%q: want a positive byte count", v)
 		}
 	}
-	src := filepath.Join(b.TempDir(), "zeros")
-	if err := os.WriteFile(src, nil, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Truncate(src, n); err != nil {
-		b.Fatal(err)
-	}
-	if err := warm(src); err != nil {
-		b.Fatal(err)
-	}
+	src := zeroFile(b, n)
 	for _, mode := range []struct {
 		name  string
 		extra []string
@@ -77,37 +65,14 @@ var ncCustodyLine = regexp.MustCompile(`write blocked (\S+); retained peak (\d+)
 // to a socat in ext that discards them, and reads nc's report.
 func custodySend(cl *ultcpCluster, tp *Topology, src string, port int, n int64, timeout time.Duration) (custodyResult, error) {
 	var res custodyResult
-	recv, err := tp.Ext.Start(timeout, nil, "socat", "-u", "-b", socatBuf,
-		"TCP-LISTEN:"+strconv.Itoa(port)+",reuseaddr", "OPEN:/dev/null,wronly")
+	d, stderr, err := ncSendFile(cl, tp, src, port, timeout, "-v")
 	if err != nil {
 		return res, err
 	}
-	defer recv.Stop()
-	if err := recv.WaitListen(port, 5*time.Second); err != nil {
-		return res, err
-	}
-	f, err := os.Open(src)
-	if err != nil {
-		return res, err
-	}
-	defer f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var stderr syncBuffer
-	cmd := cl.nc(ctx, port, timeout)
-	cmd.Args = append(cmd.Args[:1], append([]string{"nc", "-v"}, cmd.Args[2:]...)...)
-	cmd.Stdin, cmd.Stderr = f, &stderr
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		return res, fmt.Errorf("ultcp nc: %v: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	if err := recv.Wait(); err != nil {
-		return res, err
-	}
-	res.mbps = float64(n) / time.Since(start).Seconds() / 1e6
-	m := ncCustodyLine.FindStringSubmatch(stderr.String())
+	res.mbps = float64(n) / d.Seconds() / 1e6
+	m := ncCustodyLine.FindStringSubmatch(stderr)
 	if m == nil {
-		return res, fmt.Errorf("no custody report in ultcp nc's output: %s", stderr.String())
+		return res, fmt.Errorf("no custody report in ultcp nc's output: %s", stderr)
 	}
 	if res.blocked, err = time.ParseDuration(m[1]); err != nil {
 		return res, err

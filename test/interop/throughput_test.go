@@ -25,19 +25,7 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 	cl := newUltcpClusterTB(b, tp, "")
 	// A sparse file reads as zeros at memory speed: the source is not the
 	// bottleneck, and the node's stdin is a file, not a Go pipe.
-	src := filepath.Join(b.TempDir(), "zeros")
-	if err := os.WriteFile(src, nil, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.Truncate(src, n); err != nil {
-		b.Fatal(err)
-	}
-	// Read it once so that its pages are cached: the first read of a
-	// fresh sparse file costs the node seconds of CPU (2.8 s cold against
-	// 0.2 s warm), which the Linux sender, reading /dev/zero, never pays.
-	if err := warm(src); err != nil {
-		b.Fatal(err)
-	}
+	src := zeroFile(b, n)
 	var linux, node Gbps
 	b.ReportAllocs() // the harness's: the measured processes are others
 	for i := 0; b.Loop(); i++ {
@@ -58,17 +46,6 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 	b.ReportMetric(float64(node)/float64(linux), "node/linux")
 }
 
-// warm reads the file at path to its end.
-func warm(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(io.Discard, f)
-	return err
-}
-
 // nodeSend sends the n bytes of file src from `ultcp nc` on a node through
 // the gateway to a socat in ext that discards them into /dev/null, as
 // SocatSend's receiver does for Linux (a receiver that hashes or counts
@@ -77,32 +54,67 @@ func warm(path string) error {
 // arrived: that is TCP's promise, which the SHA-256-checked interop
 // tests verify for the same path.
 func nodeSend(cl *ultcpCluster, tp *Topology, src string, port int, n int64, timeout time.Duration) (Gbps, error) {
+	d, _, err := ncSendFile(cl, tp, src, port, timeout)
+	if err != nil {
+		return 0, err
+	}
+	return rate(n, d), nil
+}
+
+// ncSendFile runs `ultcp nc` (with ncArgs after "nc") on a node with file
+// src as its stdin, sending to a socat in ext that writes to /dev/null,
+// and returns how long it took and what nc wrote to stderr.
+func ncSendFile(cl *ultcpCluster, tp *Topology, src string, port int, timeout time.Duration, ncArgs ...string) (time.Duration, string, error) {
 	recv, err := tp.Ext.Start(timeout, nil, "socat", "-u", "-b", socatBuf,
 		"TCP-LISTEN:"+strconv.Itoa(port)+",reuseaddr", "OPEN:/dev/null,wronly")
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer recv.Stop()
 	if err := recv.WaitListen(port, 5*time.Second); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	f, err := os.Open(src)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var stderr syncBuffer
 	cmd := cl.nc(ctx, port, timeout)
+	cmd.Args = append(cmd.Args[:2], append(ncArgs, cmd.Args[2:]...)...)
 	cmd.Stdin, cmd.Stderr = f, &stderr
 	start := time.Now()
-	err = cmd.Run()
-	if err != nil {
-		return 0, fmt.Errorf("ultcp nc: %v: %s", err, strings.TrimSpace(stderr.String()))
+	if err := cmd.Run(); err != nil {
+		return 0, stderr.String(), fmt.Errorf("ultcp nc: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	if err := recv.Wait(); err != nil {
-		return 0, err
+		return 0, stderr.String(), err
 	}
-	return rate(n, time.Since(start)), nil
+	return time.Since(start), stderr.String(), nil
+}
+
+// zeroFile makes a sparse file of n bytes in a temporary directory and
+// reads it once, so that its pages are cached: the first read of a fresh
+// sparse file costs the reader seconds of CPU (2.8 s cold against 0.2 s
+// warm per GiB), which a Linux sender reading /dev/zero never pays.
+func zeroFile(b *testing.B, n int64) string {
+	b.Helper()
+	src := filepath.Join(b.TempDir(), "zeros")
+	if err := os.WriteFile(src, nil, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Truncate(src, n); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(io.Discard, f); err != nil {
+		b.Fatal(err)
+	}
+	return src
 }
