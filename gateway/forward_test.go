@@ -324,19 +324,7 @@ func testFragmentationNeededFrom(t *testing.T, router wire.IPv4Addr) {
 	c.Send(seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001, flags: flagACK, payload: make([]byte, 1400), zeroChecksums: true}.bytes())
 	h.devOut()
 	quoted := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: 7001, ack: 9001, flags: flagACK, payload: make([]byte, 1400)}.bytes()[:28]
-	b := make([]byte, 20+8+len(quoted))
-	b[0] = 0x45
-	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
-	b[8] = 64
-	b[9] = 1
-	copy(b[12:], router[:])
-	copy(b[16:], node4[:])
-	binary.BigEndian.PutUint16(b[10:], wire.Checksum(b[:20]))
-	m := b[20:]
-	m[0], m[1] = 3, 4
-	binary.BigEndian.PutUint16(m[6:], 1280)
-	copy(m[8:], quoted)
-	binary.BigEndian.PutUint16(m[2:], wire.Checksum(m))
+	b := fragNeededFrom(router, quoted, 1280)
 	h.inject(tun.Packet{Data: b})
 	got := h.recv(c)
 	if got[9] != 1 || !bytes.Equal(got[20:], b[20:]) {
@@ -595,21 +583,7 @@ func TestFlowFromOutsideIsClosedOnceBothFINsAreAcknowledged(t *testing.T) {
 // a quoted segment of the node's with sequence number seq.
 func fragNeeded(seq uint32, mtu uint16) []byte {
 	quoted := seg{src: node4, dst: remote4, sport: 50000, dport: 443, seq: seq, ack: 9001, flags: flagACK, payload: make([]byte, 1400)}.bytes()[:28]
-	router := wire.IPv4Addr{192, 168, 77, 254}
-	b := make([]byte, 20+8+len(quoted))
-	b[0] = 0x45
-	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
-	b[8] = 64
-	b[9] = 1
-	copy(b[12:], router[:])
-	copy(b[16:], node4[:])
-	binary.BigEndian.PutUint16(b[10:], wire.Checksum(b[:20]))
-	m := b[20:]
-	m[0], m[1] = 3, 4
-	binary.BigEndian.PutUint16(m[6:], mtu)
-	copy(m[8:], quoted)
-	binary.BigEndian.PutUint16(m[2:], wire.Checksum(m))
-	return b
+	return fragNeededFrom(wire.IPv4Addr{192, 168, 77, 254}, quoted, mtu)
 }
 
 func TestForgedFragmentationNeededLeavesTheGSOSizeAlone(t *testing.T) {
@@ -642,18 +616,7 @@ func TestFragmentationNeededOnAFlowFromOutsideWithAnUpperHalfISN(t *testing.T) {
 	c.Send(data.bytes())
 	h.devOut()
 	quoted := seg{src: node4, dst: remote4, sport: 80, dport: 40000, seq: isn + 1, ack: 1001, flags: flagACK, payload: make([]byte, 1400)}.bytes()[:28]
-	b := make([]byte, 20+8+len(quoted))
-	b[0] = 0x45
-	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
-	b[8], b[9] = 64, 1
-	copy(b[12:], gw4[:]) // the gateway's kernel, as on the interop path
-	copy(b[16:], node4[:])
-	binary.BigEndian.PutUint16(b[10:], wire.Checksum(b[:20]))
-	m := b[20:]
-	m[0], m[1] = 3, 4
-	binary.BigEndian.PutUint16(m[6:], 1280)
-	copy(m[8:], quoted)
-	binary.BigEndian.PutUint16(m[2:], wire.Checksum(m))
+	b := fragNeededFrom(gw4, quoted, 1280) // from the gateway's kernel, as on the interop path
 	h.inject(tun.Packet{Data: b})
 	h.recv(c)
 	big := seg{src: node4, dst: remote4, sport: 80, dport: 40000, seq: isn + 1401, ack: 1001, flags: flagACK, opts: tsOpt(1, 2), payload: make([]byte, 4000), zeroChecksums: true}
@@ -661,4 +624,22 @@ func TestFragmentationNeededOnAFlowFromOutsideWithAnUpperHalfISN(t *testing.T) {
 	if p := h.devOut(); p.GSOSize != 1228 {
 		t.Fatalf("GSOSize %d after fragmentation needed at MTU 1280, want 1228", p.GSOSize)
 	}
+}
+
+// fragNeededFrom builds an ICMP "fragmentation needed" (type 3, code 4,
+// RFC 1191) from router to node4 with next-hop MTU mtu, quoting quoted.
+func fragNeededFrom(router wire.IPv4Addr, quoted []byte, mtu uint16) []byte {
+	b := make([]byte, 20+8+len(quoted))
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	b[8], b[9] = 64, 1
+	copy(b[12:], router[:])
+	copy(b[16:], node4[:])
+	binary.BigEndian.PutUint16(b[10:], wire.Checksum(b[:20]))
+	m := b[20:]
+	m[0], m[1] = 3, 4
+	binary.BigEndian.PutUint16(m[6:], mtu)
+	copy(m[8:], quoted)
+	binary.BigEndian.PutUint16(m[2:], wire.Checksum(m))
+	return b
 }
