@@ -56,6 +56,9 @@ type Node struct {
 
 	dmaWarn   sync.Once
 	woken     atomic.Bool // Wake was called: the next Wait returns at once
+	// bellSleepers counts the Waits in (or about to enter) their futex
+	// sleep on bell: a local event rings the futex only for them.
+	bellSleepers atomic.Int32
 	closed    atomic.Bool
 	done      chan struct{}
 	serveDone chan struct{}
@@ -676,7 +679,7 @@ func (n *Node) pollControl() {
 // and allocates nothing: the way for a program to kick its own event loop.
 func (n *Node) Wake() {
 	n.woken.Store(true)
-	ringBell(n.bell)
+	n.localEvent()
 }
 
 // Wait blocks until a watched connection (Conn.SetWatch) may have a
@@ -728,9 +731,11 @@ func (n *Node) Wait(ctx context.Context, buf []*Conn) ([]*Conn, error) {
 			// Only a cancellable context costs this registration; an
 			// event loop that wants no allocation per sleep passes a
 			// context without Done (deadline-free) and uses Wake.
-			stop = context.AfterFunc(ctx, func() { ringBell(n.bell) })
+			stop = context.AfterFunc(ctx, n.localEvent)
 		}
+		n.bellSleepers.Add(1)
 		futexWait(n.bell, seq, timeout)
+		n.bellSleepers.Add(-1)
 	}
 }
 
@@ -776,8 +781,18 @@ func (n *Node) serve() {
 }
 
 // localEvent wakes Node.Wait callers and Accept.
+//
+// The bell's count always moves, but the futex system call is made only
+// when a Wait sleeps: Wait loads the count before it looks for work and
+// counts itself a sleeper before it sleeps on that value, so a Wait that
+// we do not count here finds either the work or a count that moved.
+// (Peers ring the same word from their processes unconditionally: they
+// cannot see this count, and their rings are armed only by a sleeper.)
 func (n *Node) localEvent() {
-	ringBell(n.bell)
+	atomic.AddUint32(n.bell, 1)
+	if n.bellSleepers.Load() > 0 {
+		futexWake(n.bell, allWaiters)
+	}
 }
 
 // Close leaves the fabric: every connection fails (net.ErrClosed here,

@@ -137,9 +137,16 @@ func ringBell(bell *uint32) {
 
 // nudge makes every sleeper on a tripwire word return and re-check its
 // state (which the caller changed before).
+//
+// The futex wake-up is a system call (about a microsecond, and a
+// connection's close does four of them), so it is made only when a
+// sleeper has said it sleeps: every sleeper sets armSleeper before its
+// last check of the state and the deadlines, so one that set it after our
+// add sees the new state, and one that set it before is woken.
 func nudge(w *uint32) {
-	atomic.AddUint32(w, armNudge)
-	futexWake(w, allWaiters)
+	if atomic.AddUint32(w, armNudge)&armSleeper != 0 {
+		futexWake(w, allWaiters)
+	}
 }
 
 // breakRing nudges the sleepers on both tripwires of a ring.
