@@ -99,7 +99,10 @@ type waiter struct {
 	timer  *time.Timer
 }
 
-func newConn(s *Stack, fc *fabric.Conn, tc *tcp.Conn, laddr, raddr *net.TCPAddr) *Conn {
+// newConn makes the Conn for a fabric conn. With polled, the caller polls
+// the ring itself (a spinning Dial or Accept) and arms it when it stops
+// (see fabric.Conn.SetWatchPolled); otherwise the ring is armed at once.
+func newConn(s *Stack, fc *fabric.Conn, tc *tcp.Conn, laddr, raddr *net.TCPAddr, polled bool) *Conn {
 	c := &Conn{s: s, fc: fc, tc: tc, laddr: laddr, raddr: raddr, linger: -1, maxDMA: 4 << 20, minTimer: s.minTimer(0)}
 	// A ring smaller than the fabric's MSS carries smaller segments: one
 	// PIO record holds the headers (with options, up to maxHdrLen) and
@@ -116,7 +119,11 @@ func newConn(s *Stack, fc *fabric.Conn, tc *tcp.Conn, laddr, raddr *net.TCPAddr)
 	c.rw.ch = make(chan struct{}, 1)
 	c.ww.ch = make(chan struct{}, 1)
 	c.out = make([]tcp.Segment, 0, 8)
-	fc.SetWatch(true)
+	if polled {
+		fc.SetWatchPolled()
+	} else {
+		fc.SetWatch(true)
+	}
 	return c
 }
 
@@ -1021,7 +1028,11 @@ func (c *Conn) touchLocked(now time.Duration) {
 // queued control segments, the grace check, and re-arming the wheel. It
 // does nothing if an application goroutine holds the connection, except
 // ask to be run again a tick later.
-func (c *Conn) engineRun(now time.Duration, timer bool) {
+func (c *Conn) engineRun(now time.Duration, timer bool) { c.engineStep(now, timer, true) }
+
+// engineStep is engineRun; without mayArm it never arms the ring (the
+// caller polls it: a spinning Accept that just completed the handshake).
+func (c *Conn) engineStep(now time.Duration, timer, mayArm bool) {
 	c.engineMissed.Store(true) // see sleep
 	if !c.mu.TryLock() {
 		c.s.arm(c, now+timerwheel.DefaultTick)
@@ -1043,7 +1054,7 @@ func (c *Conn) engineRun(now time.Duration, timer bool) {
 		// Re-arming a busy ring would make every record the peer sends
 		// ring the doorbell and wake the engine: a wake-up per message.
 		idle := !c.graceArmed || (timer && c.useGen == c.seenGen)
-		c.drainLocked(now, nil, idle || c.rw.asleep || c.ww.asleep)
+		c.drainLocked(now, nil, mayArm && (idle || c.rw.asleep || c.ww.asleep))
 	}
 	if d := c.tc.Deadline(); d != 0 && d <= now {
 		c.out = c.tc.OnTimer(now, c.out[:0])

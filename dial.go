@@ -138,7 +138,11 @@ func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort, lport uint16) (*
 		tcfg = &g
 	}
 	tc, out := tcp.Dial(now, tcfg, lport, raddr.Port(), iss, nil)
-	c := newConn(s, fc, tc, la, ta)
+	// The ring stays unarmed while this goroutine spins for the SYN-ACK:
+	// armed, the answer would ring the doorbell and wake the progress
+	// engine for a segment we read ourselves (wait arms it before
+	// sleeping).
+	c := newConn(s, fc, tc, la, ta, true)
 	c.active = true
 	if viaGW {
 		c.setRemote(rip.As4()) // the fabric peer is the gateway (gateway.go)

@@ -189,7 +189,7 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 		}
 		l.mu.Unlock()
 		if unpark != nil {
-			unpark.input(l.s.now()) // room now: the parked handshake goes on
+			unpark.input(l.s.now(), nil) // room now: the parked handshake goes on
 		}
 		if c != nil {
 			c.mu.Lock()
@@ -239,8 +239,11 @@ func (l *Listener) spin() bool {
 	start := time.Now()
 	var pend []*Conn
 	var embs []*embryo
+	// What this spin polls it leaves unarmed (no doorbell, no engine
+	// wake-up per handshake segment); it arms it all when it stops.
+	defer l.armPolled()
 	for i := 0; ; i++ {
-		s.acceptFabric()
+		s.acceptFabric(l)
 		s.mu.Lock()
 		embs = embs[:0]
 		for e := range s.embryos {
@@ -251,7 +254,7 @@ func (l *Listener) spin() bool {
 		for _, e := range embs {
 			if e.mu.TryLock() {
 				e.mu.Unlock()
-				e.input(now)
+				e.input(now, l)
 			}
 		}
 		l.mu.Lock()
@@ -283,6 +286,34 @@ func (l *Listener) spin() bool {
 			}
 			runtime.Gosched()
 		}
+	}
+}
+
+// armPolled arms the rings a spinning Accept polled and leaves: those of
+// the stack's embryos (a CONNECT taken, its SYN perhaps not yet read) and
+// of the handshakes in l's backlog. A completed one that Accept is about
+// to return is armed too and read into its receive buffer; the cost is
+// one doorbell should its peer send before the application reads.
+func (l *Listener) armPolled() {
+	s := l.s
+	s.mu.Lock()
+	embs := make([]*embryo, 0, len(s.embryos))
+	for e := range s.embryos {
+		embs = append(embs, e)
+	}
+	s.mu.Unlock()
+	now := s.now()
+	for _, e := range embs {
+		e.input(now, nil)
+	}
+	l.mu.Lock()
+	pend := make([]*Conn, 0, len(l.pending))
+	for _, c := range l.pending {
+		pend = append(pend, c)
+	}
+	l.mu.Unlock()
+	for _, c := range pend {
+		c.engineRun(now, false)
 	}
 }
 
@@ -383,8 +414,13 @@ type embryo struct {
 	hdr             [maxHdrLen]byte
 }
 
-// input processes the records that wait on an embryo's ring.
-func (e *embryo) input(now time.Duration) {
+// input processes the records that wait on an embryo's ring. The progress
+// engine (poller nil) reads until the ring is empty, which arms it; the
+// spinning Accept of poller reads only what is there and leaves the ring
+// unarmed, polling it again (Listener.spin) and arming it when it stops
+// (armPolled). A connection the handshake makes for another listener is
+// armed at once: nobody polls it.
+func (e *embryo) input(now time.Duration, poller *Listener) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.done {
@@ -392,7 +428,10 @@ func (e *embryo) input(now time.Duration) {
 	}
 	s := e.s
 	for {
-		r, err := e.fc.PeekNoWait()
+		if poller != nil && !e.fc.Readable() {
+			return
+		}
+		r, err := e.fc.PeekNoWait() // Readable promised a record: no arming
 		if err == fabric.ErrWouldBlock {
 			return
 		}
@@ -462,7 +501,7 @@ func (e *embryo) input(now time.Duration) {
 		if c != nil {
 			e.done = true
 			c.mu.Unlock()
-			c.engineRun(now, false)
+			c.engineStep(now, false, poller == nil || c.lst != poller)
 			return
 		}
 	}
@@ -545,7 +584,8 @@ func (l *Listener) input(now time.Duration, e *embryo) *Conn {
 	if tc == nil {
 		return nil
 	}
-	c := newConn(s, e.fc, tc, l.addr, &net.TCPAddr{IP: remote.Addr().AsSlice(), Port: int(remote.Port())})
+	// The embryo set the fabric conn's watch already (armed or polled).
+	c := newConn(s, e.fc, tc, l.addr, &net.TCPAddr{IP: remote.Addr().AsSlice(), Port: int(remote.Port())}, true)
 	if e.outside {
 		c.setRemote(e.peer) // its fabric peer is the gateway (gateway.go)
 		// A service member speaks as the service (service.go).

@@ -100,7 +100,7 @@ func (s *Stack) run() {
 			return
 		}
 		if err == nil && len(ready) == 0 {
-			s.acceptFabric()
+			s.acceptFabric(nil)
 		}
 		now = s.now()
 		for i, fc := range ready {
@@ -111,7 +111,7 @@ func (s *Stack) run() {
 			case *Conn:
 				o.engineRun(now, false)
 			case *embryo:
-				o.input(now)
+				o.input(now, nil)
 			}
 			ready[i] = nil
 		}
@@ -152,8 +152,9 @@ var closedCtx = func() context.Context {
 }()
 
 // acceptFabric takes every fabric connection a peer opened to this node and
-// watches it for its first record, the SYN.
-func (s *Stack) acceptFabric() {
+// watches it for its first record, the SYN: armed for the progress engine
+// (poller nil), or polled by the spinning Accept of poller (embryo.input).
+func (s *Stack) acceptFabric(poller *Listener) {
 	for {
 		fc, err := s.node.Accept(closedCtx)
 		if err != nil {
@@ -163,7 +164,11 @@ func (s *Stack) acceptFabric() {
 		e := &embryo{s: s, fc: fc}
 		// Watch before publishing: once published, a spinning Accept may
 		// read the ring too (under e.mu).
-		fc.SetWatch(true)
+		if poller != nil {
+			fc.SetWatchPolled()
+		} else {
+			fc.SetWatch(true)
+		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -173,6 +178,6 @@ func (s *Stack) acceptFabric() {
 		s.byFC[fc] = e
 		s.embryos[e] = struct{}{}
 		s.mu.Unlock()
-		e.input(s.now())
+		e.input(s.now(), poller)
 	}
 }

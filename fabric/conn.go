@@ -850,6 +850,14 @@ func (c *Conn) SetWatch(on bool) {
 	}
 }
 
+// SetWatchPolled turns the watch on without arming the ring: the caller
+// polls the ring itself for now (Readable, Peek), so a record that arrives
+// meanwhile rings no doorbell and wakes no sleeping event loop. Before it
+// stops polling it must arm the ring, by reading it with PeekNoWait until
+// ErrWouldBlock; a state change (close, reset) is reported to Node.Wait
+// either way.
+func (c *Conn) SetWatchPolled() { c.watch.Store(true) }
+
 // Close closes the connection: blocked calls return net.ErrClosed, the
 // peer reads what was sent and then io.EOF. The rings return to the slab
 // once both sides have closed.

@@ -54,14 +54,14 @@ type Node struct {
 	acceptCh chan struct{}
 	events   []*Conn // watched connections whose state changed, for Wait
 
-	dmaWarn   sync.Once
-	woken     atomic.Bool // Wake was called: the next Wait returns at once
+	dmaWarn sync.Once
+	woken   atomic.Bool // Wake was called: the next Wait returns at once
 	// bellSleepers counts the Waits in (or about to enter) their futex
 	// sleep on bell: a local event rings the futex only for them.
 	bellSleepers atomic.Int32
-	closed    atomic.Bool
-	done      chan struct{}
-	serveDone chan struct{}
+	closed       atomic.Bool
+	done         chan struct{}
+	serveDone    chan struct{}
 }
 
 func newNode(f *Fabric, addr netip.Addr, ln *net.UnixListener) (*Node, error) {
