@@ -251,6 +251,9 @@ func (g *Gateway) serviceTimers(now time.Duration) time.Duration {
 			continue
 		}
 		if now >= sv.next {
+			for _, m := range sv.members {
+				m.retireFinished()
+			}
 			sv.next = sv.lb.Tick(now)
 		}
 		if next == 0 || sv.next < next {
@@ -424,35 +427,61 @@ func (g *Gateway) serviceFlowOpened(f *Flow) {
 	if m == nil || f.Key.Node != m.svc.vip.Addr().As4() || f.Key.NodePort != m.svc.vip.Port() || f.conn.RemoteAddr() != m.addr {
 		return
 	}
-	r := &flowRing{c: f.conn}
+	r := &flowRing{c: f.conn, f: f}
 	m.load.Add(r)
 	m.flows[f] = r
 	s.flows[f] = m
 }
 
-// flowRing is what a member's RingLoad reads of one flow's ring. When
-// the flow ends, everything the gateway put on the ring counts as
-// consumed: the member publishes its consumer position in batches and
-// when it goes idle, and one that answers and closes may never publish
-// the last of it; a request served must not look like data it never
-// took.
+// flowRing is what a member's RingLoad reads of one flow's ring. Once
+// the member has sent its FIN (it answered and closed: no work of that
+// flow is left at the member), or the flow ended, everything the gateway
+// put on the ring counts as consumed and nothing as waiting: what
+// arrives after the member's FIN (the outside's last ACK and FIN) waits
+// for the member's stack to get round to it (Config.Grace), which says
+// nothing about how busy its application is, and a member that
+// publishes its consumer position in batches may never publish the last
+// of it. A request served must not look like data it never took.
 type flowRing struct {
 	c    *fabric.Conn
-	done bool
+	f    *Flow
+	done bool // the flow ended (serviceFlowClosed)
+	// retired: the member's FIN went out and the ring no longer counts
+	// among the member's connections (retireFinished).
+	retired bool
 }
 
+func (r *flowRing) finished() bool { return r.done || r.f != nil && r.f.finNode }
+
 func (r *flowRing) RingOccupancy() int {
-	if r.done {
+	if r.finished() {
 		return 0
 	}
 	return r.c.RingOccupancy()
 }
 
 func (r *flowRing) RingConsumed() uint64 {
-	if r.done {
+	if r.finished() {
 		return r.c.RingProduced()
 	}
 	return r.c.RingConsumed()
+}
+
+// retireFinished stops counting, among m's connections, the flows whose
+// member has sent its FIN: the member answered and closed them, so they
+// are no longer work there (IPVS counts such connections as inactive,
+// at 1/256 of an active one). The gateway keeps forwarding them until
+// they end; only the scheduler's view (Conns, the ring sums) lets go.
+// Without this a member's count includes every flow that is closing,
+// and with a node's Grace of 100 ms those outnumber the ones in service
+// several times over.
+func (m *member) retireFinished() {
+	for _, r := range m.flows {
+		if !r.retired && r.finished() {
+			r.retired = true
+			m.load.Remove(r)
+		}
+	}
 }
 
 // serviceFlowClosed forgets f (closeFlow calls it before it closes f's
@@ -467,7 +496,9 @@ func (g *Gateway) serviceFlowClosed(f *Flow) {
 	delete(s.flows, f)
 	delete(m.flows, f)
 	r.done = true
-	m.load.Remove(r)
+	if !r.retired {
+		m.load.Remove(r)
+	}
 	if f.conn.Err() != nil {
 		// The member's fabric connection failed (it died, or broke its
 		// ring): the next pick asks the fabric whether it lives instead

@@ -44,6 +44,11 @@ type LoadResult struct {
 	// scheduled start).
 	Requests uint64
 	Latency  *Histogram
+	// Connect is the part of each answered request's latency spent
+	// opening the connection (SYN to the handshake's end as the client
+	// sees it): a delay there is the gateway's or the network's, one
+	// after it the backend's (its queue and service).
+	Connect *Histogram
 	// Errors: failed connects, timeouts, wrong answers, overload of the
 	// open loop. FirstError says what the first one was.
 	Errors     uint64
@@ -87,7 +92,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	g := &loadGen{cfg: cfg, res: LoadResult{Latency: &Histogram{}, ByServer: map[string]uint64{}},
+	g := &loadGen{cfg: cfg, res: LoadResult{Latency: &Histogram{}, Connect: &Histogram{}, ByServer: map[string]uint64{}},
 		req: []byte("GET " + cfg.Path + " HTTP/1.1\r\nHost: " + cfg.Addr + "\r\nUser-Agent: ultcp-bench-lb\r\nConnection: close\r\n\r\n")}
 	start := time.Now()
 	g.deadline, _ = ctx.Deadline() // the earlier of ctx's own and Duration
@@ -135,6 +140,7 @@ type client struct {
 	g        *loadGen
 	buf      []byte
 	hist     Histogram
+	connect  Histogram
 	ok, errs uint64
 	firstErr error
 	servers  map[string]uint64
@@ -148,6 +154,7 @@ func (g *loadGen) merge(c *client) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.res.Latency.Merge(&c.hist)
+	g.res.Connect.Merge(&c.connect)
 	g.res.Requests += c.ok
 	g.res.Errors += c.errs
 	if g.res.FirstError == nil {
@@ -221,7 +228,7 @@ func (g *loadGen) openLoop(ctx context.Context, start time.Time, wg *sync.WaitGr
 // The latency counts from start; a run that ends mid-request does not
 // count it at all.
 func (c *client) do(ctx context.Context, start time.Time) {
-	err := c.exchange(ctx)
+	connected, err := c.exchange(ctx)
 	if err != nil {
 		if ctx.Err() != nil || !time.Now().Before(c.g.deadline) {
 			return // the run ended under it
@@ -234,26 +241,30 @@ func (c *client) do(ctx context.Context, start time.Time) {
 	}
 	c.ok++
 	c.hist.Record(time.Since(start))
+	c.connect.Record(connected)
 }
 
-func (c *client) exchange(ctx context.Context) error {
+// exchange runs one request and returns how long the connect took.
+func (c *client) exchange(ctx context.Context) (time.Duration, error) {
 	g := c.g
 	rctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
+	t0 := time.Now()
 	conn, err := g.cfg.Dial(rctx, "tcp", g.cfg.Addr)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	connected := time.Since(t0)
 	defer conn.Close()
 	stop := context.AfterFunc(rctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if _, err := conn.Write(g.req); err != nil {
-		return err
+		return 0, err
 	}
 	n := 0
 	for {
 		if n == len(c.buf) {
-			return fmt.Errorf("lb load: answer longer than %d bytes", len(c.buf))
+			return 0, fmt.Errorf("lb load: answer longer than %d bytes", len(c.buf))
 		}
 		m, err := conn.Read(c.buf[n:])
 		n += m
@@ -261,15 +272,15 @@ func (c *client) exchange(ctx context.Context) error {
 			break
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 	}
 	name, err := verifyAnswer(c.buf[:n], g.cfg.Path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	c.servers[string(name)]++
-	return nil
+	return connected, nil
 }
 
 // verifyAnswer checks a Backend's answer to GET path: status 200, a

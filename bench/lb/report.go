@@ -18,12 +18,13 @@ type LoadReport struct {
 	RPS        float64           `json:"rps"`
 	ByServer   map[string]uint64 `json:"by_server"`
 	Latency    *Histogram        `json:"latency"`
+	Connect    *Histogram        `json:"connect,omitempty"`
 }
 
 // Report converts r for JSON.
 func (r LoadResult) Report() LoadReport {
 	rep := LoadReport{Requests: r.Requests, Errors: r.Errors, ElapsedNs: int64(r.Elapsed), RPS: r.RPS,
-		ByServer: r.ByServer, Latency: r.Latency}
+		ByServer: r.ByServer, Latency: r.Latency, Connect: r.Connect}
 	if r.FirstError != nil {
 		rep.FirstError = r.FirstError.Error()
 	}
@@ -33,12 +34,15 @@ func (r LoadResult) Report() LoadReport {
 // Result converts a report back.
 func (rep LoadReport) Result() LoadResult {
 	r := LoadResult{Requests: rep.Requests, Errors: rep.Errors, Elapsed: time.Duration(rep.ElapsedNs), RPS: rep.RPS,
-		ByServer: rep.ByServer, Latency: rep.Latency}
+		ByServer: rep.ByServer, Latency: rep.Latency, Connect: rep.Connect}
 	if rep.FirstError != "" {
 		r.FirstError = errors.New(rep.FirstError)
 	}
 	if r.Latency == nil {
 		r.Latency = &Histogram{}
+	}
+	if r.Connect == nil {
+		r.Connect = &Histogram{}
 	}
 	return r
 }

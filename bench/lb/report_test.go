@@ -36,3 +36,34 @@ func TestHistogramJSONInconsistentCountRefused(t *testing.T) {
 		t.Fatal("accepted a bucket index out of range")
 	}
 }
+
+// The connect times travel with the report, so the measured run can
+// tell a slow handshake (the gateway's path) from a slow answer.
+func TestLoadReportKeepsConnectTimes(t *testing.T) {
+	var lat, conn Histogram
+	lat.Record(6 * time.Millisecond)
+	conn.Record(400 * time.Microsecond)
+	b, err := json.Marshal(LoadResult{Requests: 1, Latency: &lat, Connect: &conn, ByServer: map[string]uint64{"b0": 1}}.Report())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep LoadReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.Result().Connect; got.Count() != 1 || got.Max() != conn.Max() {
+		t.Fatalf("connect histogram after JSON: n %d max %v, want 1 and %v", got.Count(), got.Max(), conn.Max())
+	}
+}
+
+// A report from an older load generator (no connect times) reads as an
+// empty connect histogram, not a nil one.
+func TestLoadReportWithoutConnectTimes(t *testing.T) {
+	var rep LoadReport
+	if err := json.Unmarshal([]byte(`{"requests":0,"errors":0,"elapsed_ns":1,"rps":0,"by_server":{},"latency":{"buckets":[],"n":0,"sum":0,"min_ns":0,"max_ns":0}}`), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Result().Connect; c == nil || c.Count() != 0 {
+		t.Fatalf("connect histogram %v, want empty", c)
+	}
+}

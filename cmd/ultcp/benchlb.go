@@ -41,6 +41,8 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 	fs.BoolVar(&f.m.spin, "spin", false, "measured run: backends spin the CPU for a request's cost instead of sleeping (on a machine with fewer cores than backends they then slow each other)")
 	fs.DurationVar(&f.m.settle, "settle", 500*time.Millisecond, "measured run: wait after the gateway starts, for it to find the pool")
 	fs.DurationVar(&f.m.grace, "node-grace", 100*time.Millisecond, "measured run: the backends' ultcp Config.Grace, how long a request may wait unread in its ring before the stack takes it out and acknowledges it (the stack's default is 5ms; 100ms keeps waiting requests visible to the queue policy and stays below Linux's 200 ms minimum RTO)")
+	fs.StringVar(&f.m.gwFlags, "gateway-flags", "", "measured run: extra `FLAGS` for every gateway it starts, space-separated (diagnosis: --capture, --cpuprofile, --metrics, --spin)")
+	fs.StringVar(&f.m.procs, "gomaxprocs", "", "measured run: GOMAXPROCS of the processes it starts, `N` for all or ROLE=N,... (roles gateway, backend, loadgen; empty: the Go default, one per CPU)")
 	fs.IntVar(&f.m.rounds, "rounds", 3, "measured run: split each policy's --duration into this many turns, interleaved with the other policies' (1 with --quick)")
 	fs.StringVar(&f.m.fabric, "fabric", "", "--role backend: fabric `name`")
 	fs.StringVar(&f.m.addr, "addr", "", "--role backend: the node's `address`")

@@ -92,3 +92,41 @@ func TestBenchLBRejectsUnknownPolicy(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+// --gomaxprocs sets GOMAXPROCS for all the measured run's processes or
+// per role, and names what is wrong.
+func TestBenchLBGomaxprocsPerRole(t *testing.T) {
+	last := func(env []string) string {
+		v := ""
+		for _, e := range env {
+			if strings.HasPrefix(e, "GOMAXPROCS=") {
+				v = e
+			}
+		}
+		return v
+	}
+	for _, c := range []struct{ spec, role, want string }{
+		{"8", "gateway", "GOMAXPROCS=8"},
+		{"8", "loadgen", "GOMAXPROCS=8"},
+		{"gateway=8,backend=4", "backend", "GOMAXPROCS=4"},
+		{"gateway=8", "loadgen", ""},
+	} {
+		m := lbMeasured{procs: c.spec}
+		env, err := m.env(c.role)
+		if err != nil {
+			t.Fatalf("%q: %v", c.spec, err)
+		}
+		if c.want != "" && last(env) != c.want {
+			t.Errorf("--gomaxprocs %q, role %s: %q, want %q", c.spec, c.role, last(env), c.want)
+		}
+		if c.want == "" && len(env) != len(os.Environ()) {
+			t.Errorf("--gomaxprocs %q, role %s: environment changed, want it inherited as is", c.spec, c.role)
+		}
+	}
+	for _, bad := range []string{"0", "x", "proxy=2", "gateway=0"} {
+		m := lbMeasured{procs: bad}
+		if _, err := m.env("gateway"); err == nil {
+			t.Errorf("--gomaxprocs %q accepted", bad)
+		}
+	}
+}

@@ -68,6 +68,38 @@ type lbMeasured struct {
 	rounds   int
 	settle   time.Duration
 	grace    time.Duration
+	gwFlags  string
+	procs    string
+}
+
+// lbEnv is the environment of a process of the measured run in role:
+// this process's, with GOMAXPROCS as --gomaxprocs says for the role.
+func (m *lbMeasured) env(role string) ([]string, error) {
+	n := ""
+	for _, item := range strings.Split(m.procs, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		r, v, named := strings.Cut(item, "=")
+		if !named {
+			v = r
+		}
+		k, err := strconv.Atoi(v)
+		if err != nil || k < 1 || k > 1024 {
+			return nil, fmt.Errorf("--gomaxprocs %q: want N or ROLE=N with N in [1, 1024]", m.procs)
+		}
+		if !named || r == role {
+			n = v
+		} else if r != "gateway" && r != "backend" && r != "loadgen" {
+			return nil, fmt.Errorf("--gomaxprocs %q: unknown role %q (want gateway, backend or loadgen)", m.procs, r)
+		}
+	}
+	env := os.Environ()
+	if n != "" {
+		env = append(env, "GOMAXPROCS="+n)
+	}
+	return env, nil
 }
 
 // runLBBackend is --role backend: one node serving the VIP until SIGTERM.
@@ -233,7 +265,7 @@ func runLBMeasured(f *benchLBFlags, scenarios []string, policies []lb.Policy, st
 				i := (k + r) % len(policies)
 				p := policies[i]
 				fmt.Fprintf(stderr, "ultcp bench lb: %s / %s (round %d of %d) ...\n", sc, p, r+1, rounds)
-				rep, err := runLBPolicy(f, exe, fab, gw, ext, p, f.sim.Duration/time.Duration(rounds))
+				rep, err := runLBPolicy(f, exe, fab, gw, ext, p, f.sim.Duration/time.Duration(rounds), stderr)
 				if err != nil {
 					for _, b := range backs {
 						b.stop()
@@ -241,6 +273,9 @@ func runLBMeasured(f *benchLBFlags, scenarios []string, policies []lb.Policy, st
 					return nil, fmt.Errorf("%s / %s: %w", sc, p, err)
 				}
 				got := rep.Result()
+				fmt.Fprintf(stderr, "ultcp bench lb:   %.0f req/s, p50 %v p99 %v, connect p50 %v p99 %v, errors %d\n",
+					float64(got.Requests)/got.Elapsed.Seconds(), got.Latency.Quantile(0.5), got.Latency.Quantile(0.99),
+					got.Connect.Quantile(0.5), got.Connect.Quantile(0.99), got.Errors)
 				if m := merged[i]; m == nil {
 					merged[i] = &got
 				} else {
@@ -248,6 +283,7 @@ func runLBMeasured(f *benchLBFlags, scenarios []string, policies []lb.Policy, st
 					m.Errors += got.Errors
 					m.Elapsed += got.Elapsed
 					m.Latency.Merge(got.Latency)
+					m.Connect.Merge(got.Connect)
 					for k, v := range got.ByServer {
 						m.ByServer[k] += v
 					}
@@ -311,6 +347,11 @@ func startLBBackends(f *benchLBFlags, exe, fab, scenario string) ([]*lbBackendPr
 		log := newLBLog("serving ")
 		cmd := exec.Command(exe, args...)
 		cmd.Stdout, cmd.Stderr = log, log
+		env, err := f.m.env("backend")
+		if err != nil {
+			return fail(err)
+		}
+		cmd.Env = env
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			return fail(err)
@@ -331,12 +372,17 @@ func startLBBackends(f *benchLBFlags, exe, fab, scenario string) ([]*lbBackendPr
 
 // runLBPolicy starts the gateway with policy p, lets it find the pool,
 // runs the load generator in ext and stops the gateway.
-func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Policy, d time.Duration) (benchlb.LoadReport, error) {
+func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Policy, d time.Duration, stderr io.Writer) (benchlb.LoadReport, error) {
 	var rep benchlb.LoadReport
 	glog := newLBLog("gateway: forwarding")
 	runFor := f.sim.Warmup + f.sim.Duration + time.Minute
-	gp, err := gw.Start(runFor, func(c *exec.Cmd) { c.Stdout, c.Stderr = glog, glog }, exe, "gateway", "--fabric", fab,
-		"--addr", lbGatewayIP, "--subnet", lbCluster.String(), "--tun", "ultcp0", "--service", f.m.vip+"="+p.String())
+	args := append([]string{"gateway", "--fabric", fab, "--addr", lbGatewayIP, "--subnet", lbCluster.String(), "--tun", "ultcp0",
+		"--service", f.m.vip + "=" + p.String()}, strings.Fields(f.m.gwFlags)...)
+	genv, err := f.m.env("gateway")
+	if err != nil {
+		return rep, err
+	}
+	gp, err := gw.Start(runFor, func(c *exec.Cmd) { c.Stdout, c.Stderr, c.Env = glog, glog, genv }, exe, args...)
 	if err != nil {
 		return rep, err
 	}
@@ -360,6 +406,9 @@ func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Polic
 		"--concurrency", strconv.Itoa(f.sim.Concurrency), "--rate", strconv.FormatFloat(f.sim.Rate, 'g', -1, 64),
 		"--duration", d.String(), "--warmup", f.sim.Warmup.String())
 	cmd.Stdout, cmd.Stderr = &out, &errb
+	if cmd.Env, err = f.m.env("loadgen"); err != nil {
+		return rep, err
+	}
 	if err := cmd.Run(); err != nil {
 		return rep, fmt.Errorf("load generator: %v: %s", err, errb.String())
 	}
@@ -370,6 +419,9 @@ func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Polic
 	}
 	if err := json.Unmarshal(sc.Bytes(), &rep); err != nil {
 		return rep, fmt.Errorf("load generator's report: %v", err)
+	}
+	if n := strings.Count(glog.String(), "service member removed"); n > 0 {
+		fmt.Fprintf(stderr, "ultcp bench lb:   the gateway removed a member for stalling %d times\n", n)
 	}
 	return rep, nil
 }

@@ -75,6 +75,22 @@ type Load interface {
 	Conns() int
 }
 
+// Drainer is implemented by a Load that can tell what the member's
+// application took from what its stack consumed on arrival. A node's
+// stack consumes a new connection's handshake at once, whatever its
+// application is doing, and leaves a request in the ring until the
+// application reads it; counted together, a member given many new
+// connections looks fast for the handshakes it takes in (and gets more
+// of them: herding), and a stalled member that is sent a connection
+// looks as if it made progress. RingLoad implements it.
+type Drainer interface {
+	// Drained is the cumulative number of bytes consumed that were
+	// already waiting at the previous call: per ring, the part of what
+	// it held then that it has consumed since. Tick calls it once per
+	// reading, after Occupancy. It never goes backwards.
+	Drained() uint64
+}
+
 // State is where a member is in its life.
 type State uint8
 
@@ -216,6 +232,7 @@ type Member struct {
 	seen         bool
 	lastOcc      int64
 	lastConsumed uint64
+	lastDrained  uint64
 	backlog      float64 // EWMA of occupancy, bytes
 	rate         float64 // EWMA of drain rate, bytes per ns; valid if rateKnown
 	rateKnown    bool
@@ -283,6 +300,7 @@ type Service struct {
 
 	// Queue policy.
 	connBytes      float64 // learned bytes per new connection
+	drainBytes     float64 // learned bytes a member drains per request it takes
 	arrivedEWMA    float64
 	assignedEWMA   float64
 	nextReading    time.Duration
@@ -305,7 +323,7 @@ func NewService(vip netip.AddrPort, cfg Config) (*Service, error) {
 	if !vip.IsValid() {
 		return nil, fmt.Errorf("lb: invalid service address %v", vip)
 	}
-	s := &Service{vip: vip, cfg: cfg, connBytes: cfg.ConnBytes, rng: cfg.Seed*0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D}
+	s := &Service{vip: vip, cfg: cfg, connBytes: cfg.ConnBytes, drainBytes: cfg.ConnBytes, rng: cfg.Seed*0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D}
 	return s, nil
 }
 
@@ -430,7 +448,11 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 			occ = 0
 		}
 		cons := m.load.Consumed()
-		if !m.seen || cons < m.lastConsumed {
+		drained := cons
+		if d, ok := m.load.(Drainer); ok {
+			drained = d.Drained()
+		}
+		if !m.seen || cons < m.lastConsumed || drained < m.lastDrained {
 			// First reading, or a counter that went backwards: a new
 			// baseline, no rate sample, no progress judgement.
 			m.seen = true
@@ -438,20 +460,27 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 			m.progressAt = now
 		} else {
 			delta := cons - m.lastConsumed
+			took := drained - m.lastDrained
 			arrived += float64(delta) + float64(occ) - float64(m.lastOcc)
 			assigned += m.picked
 			m.backlog += aB * (float64(occ) - m.backlog)
-			// A rate sample only when the member held data at both
-			// readings: it had work the whole interval (or stalled).
+			if took > 0 {
+				// What one request's worth of draining looks like: the
+				// unit of the pending penalty and of the stall test.
+				s.drainBytes += aR * (float64(took) - s.drainBytes)
+			}
+			// A rate sample only when the member held data at the
+			// previous reading: it had work waiting (or stalled), and
+			// what it took since is how fast it works through it.
 			switch {
-			case delta == 0 && m.rateKnown && now-m.progressAt > time.Duration(stallGaps*s.connBytes/max(m.rate, 1e-9)):
-				// Nothing consumed for several times the usual gap
+			case took == 0 && m.rateKnown && now-m.progressAt > time.Duration(stallGaps*s.drainBytes/max(m.rate, 1e-9)):
+				// Nothing taken for several times the usual gap
 				// between two requests: a stall, not slowness. The
 				// stall time in the score covers it; feeding zeros to
 				// the rate would keep the member looking slow long
 				// after it resumed.
-			case m.lastOcc > 0 && occ > 0:
-				r := float64(delta) / float64(dt)
+			case m.lastOcc > 0:
+				r := float64(took) / float64(dt)
 				switch {
 				case m.rateKnown:
 					m.rate += aR * (r - m.rate)
@@ -471,14 +500,14 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 				// could ever clear it.
 				m.rate += aR * (prior - m.rate)
 			}
-			if delta > 0 || occ == 0 || blind {
+			if took > 0 || occ == 0 || blind {
 				m.progressAt = now
 			}
 		}
 		// Connections assigned just before this reading may not have
 		// sent their request yet (it lands about one RTT after the SYN),
 		// so half the penalty carries over to the next interval.
-		m.lastOcc, m.lastConsumed, m.pending, m.picked = occ, cons, m.pending/2, 0
+		m.lastOcc, m.lastConsumed, m.lastDrained, m.pending, m.picked = occ, cons, drained, m.pending/2, 0
 		m.stuck = now - m.progressAt
 		if m.stuck >= s.cfg.StallTimeout {
 			m.removals++
@@ -543,11 +572,11 @@ func (s *Service) Pick(flowHash uint64) (*Member, error) {
 
 // expectedDelay is the queue policy's score of m in nanoseconds (doc.go).
 func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
-	backlog := m.backlog + s.connBytes*float64(m.pending+1)
+	backlog := m.backlog + s.drainBytes*float64(m.pending+1)
 	if s.cfg.Policy == SED {
-		// Every open connection counts as one connection's bytes,
+		// Every open connection counts as one request's bytes,
 		// whether they wait in the ring or are being served.
-		backlog = s.connBytes * float64(max(m.load.Conns(), 0)+1)
+		backlog = s.drainBytes * float64(max(m.load.Conns(), 0)+1)
 	}
 	rate := meanRate
 	if m.rateKnown {
@@ -557,8 +586,28 @@ func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
 	// unbounded as far as we know, so order such members by backlog
 	// after everyone else.
 	const minRate = 1e-9 // 1 byte per second
-	return backlog/max(rate, minRate) + float64(m.stuck)
+	rate = max(rate, minRate)
+	d := backlog/rate + float64(m.stuck)
+	// A member that has held data without taking any for stallAfter
+	// times its usual time per request is not slow but stopped: how
+	// long it stays stopped nobody knows (a 50 ms pause, a collector, a
+	// dying process), so it comes after every member that is working.
+	if float64(m.stuck) > max(stallAfter*s.drainBytes/rate, float64(2*s.cfg.Interval)) {
+		d += stalledPenalty
+	}
+	return d
 }
+
+// stallAfter: a member holding data that has taken none for this many
+// times its time per request (drain bytes / drain rate) is stopped.
+// A working single-worker member takes the next request within one
+// service time of the last; two leaves room for a service time that
+// varies and for the reading interval.
+const stallAfter = 2
+
+// stalledPenalty orders stopped members after working ones (1000 s:
+// more than any delay a working member can be expected to have).
+const stalledPenalty = 1e12
 
 func (s *Service) pickQueue(flowHash uint64) *Member {
 	if len(s.up) == 1 {
@@ -575,7 +624,11 @@ func (s *Service) pickQueue(flowHash uint64) *Member {
 		s.scores = append(s.scores, d)
 		best = min(best, d)
 	}
-	limit := best*(1+s.cfg.Slack) + 1 // +1 ns: exact ties at zero
+	// Near-equal: within Slack of the best, or within half of one
+	// request's service time at the mean rate: differences smaller
+	// than that are the readings' noise (a ring is read every
+	// Interval, and a request in service does not show in it at all).
+	limit := best + max(best*s.cfg.Slack, 0.5*s.drainBytes/meanRate) + 1 // +1 ns: exact ties at zero
 	s.near = s.near[:0]
 	for i, d := range s.scores {
 		if d <= limit {
@@ -585,21 +638,21 @@ func (s *Service) pickQueue(flowHash uint64) *Member {
 	if len(s.near) == 1 {
 		return s.up[s.near[0]]
 	}
-	// Power of two choices among the near-equal members: the one with
-	// fewer open connections wins (the gateway's count is exact and
-	// immediate, where the ring is a reading up to an interval old), then
-	// the lower expected delay.
-	r := s.random(flowHash)
-	a := s.near[r%uint64(len(s.near))]
-	b := s.near[(r>>32)%uint64(len(s.near)-1)]
-	if b == a {
-		b = s.near[len(s.near)-1]
+	// Among the near-equal members the one with the fewest open
+	// connections wins: the gateway's count is exact and immediate,
+	// where the ring is a reading up to an interval old and cannot show
+	// a request the member has taken and is serving. Ties go to the
+	// first from a random start, so that no member is favoured.
+	start := int(s.random(flowHash) % uint64(len(s.near)))
+	var pick *Member
+	least := 0
+	for k := range s.near {
+		m := s.up[s.near[(start+k)%len(s.near)]]
+		if c := max(m.load.Conns(), 0); pick == nil || c < least {
+			pick, least = m, c
+		}
 	}
-	ca, cb := s.up[a].load.Conns(), s.up[b].load.Conns()
-	if cb < ca || cb == ca && s.scores[b] < s.scores[a] {
-		return s.up[b]
-	}
-	return s.up[a]
+	return pick
 }
 
 // meanRate is the mean drain rate of the members up whose rate is known,

@@ -255,3 +255,110 @@ func TestSEDWeighsConnectionsByDrainRate(t *testing.T) {
 		t.Fatalf("picked .%d, want .1", got[0])
 	}
 }
+
+// drainLoad is a fakeLoad that also says what its application drained.
+type drainLoad struct {
+	fakeLoad
+	drained uint64
+}
+
+func (d *drainLoad) Drained() uint64 { return d.drained }
+
+func drainPool(t *testing.T, n int) (*Service, []*drainLoad) {
+	t.Helper()
+	s, err := NewService(vip, Config{Policy: Queue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls []*drainLoad
+	for i := 1; i <= n; i++ {
+		l := &drainLoad{}
+		if _, err := s.Join(addr(i), 1, l); err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	return s, ls
+}
+
+// A stalled member's stack still takes in the handshakes of new
+// connections: consumed bytes that are not progress. With a Drainer the
+// scheduler judges progress by what was drained, so the member's stall
+// clock keeps running and it stops receiving connections.
+func TestQueueHandshakesTakenInAreNotProgress(t *testing.T) {
+	s, l := drainPool(t, 2)
+	for _, x := range l {
+		x.occ = 100
+	}
+	s.Tick(0)
+	for now := ms; now <= 20*ms; now += ms {
+		l[0].cons += 200 // .1: handshakes only (more bytes than .2's requests), its 100 bytes stay
+		l[1].cons += 100
+		l[1].drained += 100 // .2: takes a request every millisecond
+		s.Tick(now)
+	}
+	if st := s.Member(addr(1)).Metrics(); st.DrainRate >= s.Member(addr(2)).Metrics().DrainRate {
+		t.Fatalf(".1 drain rate %v B/s, want below .2's %v (handshakes are not draining)", st.DrainRate, s.Member(addr(2)).Metrics().DrainRate)
+	}
+	for i, o := range picks(t, s, 5) {
+		if o == 1 {
+			t.Fatalf("pick %d went to .1, which drained nothing for 20 ms", i)
+		}
+	}
+}
+
+// A member that has held data without draining any for more than
+// stallAfter times its time per request goes after every working member,
+// even one with three times the backlog.
+func TestQueueStoppedMemberComesAfterBusierWorkingOnes(t *testing.T) {
+	s, l := drainPool(t, 2)
+	// Both drain 100 bytes a millisecond (a request each) for 50 ms.
+	l[0].occ, l[1].occ = 100, 300
+	s.Tick(0)
+	var now time.Duration
+	for now = ms; now <= 50*ms; now += ms {
+		for _, x := range l {
+			x.cons += 100
+			x.drained += 100
+		}
+		s.Tick(now)
+	}
+	// Then .1 takes nothing for 5 ms (its time per request is ~1 ms),
+	// while .2 goes on.
+	for end := now + 5*ms; now < end; now += ms {
+		l[1].cons += 100
+		l[1].drained += 100
+		s.Tick(now)
+	}
+	if got := picks(t, s, 1); got[0] != 2 {
+		t.Fatalf("picked .%d, want .2: .1 has drained nothing for 5 request times", got[0])
+	}
+}
+
+// Members within half a request's time of each other are equal as far
+// as the readings can tell; the one with the fewest open connections
+// (the gateway's exact count, which also sees a request in service)
+// gets the connection.
+func TestQueueNearEqualMembersGoToFewestConnections(t *testing.T) {
+	s, l := drainPool(t, 3)
+	// All idle at the same measured rate: 100 bytes a millisecond.
+	for _, x := range l {
+		x.occ = 100
+	}
+	s.Tick(0)
+	for _, x := range l {
+		x.occ, x.cons, x.drained = 0, 100, 100
+	}
+	s.Tick(ms)
+	l[0].conns, l[1].conns, l[2].conns = 1, 0, 1 // .1 and .3 serve one
+	for i := range 8 {
+		m, err := s.Pick(uint64(i) * 0x9E3779B97F4A7C15)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o := m.Addr().As4()[3]; o != 2 {
+			t.Fatalf("pick %d went to .%d, want .2, the only member with no open connection", i, o)
+		}
+		s.Tick(time.Duration(i+2) * ms) // the pending penalty starts over
+	}
+}

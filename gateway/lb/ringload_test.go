@@ -74,3 +74,50 @@ func TestRingLoadIsSafeForConcurrentUse(t *testing.T) {
 		t.Fatalf("conns %d, consumed %d after 800 add/remove pairs; want 0 and 800", n, cons)
 	}
 }
+
+// Drained counts, per ring, only what it consumed of the bytes it held
+// at the previous call: a request that waited for the application, not
+// a handshake that arrived and was taken in between two readings.
+func TestRingLoadDrainedCountsOnlyBytesThatWaited(t *testing.T) {
+	var l RingLoad
+	waiting, fresh := &fakeRing{occ: 100, cons: 60}, &fakeRing{occ: 0, cons: 0}
+	l.Add(waiting)
+	l.Add(fresh)
+	if got := l.Drained(); got != 0 {
+		t.Fatalf("first Drained = %d, want 0 (nothing seen before)", got)
+	}
+	// waiting: its 100 bytes taken, plus 50 that arrived and were taken
+	// at once; fresh: a 60-byte handshake taken in on arrival.
+	waiting.occ, waiting.cons = 0, 60+150
+	fresh.cons = 60
+	if got := l.Drained(); got != 100 {
+		t.Fatalf("Drained = %d, want 100 (only the bytes held at the last call)", got)
+	}
+}
+
+// A ring removed while it held bytes counts what it consumed of them:
+// the flow ended, its data is gone from the member.
+func TestRingLoadDrainedCountsRemovedRing(t *testing.T) {
+	var l RingLoad
+	r := &fakeRing{occ: 80, cons: 0}
+	l.Add(r)
+	l.Drained()
+	r.occ, r.cons = 0, 80
+	l.Remove(r)
+	if got := l.Drained(); got != 80 {
+		t.Fatalf("Drained = %d after removing a ring that took its 80 bytes, want 80", got)
+	}
+}
+
+// A tail that goes backwards drains nothing (and Drained never
+// decreases).
+func TestRingLoadDrainedIgnoresTailGoingBack(t *testing.T) {
+	var l RingLoad
+	r := &fakeRing{occ: 100, cons: 500}
+	l.Add(r)
+	l.Drained()
+	r.cons = 10
+	if got := l.Drained(); got != 0 {
+		t.Fatalf("Drained = %d after the tail went back, want 0", got)
+	}
+}
