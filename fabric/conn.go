@@ -834,12 +834,17 @@ func (c *Conn) Recv(dst []byte) (int, error) {
 // ---- lifecycle -----------------------------------------------------------
 
 // SetWatch makes Node.Wait report this connection when a record arrives
-// while it is empty, or when its state changes (on), or stops that (off).
+// while it is empty, or when its state changes (on), or stops that (off:
+// the ring is disarmed, so the peer's next record rings no doorbell).
 // The goroutine calling Node.Wait should be the connection's receiver: it
 // reads the connection with PeekNoWait until ErrWouldBlock, which re-arms
 // the notification.
 func (c *Conn) SetWatch(on bool) {
-	if c.watch.Swap(on) == on || !on {
+	if c.watch.Swap(on) == on {
+		return
+	}
+	if !on {
+		atomic.AndUint32(c.rx.ctl32(offConsArmed), ^uint32(armNode))
 		return
 	}
 	if c.state.Load() == 0 {

@@ -59,9 +59,14 @@ type Node struct {
 	// bellSleepers counts the Waits in (or about to enter) their futex
 	// sleep on bell: a local event rings the futex only for them.
 	bellSleepers atomic.Int32
-	closed       atomic.Bool
-	done         chan struct{}
-	serveDone    chan struct{}
+	// ctlLease: until this time (nanoseconds on born's monotonic clock) a
+	// caller polls the control rings itself (HoldControl), so the event
+	// loop leaves them unarmed.
+	ctlLease  atomic.Int64
+	born      time.Time
+	closed    atomic.Bool
+	done      chan struct{}
+	serveDone chan struct{}
 }
 
 func newNode(f *Fabric, addr netip.Addr, ln *net.UnixListener) (*Node, error) {
@@ -78,7 +83,7 @@ func newNode(f *Fabric, addr netip.Addr, ln *net.UnixListener) (*Node, error) {
 		f: f, addr: addr, gen: rand.Uint64() | 1, ln: ln,
 		bellFd: fd, bellMem: mem, bell: (*uint32)(mem), ctlBell: (*uint32)(unsafe.Add(mem, ctlBellOff)),
 		peers: map[netip.Addr]*peer{}, held: map[*peer]bool{}, pending: map[netip.Addr]bool{}, incoming: map[netip.Addr]bool{},
-		acceptCh: make(chan struct{}, 1), done: make(chan struct{}), serveDone: make(chan struct{}),
+		acceptCh: make(chan struct{}, 1), done: make(chan struct{}), serveDone: make(chan struct{}), born: time.Now(),
 	}
 	n.probe = n.gen
 	go n.listen()
@@ -743,7 +748,9 @@ func (n *Node) Wait(ctx context.Context, buf []*Conn) ([]*Conn, error) {
 
 // serve is the node's one background goroutine: it reads the control rings
 // of all peers and sleeps on the doorbell when they are empty (armNode on
-// each control ring, re-check, futex wait): no periodic wake-ups.
+// each control ring, re-check, futex wait): no periodic wake-ups. While a
+// caller holds the control rings (HoldControl) it leaves them unarmed and
+// sleeps until the lease ends, then looks again.
 func (n *Node) serve() {
 	defer close(n.serveDone)
 	for {
@@ -751,32 +758,80 @@ func (n *Node) serve() {
 		if n.closed.Load() {
 			return
 		}
-		n.mu.Lock()
-		peers := n.peerList
-		n.mu.Unlock()
-		busy := false
-		for _, p := range peers {
-			if p.drainControl() {
-				busy = true
-			}
-		}
-		if busy {
+		if left := n.ctlLease.Load() - n.clock(); left > 0 {
+			// The holder reads the rings: a message that rang anyway
+			// (armed before the lease) is left to it, rather than
+			// announced from here to the event loop of the stack.
+			futexWait(n.ctlBell, seq, time.Duration(left))
 			continue
 		}
-		for _, p := range peers {
-			if !p.dead.Load() {
-				atomic.OrUint32(p.ctlRx.ctl32(offConsArmed), armNode)
-			}
+		if n.drainAllControl() {
+			continue
 		}
-		for _, p := range peers {
-			if p.drainControl() {
-				busy = true
-			}
-		}
-		if busy {
+		n.armControl()
+		if n.drainAllControl() {
 			continue
 		}
 		futexWait(n.ctlBell, seq, -1)
+	}
+}
+
+// drainAllControl handles what waits on every peer's control ring and
+// reports whether there was anything.
+func (n *Node) drainAllControl() bool {
+	n.mu.Lock()
+	peers := n.peerList
+	n.mu.Unlock()
+	busy := false
+	for _, p := range peers {
+		if p.drainControl() {
+			busy = true
+		}
+	}
+	return busy
+}
+
+// armControl asks every live peer to ring the event loop's doorbell with
+// its next control message.
+func (n *Node) armControl() {
+	n.mu.Lock()
+	peers := n.peerList
+	n.mu.Unlock()
+	for _, p := range peers {
+		if !p.dead.Load() {
+			atomic.OrUint32(p.ctlRx.ctl32(offConsArmed), armNode)
+		}
+	}
+}
+
+// clock is the node's monotonic clock for the control lease.
+func (n *Node) clock() int64 { return int64(time.Since(n.born)) }
+
+// HoldControl tells the node that the caller will read the control rings
+// itself (Accept with a context that is done: a poll) at least every d
+// from now, until it calls HoldControl again or ReleaseControl. Meanwhile
+// the event loop leaves the rings unarmed: a peer's CONNECT or CLOSE then
+// costs the peer no system call and this process no wake-up of the event
+// loop, which on a small machine preempts the very goroutine that would
+// have read the message anyway. If the holder does not come back, the
+// event loop arms the rings when the lease ends, so a message waits at
+// most d. A spinning Accept is the intended holder.
+func (n *Node) HoldControl(d time.Duration) {
+	n.ctlLease.Store(n.clock() + int64(d))
+}
+
+// ReleaseControl ends a HoldControl lease: the control rings are armed
+// again (by the caller, so the event loop need not wake to do it) and read
+// once more for what came before they were armed; a connection that leaves
+// in the accept queue is announced.
+func (n *Node) ReleaseControl() {
+	if n.ctlLease.Swap(0) == 0 {
+		return
+	}
+	n.armControl()
+	n.pollControl()
+	if n.queued() {
+		n.announceAccept()
 	}
 }
 
