@@ -62,6 +62,7 @@ type Conn struct {
 	linger             int
 	orphanAt           time.Duration
 	graceArmed         bool
+	lazyClose          bool // closed by the application, its ring unwatched until the next engine run (Close)
 	useGen, seenGen    uint32
 	maxDMA             int
 	minTimer           time.Duration // the shortest timer the engine may set (see touchLocked)
@@ -1043,6 +1044,10 @@ func (c *Conn) engineStep(now time.Duration, timer, mayArm bool) {
 	if c.finished {
 		return
 	}
+	if c.lazyClose {
+		c.lazyClose = false
+		c.fc.SetWatch(true) // arms the ring again, or reports it ready
+	}
 	if l := c.lst; l != nil {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -1115,7 +1120,7 @@ func (c *Conn) rearmLocked(now time.Duration) {
 			next = t
 		}
 	}
-	if c.graceArmed {
+	if c.graceArmed || c.lazyClose {
 		early(now + c.s.cfg.Grace)
 	}
 	early(c.orphanAt)
@@ -1186,6 +1191,20 @@ func (c *Conn) Close() error {
 		c.out = c.tc.Close(now, c.out[:0])
 		c.sendLocked()
 		c.orphanAt = now + c.s.cfg.OrphanTimeout
+		if !c.finished && !c.rxDone && !c.viaGateway() {
+			// What is left of a fabric connection after Close (the
+			// peer's FIN and ACK, its fabric CLOSE) matters to nobody
+			// here, and to the peer only for its bookkeeping: a Write
+			// returned once its bytes were in the ring, and our FIN is
+			// out. So no doorbell and no engine wake-up for each of
+			// those segments: the ring is unwatched and the engine
+			// finishes the handshake at its grace check, in one
+			// wake-up for all the connections closed meanwhile
+			// (engineStep watches it again). A connection through the
+			// gateway keeps its watch: it may still retransmit.
+			c.lazyClose = true
+			c.fc.SetWatch(false)
+		}
 	}
 	c.wakeWaitersLocked()
 	c.maybeFinishLocked()

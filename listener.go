@@ -170,6 +170,7 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 			timer.Stop()
 		}
 	}()
+	spun := false // a spin polled rings unarmed (armPolled)
 	for {
 		l.mu.Lock()
 		if l.closed {
@@ -198,9 +199,15 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 			c.mu.Unlock()
 			l.accepted.Add(1)
 			l.s.stats.accepted.Add(1)
+			if spun {
+				l.armPolled(c)
+				// The next Accept will likely come soon (an accept
+				// loop): its lease covers the time until then.
+				l.s.node.HoldControl(acceptLease)
+			}
 			return c, nil
 		}
-		if spun := l.spin(); spun {
+		if spun = l.spin(); spun {
 			continue
 		}
 		var tc2 <-chan time.Time
@@ -240,8 +247,10 @@ func (l *Listener) spin() bool {
 	var pend []*Conn
 	var embs []*embryo
 	// What this spin polls it leaves unarmed (no doorbell, no engine
-	// wake-up per handshake segment); it arms it all when it stops.
-	defer l.armPolled()
+	// wake-up per handshake segment). It arms it all before Accept
+	// sleeps; after a handshake completed, Accept arms what it does not
+	// return (armPolled).
+	s.node.HoldControl(acceptLease)
 	for i := 0; ; i++ {
 		s.acceptFabric(l)
 		s.mu.Lock()
@@ -282,19 +291,31 @@ func (l *Listener) spin() bool {
 		}
 		if i&15 == 15 {
 			if time.Since(start) > budget {
+				s.node.ReleaseControl()
+				l.armPolled(nil)
 				return false
 			}
+			s.node.HoldControl(acceptLease)
 			runtime.Gosched()
 		}
 	}
 }
 
+// acceptLease is how long a spinning Accept, and an accept loop between
+// two Accepts, holds the node's control rings (fabric.Node.HoldControl):
+// a peer's CONNECT then waits for the next Accept to read it, instead of
+// waking the fabric's event loop and the progress engine, two futex
+// wake-ups that on two CPUs preempt the spinning dialler or acceptor. A
+// CONNECT that comes while the application does not return to Accept waits
+// at most this long (then the event loop takes it, as without a lease).
+const acceptLease = time.Millisecond
+
 // armPolled arms the rings a spinning Accept polled and leaves: those of
 // the stack's embryos (a CONNECT taken, its SYN perhaps not yet read) and
-// of the handshakes in l's backlog. A completed one that Accept is about
-// to return is armed too and read into its receive buffer; the cost is
-// one doorbell should its peer send before the application reads.
-func (l *Listener) armPolled() {
+// of the connections in l's backlog, except keep, which Accept returns:
+// its ring stays unarmed for the application's first Read, as after any
+// Read (the grace check covers an application that does not read).
+func (l *Listener) armPolled(keep *Conn) {
 	s := l.s
 	s.mu.Lock()
 	embs := make([]*embryo, 0, len(s.embryos))
@@ -309,7 +330,9 @@ func (l *Listener) armPolled() {
 	l.mu.Lock()
 	pend := make([]*Conn, 0, len(l.pending))
 	for _, c := range l.pending {
-		pend = append(pend, c)
+		if c != keep {
+			pend = append(pend, c)
+		}
 	}
 	l.mu.Unlock()
 	for _, c := range pend {

@@ -92,8 +92,9 @@ func TestTinyRunHasEveryPointInTheIssueSchema(t *testing.T) {
 	if got := keys(generic.Runs[0]); got != wantKeys {
 		t.Errorf("run keys %s, want %s", got, wantKeys)
 	}
-	if got := keys(generic.CRR[0]); got != "conns_per_s,transport" {
-		t.Errorf("crr keys %s, want conns_per_s,transport", got)
+	// The issue's two keys, and how the median rate was made.
+	if got := keys(generic.CRR[0]); got != "batches,conns_per_s,mean_conns_per_s,transport" {
+		t.Errorf("crr keys %s, want batches,conns_per_s,mean_conns_per_s,transport", got)
 	}
 	if generic.Machine["pin"] != "none" {
 		t.Errorf("machine.pin %v, want none", generic.Machine["pin"])

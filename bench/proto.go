@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -215,7 +216,32 @@ type Point struct {
 type CRRResult struct {
 	Conns   int           `json:"conns"`
 	Elapsed time.Duration `json:"elapsed"`
-	Error   string        `json:"error,omitempty"`
+	// Rates are the connections per second of each crrBatch-long batch:
+	// their median is the rate reported, as ping-pong reports median
+	// times, so that a few milliseconds during which the host took a CPU
+	// away (common on a small shared machine) do not decide the result.
+	Rates []float64 `json:"rates,omitempty"`
+	Error string    `json:"error,omitempty"`
+}
+
+// crrBatch is how long one batch of the connection-rate test lasts.
+const crrBatch = 20 * time.Millisecond
+
+// MedianRate is the median batch rate, or the overall rate when there
+// were no complete batches.
+func (r *CRRResult) MedianRate() float64 {
+	if len(r.Rates) == 0 {
+		if r.Elapsed <= 0 {
+			return 0
+		}
+		return float64(r.Conns) / r.Elapsed.Seconds()
+	}
+	x := slices.Clone(r.Rates)
+	slices.Sort(x)
+	if len(x)%2 == 1 {
+		return x[len(x)/2]
+	}
+	return (x[len(x)/2-1] + x[len(x)/2]) / 2
 }
 
 // Client runs the client child: it dials the ping-pong connection, says it
@@ -401,7 +427,16 @@ func crr(dial func(pingPong bool) (Conn, error), budget time.Duration) CRRResult
 	start := time.Now()
 	deadline := start.Add(budget)
 	b := []byte{kindCRR}
-	for time.Now().Before(deadline) {
+	batchStart, batchConns := start, 0
+	for {
+		now := time.Now()
+		if d := now.Sub(batchStart); d >= crrBatch {
+			r.Rates = append(r.Rates, float64(batchConns)/d.Seconds())
+			batchStart, batchConns = now, 0
+		}
+		if !now.Before(deadline) {
+			break
+		}
 		c, err := dial(false)
 		if err == nil {
 			err = c.Send(b)
@@ -418,6 +453,7 @@ func crr(dial func(pingPong bool) (Conn, error), budget time.Duration) CRRResult
 		}
 		b[0] = kindCRR
 		r.Conns++
+		batchConns++
 	}
 	r.Elapsed = time.Since(start)
 	return r

@@ -49,8 +49,12 @@ type RunResult struct {
 
 // CRR is one transport's connection rate.
 type CRR struct {
-	Transport string  `json:"transport"`
-	ConnsPerS float64 `json:"conns_per_s"`
+	Transport string `json:"transport"`
+	// ConnsPerS is the median over batches of 20 ms (bench.crrBatch);
+	// MeanConnsPerS is all connections over all the time.
+	ConnsPerS     float64 `json:"conns_per_s"`
+	MeanConnsPerS float64 `json:"mean_conns_per_s"`
+	Batches       int     `json:"batches"`
 }
 
 // Find returns the point of transport at size bytes.
@@ -233,9 +237,10 @@ func (r *Report) Tables() []Table {
 		ts = append(ts, lat, bw)
 	}
 	if len(r.CRR) > 0 {
-		c := Table{Title: "connection rate (connect, 1 byte each way, close)", Header: []string{"transport", "connections/s"}}
+		c := Table{Title: "connection rate (connect, 1 byte each way, close)",
+			Header: []string{"transport", "connections/s (median of 20 ms batches)", "mean", "batches"}}
 		for _, x := range r.CRR {
-			c.Rows = append(c.Rows, []string{x.Transport, fmt.Sprintf("%.0f", x.ConnsPerS)})
+			c.Rows = append(c.Rows, []string{x.Transport, fmt.Sprintf("%.0f", x.ConnsPerS), fmt.Sprintf("%.0f", x.MeanConnsPerS), fmt.Sprint(x.Batches)})
 		}
 		ts = append(ts, c)
 	}

@@ -272,7 +272,8 @@ func Run(o Options) (*Report, error) {
 			rep.Machine.Notes = append(rep.Machine.Notes, fmt.Sprintf("%s connection rate failed: %v", p.name, err))
 			continue
 		}
-		rep.CRR = append(rep.CRR, CRR{Transport: p.name, ConnsPerS: float64(r.Conns) / r.Elapsed.Seconds()})
+		rep.CRR = append(rep.CRR, CRR{Transport: p.name, ConnsPerS: r.MedianRate(),
+			MeanConnsPerS: float64(r.Conns) / r.Elapsed.Seconds(), Batches: len(r.Rates)})
 	}
 	for _, p := range pairs {
 		if err := p.close(); err != nil {
