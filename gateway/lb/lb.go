@@ -89,6 +89,11 @@ type Drainer interface {
 	// it held then that it has consumed since. Tick calls it once per
 	// reading, after Occupancy. It never goes backwards.
 	Drained() uint64
+	// Ended is the cumulative number of the member's connections that
+	// stopped counting (Conns): answered, closed or failed. A member
+	// serving a request holds nothing in its ring; its progress shows
+	// when it finishes one.
+	Ended() uint64
 }
 
 // State is where a member is in its life.
@@ -233,6 +238,7 @@ type Member struct {
 	lastOcc      int64
 	lastConsumed uint64
 	lastDrained  uint64
+	lastEnded    uint64
 	backlog      float64 // EWMA of occupancy, bytes
 	rate         float64 // EWMA of drain rate, bytes per ns; valid if rateKnown
 	rateKnown    bool
@@ -437,6 +443,7 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 	blind := s.readings > 0 && dt > s.cfg.StallTimeout/2
 	aB := alpha(dt, s.cfg.Smoothing)
 	aR := alpha(dt, s.cfg.RateSmoothing)
+	aI := alpha(dt, idleRelax*s.cfg.RateSmoothing)
 	var arrived float64
 	var assigned int
 	prior := s.meanRate(0)
@@ -448,9 +455,15 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 			occ = 0
 		}
 		cons := m.load.Consumed()
-		drained := cons
-		if d, ok := m.load.(Drainer); ok {
-			drained = d.Drained()
+		drained, ended := cons, m.lastEnded
+		// Without a Drainer a member with an empty ring is idle as far
+		// as the scheduler can tell; with one, it is idle only when it
+		// has no connection either.
+		idle := occ == 0
+		d, drains := m.load.(Drainer)
+		if drains {
+			drained, ended = d.Drained(), d.Ended()
+			idle = occ == 0 && m.load.Conns() == 0
 		}
 		if !m.seen || cons < m.lastConsumed || drained < m.lastDrained {
 			// First reading, or a counter that went backwards: a new
@@ -497,17 +510,26 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 				// the estimate relaxes towards the others'. Without
 				// this a member measured slow (or stalled) would get
 				// no connection, hence no data, hence no sample that
-				// could ever clear it.
-				m.rate += aR * (prior - m.rate)
+				// could ever clear it. Ten times slower than the rate
+				// learns: a member measured slow rarely holds data
+				// (it is sent little), and relaxing at the rate's own
+				// speed made it look normal again within ~100 ms and
+				// sent it a request whose 4× service time was the
+				// tail.
+				m.rate += aI * (prior - m.rate)
 			}
-			if took > 0 || occ == 0 || blind {
+			// Progress: it took a request that waited, or finished a
+			// connection, or has nothing to do. A member serving a
+			// request while its ring is empty makes none until it
+			// finishes: a stall in mid-request shows too.
+			if took > 0 || ended != m.lastEnded || idle || blind {
 				m.progressAt = now
 			}
 		}
 		// Connections assigned just before this reading may not have
 		// sent their request yet (it lands about one RTT after the SYN),
 		// so half the penalty carries over to the next interval.
-		m.lastOcc, m.lastConsumed, m.lastDrained, m.pending, m.picked = occ, cons, drained, m.pending/2, 0
+		m.lastOcc, m.lastConsumed, m.lastDrained, m.lastEnded, m.pending, m.picked = occ, cons, drained, ended, m.pending/2, 0
 		m.stuck = now - m.progressAt
 		if m.stuck >= s.cfg.StallTimeout {
 			m.removals++
@@ -533,6 +555,10 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 	s.nextReading = now + s.cfg.Interval
 	return s.nextReading
 }
+
+// idleRelax: an idle member's drain rate relaxes towards the others'
+// this many times slower than a busy member's rate learns (Tick).
+const idleRelax = 10
 
 // stallGaps: a member that has consumed nothing for this many times its
 // usual gap between connections' worth of bytes is stalled (Tick).
@@ -570,13 +596,22 @@ func (s *Service) Pick(flowHash uint64) (*Member, error) {
 	return m, nil
 }
 
-// expectedDelay is the queue policy's score of m in nanoseconds (doc.go).
+// expectedDelay is the queue policy's score of m in nanoseconds (doc.go):
+// the requests ahead of a new one times the member's time per request.
 func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
-	backlog := m.backlog + s.drainBytes*float64(m.pending+1)
+	conns := float64(max(m.load.Conns(), 0))
+	// Ahead of a new connection: what waits in the ring (its smoothed
+	// occupancy in requests) plus the connections assigned since the
+	// reading, or the gateway's count of the member's open connections
+	// if that is more: the count is exact and immediate and includes
+	// the request the member has taken and is serving, which the ring
+	// cannot show; the ring shows what the count cannot, the bytes
+	// of a request that has not left it.
+	ahead := max(conns, m.backlog/s.drainBytes+float64(m.pending))
 	if s.cfg.Policy == SED {
-		// Every open connection counts as one request's bytes,
-		// whether they wait in the ring or are being served.
-		backlog = s.drainBytes * float64(max(m.load.Conns(), 0)+1)
+		// Every open connection counts as one request, whether it
+		// waits in the ring or is being served.
+		ahead = conns
 	}
 	rate := meanRate
 	if m.rateKnown {
@@ -587,23 +622,28 @@ func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
 	// after everyone else.
 	const minRate = 1e-9 // 1 byte per second
 	rate = max(rate, minRate)
-	d := backlog/rate + float64(m.stuck)
-	// A member that has held data without taking any for stallAfter
-	// times its usual time per request is not slow but stopped: how
-	// long it stays stopped nobody knows (a 50 ms pause, a collector, a
-	// dying process), so it comes after every member that is working.
-	if float64(m.stuck) > max(stallAfter*s.drainBytes/rate, float64(2*s.cfg.Interval)) {
-		d += stalledPenalty
+	perRequest := s.drainBytes / rate
+	d := (ahead + 1) * perRequest
+	// A member that has made no progress (taken no request that waited,
+	// finished no connection) for stallAfter times its time per request
+	// while it had work is not slow but stopped: how long it stays
+	// stopped nobody knows (a 50 ms pause, a collector, a dying
+	// process), so it comes after every member that is working, ordered
+	// among the stopped ones by how long they have been stuck.
+	if float64(m.stuck) > max(stallAfter*perRequest, float64(2*s.cfg.Interval)) {
+		d += stalledPenalty + float64(m.stuck)
 	}
 	return d
 }
 
-// stallAfter: a member holding data that has taken none for this many
-// times its time per request (drain bytes / drain rate) is stopped.
-// A working single-worker member takes the next request within one
-// service time of the last; two leaves room for a service time that
-// varies and for the reading interval.
-const stallAfter = 2
+// stallAfter: a member with work that has made no progress for this
+// many times its time per request (drain bytes / drain rate) is
+// stopped. The drain rate is measured on requests that waited, which a
+// single worker takes when it finishes the one in service, after the
+// rest of that one's service time: it overstates the speed up to
+// twofold, so 2 would call a working member stopped; 4 is about two
+// real service times.
+const stallAfter = 4
 
 // stalledPenalty orders stopped members after working ones (1000 s:
 // more than any delay a working member can be expected to have).

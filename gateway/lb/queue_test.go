@@ -259,10 +259,11 @@ func TestSEDWeighsConnectionsByDrainRate(t *testing.T) {
 // drainLoad is a fakeLoad that also says what its application drained.
 type drainLoad struct {
 	fakeLoad
-	drained uint64
+	drained, ended uint64
 }
 
 func (d *drainLoad) Drained() uint64 { return d.drained }
+func (d *drainLoad) Ended() uint64   { return d.ended }
 
 func drainPool(t *testing.T, n int) (*Service, []*drainLoad) {
 	t.Helper()
@@ -291,7 +292,7 @@ func TestQueueHandshakesTakenInAreNotProgress(t *testing.T) {
 		x.occ = 100
 	}
 	s.Tick(0)
-	for now := ms; now <= 20*ms; now += ms {
+	for now := ms; now <= 60*ms; now += ms {
 		l[0].cons += 200 // .1: handshakes only (more bytes than .2's requests), its 100 bytes stay
 		l[1].cons += 100
 		l[1].drained += 100 // .2: takes a request every millisecond
@@ -302,7 +303,7 @@ func TestQueueHandshakesTakenInAreNotProgress(t *testing.T) {
 	}
 	for i, o := range picks(t, s, 5) {
 		if o == 1 {
-			t.Fatalf("pick %d went to .1, which drained nothing for 20 ms", i)
+			t.Fatalf("pick %d went to .1, which drained nothing for 60 ms", i)
 		}
 	}
 }
@@ -312,26 +313,28 @@ func TestQueueHandshakesTakenInAreNotProgress(t *testing.T) {
 // even one with three times the backlog.
 func TestQueueStoppedMemberComesAfterBusierWorkingOnes(t *testing.T) {
 	s, l := drainPool(t, 2)
-	// Both drain 100 bytes a millisecond (a request each) for 50 ms.
+	// Both drain 100 bytes a millisecond (a request each) for 500 ms,
+	// long enough for the scheduler to learn that a request is 100
+	// bytes, hence one millisecond's work.
 	l[0].occ, l[1].occ = 100, 300
 	s.Tick(0)
 	var now time.Duration
-	for now = ms; now <= 50*ms; now += ms {
+	for now = ms; now <= 500*ms; now += ms {
 		for _, x := range l {
 			x.cons += 100
 			x.drained += 100
 		}
 		s.Tick(now)
 	}
-	// Then .1 takes nothing for 5 ms (its time per request is ~1 ms),
+	// Then .1 takes nothing for 10 ms (its time per request is ~1 ms),
 	// while .2 goes on.
-	for end := now + 5*ms; now < end; now += ms {
+	for end := now + 10*ms; now < end; now += ms {
 		l[1].cons += 100
 		l[1].drained += 100
 		s.Tick(now)
 	}
 	if got := picks(t, s, 1); got[0] != 2 {
-		t.Fatalf("picked .%d, want .2: .1 has drained nothing for 5 request times", got[0])
+		t.Fatalf("picked .%d, want .2: .1 has drained nothing for 10 request times", got[0])
 	}
 }
 

@@ -25,8 +25,8 @@ type RingLoad struct {
 	// hostile member's tail does.
 	done uint64
 	last uint64
-	// drained is Drained's count.
-	drained uint64
+	// drained is Drained's count, ended Ended's.
+	drained, ended uint64
 }
 
 // ringEntry is a ring and what Drained saw of it last time: its
@@ -67,6 +67,7 @@ func (l *RingLoad) Remove(r Ring) {
 			c := r.RingConsumed()
 			l.done += c
 			l.drained += e.drainedSince(c)
+			l.ended++
 			last := len(l.rings) - 1
 			l.rings[i] = l.rings[last]
 			l.rings[last] = ringEntry{}
@@ -120,4 +121,11 @@ func (l *RingLoad) Conns() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.rings)
+}
+
+// Ended implements Drainer: the rings removed so far.
+func (l *RingLoad) Ended() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ended
 }
