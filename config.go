@@ -29,6 +29,11 @@ type Config struct {
 	// fabric doorbell. Default DefaultSpinBudget; negative: never spin.
 	SpinBudget time.Duration
 
+	// KeepGOMAXPROCS stops NewStack from raising GOMAXPROCS (see
+	// raiseGOMAXPROCS): set it when the program manages GOMAXPROCS
+	// itself, or would rather its goroutines never outnumber the CPUs.
+	KeepGOMAXPROCS bool
+
 	// RingSize is the size of each of a connection's two fabric rings.
 	// Default DefaultRingSize.
 	RingSize int

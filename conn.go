@@ -62,7 +62,7 @@ type Conn struct {
 	linger             int
 	orphanAt           time.Duration
 	graceArmed         bool
-	lazyClose          bool // closed by the application, its ring unwatched until the next engine run (Close)
+	lazyClose          int8 // closed by the application: grace checks left with the ring unwatched (Close)
 	useGen, seenGen    uint32
 	maxDMA             int
 	minTimer           time.Duration // the shortest timer the engine may set (see touchLocked)
@@ -1044,9 +1044,19 @@ func (c *Conn) engineStep(now time.Duration, timer, mayArm bool) {
 	if c.finished {
 		return
 	}
-	if c.lazyClose {
-		c.lazyClose = false
-		c.fc.SetWatch(true) // arms the ring again, or reports it ready
+	// A connection closed lazily (Close) is read without arming while it
+	// has grace checks left: the peer's last segments come at its own
+	// grace check, and an armed ring would make each of them ring our
+	// doorbell (a system call for the peer, a wake-up for us). One not
+	// done after lazyChecks of them is watched again.
+	quiet := false
+	if c.lazyClose > 0 {
+		if timer {
+			c.lazyClose--
+		}
+		if quiet = c.lazyClose > 0; !quiet {
+			c.fc.SetWatch(true) // arms the ring again, or reports it ready
+		}
 	}
 	if l := c.lst; l != nil {
 		l.mu.Lock()
@@ -1059,7 +1069,7 @@ func (c *Conn) engineStep(now time.Duration, timer, mayArm bool) {
 		// Re-arming a busy ring would make every record the peer sends
 		// ring the doorbell and wake the engine: a wake-up per message.
 		idle := !c.graceArmed || (timer && c.useGen == c.seenGen)
-		c.drainLocked(now, nil, mayArm && (idle || c.rw.asleep || c.ww.asleep))
+		c.drainLocked(now, nil, mayArm && !quiet && (idle || c.rw.asleep || c.ww.asleep))
 	}
 	if d := c.tc.Deadline(); d != 0 && d <= now {
 		c.out = c.tc.OnTimer(now, c.out[:0])
@@ -1120,7 +1130,7 @@ func (c *Conn) rearmLocked(now time.Duration) {
 			next = t
 		}
 	}
-	if c.graceArmed || c.lazyClose {
+	if c.graceArmed || c.lazyClose > 0 {
 		early(now + c.s.cfg.Grace)
 	}
 	early(c.orphanAt)
@@ -1156,6 +1166,11 @@ func (c *Conn) maybeFinishLocked() {
 }
 
 // ---- closing --------------------------------------------------------------
+
+// lazyChecks is how many grace checks a closed fabric connection is
+// finished by polling its ring before it is watched again (see Close): two
+// sides checking every Grace complete the closing handshake within two.
+const lazyChecks = 3
 
 // Close closes the connection: blocked Read and Write calls return
 // net.ErrClosed. Queued data is not lost (there is none: Write returns
@@ -1202,7 +1217,7 @@ func (c *Conn) Close() error {
 			// wake-up for all the connections closed meanwhile
 			// (engineStep watches it again). A connection through the
 			// gateway keeps its watch: it may still retransmit.
-			c.lazyClose = true
+			c.lazyClose = lazyChecks
 			c.fc.SetWatch(false)
 		}
 	}

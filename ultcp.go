@@ -133,6 +133,7 @@ func NewStack(cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	raiseGOMAXPROCS(&cfg)
 	f, err := fabric.Open(cfg.fabricConfig())
 	if err != nil {
 		return nil, err
