@@ -513,7 +513,9 @@ type serviceSnapshot struct {
 	VIP      netip.AddrPort
 	Policy   string
 	NoMember uint64
-	Members  []memberSnapshot
+	// DrainBytes: the scheduler's learned bytes per request drained.
+	DrainBytes float64
+	Members    []memberSnapshot
 }
 
 type memberSnapshot struct {
@@ -523,6 +525,7 @@ type memberSnapshot struct {
 	Assigned, Removals, Resets uint64
 	Occupancy                  int64
 	Backlog, DrainRate         float64
+	Stops                      uint64
 }
 
 // publishServices copies the services' state for the metrics collector.
@@ -530,12 +533,12 @@ func (g *Gateway) publishServices() {
 	s := &g.svc
 	var snap []serviceSnapshot
 	for _, sv := range s.byKey {
-		ss := serviceSnapshot{VIP: sv.vip, Policy: sv.policy.String(), NoMember: sv.noMember}
+		ss := serviceSnapshot{VIP: sv.vip, Policy: sv.policy.String(), NoMember: sv.noMember, DrainBytes: sv.lb.Metrics().DrainBytes}
 		for _, m := range sv.members {
 			ms := memberSnapshot{Addr: m.addr, State: "left", Conns: m.load.Conns(), Assigned: m.assigned, Removals: m.removals, Resets: m.resets}
 			if m.lbm != nil {
 				mm := m.lbm.Metrics()
-				ms.State, ms.Occupancy, ms.Backlog, ms.DrainRate = mm.State.String(), mm.Occupancy, mm.Backlog, mm.DrainRate
+				ms.State, ms.Occupancy, ms.Backlog, ms.DrainRate, ms.Stops = mm.State.String(), mm.Occupancy, mm.Backlog, mm.DrainRate, mm.Stops
 			}
 			ss.Members = append(ss.Members, ms)
 		}
@@ -557,9 +560,12 @@ type ServiceMember struct {
 	Conns                      int
 	Assigned, Removals, Resets uint64
 	// Occupancy: the last ring reading (bytes not consumed); Backlog its
-	// EWMA; DrainRate: bytes per second consumed while holding data.
+	// EWMA; DrainRate: bytes per second drained while holding data.
 	Occupancy          int64
 	Backlog, DrainRate float64
+	// Stops: times the queue policy judged it stopped (work held, no
+	// progress for several request times).
+	Stops uint64
 }
 
 // Services returns each service's policy and members as of the last

@@ -18,13 +18,15 @@ var (
 	descSvcUp       = prometheus.NewDesc(ns+"service_member_up", "1 if the member receives new connections, else 0 (left or removed).", []string{"service", "member", "state"}, nil)
 	descSvcRemovals = prometheus.NewDesc(ns+"service_removals_total", "Times the member was removed for holding data without consuming any.", []string{"service", "member"}, nil)
 	descSvcResets   = prometheus.NewDesc(ns+"service_resets_total", "Connections reset because their member was removed.", []string{"service", "member"}, nil)
+	descSvcStops    = prometheus.NewDesc(ns+"service_stops_total", "Times the member was judged stopped: it held work and made no progress for several request times (it gets no new connection while another member works).", []string{"service", "member"}, nil)
+	descSvcDrainU   = prometheus.NewDesc(ns+"service_request_bytes", "Learned bytes a member drains per request that waited in its ring (the queue policy's unit of work).", []string{"service"}, nil)
 )
 
 type serviceCollector struct{ g *Gateway }
 
 func (c serviceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcMembers, descSvcNoMember, descSvcAssigned, descSvcConns, descSvcOcc,
-		descSvcBacklog, descSvcRate, descSvcUp, descSvcRemovals, descSvcResets} {
+		descSvcBacklog, descSvcRate, descSvcUp, descSvcRemovals, descSvcResets, descSvcStops, descSvcDrainU} {
 		ch <- d
 	}
 }
@@ -54,7 +56,9 @@ func (c serviceCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descSvcRate, m.DrainRate, svc, mem)
 			counter(descSvcRemovals, m.Removals, svc, mem)
 			counter(descSvcResets, m.Resets, svc, mem)
+			counter(descSvcStops, m.Stops, svc, mem)
 		}
+		gauge(descSvcDrainU, s.DrainBytes, svc)
 		gauge(descSvcMembers, float64(up), svc, s.Policy)
 		counter(descSvcNoMember, s.NoMember, svc)
 	}

@@ -126,6 +126,19 @@ type CDFPoint struct {
 	Fraction float64
 }
 
+// Above is the fraction of the recorded durations longer than d (to the
+// histogram's resolution: a bucket counts whole, by its lower edge).
+func (h *Histogram) Above(d time.Duration) float64 {
+	if h.n == 0 {
+		return 0
+	}
+	var n uint64
+	for i := bucketOf(uint64(max(d, 0))) + 1; i < histBuckets; i++ {
+		n += h.counts[i]
+	}
+	return float64(n) / float64(h.n)
+}
+
 // CDF returns the distribution's steps, one per non-empty bucket, at the
 // bucket's upper edge (clamped to the largest recorded).
 func (h *Histogram) CDF() []CDFPoint {

@@ -87,3 +87,21 @@ func BenchmarkHistogramRecord(b *testing.B) {
 		h.Record(d % time.Second)
 	}
 }
+
+// Above counts what lies beyond the bucket of d.
+func TestHistogramAbove(t *testing.T) {
+	var h Histogram
+	for _, d := range []time.Duration{time.Millisecond, 2 * time.Millisecond, 30 * time.Millisecond, 60 * time.Millisecond} {
+		h.Record(d)
+	}
+	if got := h.Above(20 * time.Millisecond); got != 0.5 {
+		t.Fatalf("Above(20ms) = %v, want 0.5", got)
+	}
+	if got := h.Above(time.Second); got != 0 {
+		t.Fatalf("Above(1s) = %v, want 0", got)
+	}
+	var empty Histogram
+	if got := empty.Above(0); got != 0 {
+		t.Fatalf("empty Above = %v, want 0", got)
+	}
+}

@@ -225,19 +225,36 @@ type simBackend struct {
 	busy     int
 	wakeSet  bool
 	served   uint64
+	// The Drainer's view (Drained): the simulation's clock, the time of
+	// the last reading, and the counts.
+	clock          *time.Duration
+	lastRead       time.Duration
+	drained, ended uint64
 }
 
 func (b *simBackend) Occupancy() int64 { return b.occ }
 func (b *simBackend) Consumed() uint64 { return b.consumed }
 func (b *simBackend) Conns() int       { return b.conns }
 
+// Drained and Ended make the model's backend an lb.Drainer, as the
+// gateway's RingLoad is: drained counts the bytes of requests that were
+// in the ring at the previous reading when a worker took them (a
+// request taken on arrival by an idle worker is not), ended the
+// connections answered or reset.
+func (b *simBackend) Drained() uint64 {
+	b.lastRead = *b.clock
+	return b.drained
+}
+func (b *simBackend) Ended() uint64 { return b.ended }
+
 type simReq struct {
 	sent    time.Duration
 	client  int32
 	backend int32
 	// inRing: its bytes are still in the ring (not read by a worker nor
-	// taken in by the stack after Grace).
+	// taken in by the stack after Grace); landed: when they arrived.
 	inRing  bool
+	landed  time.Duration
 	graceAt time.Duration // when the stack takes it in (Grace > 0)
 }
 
@@ -291,7 +308,7 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 	}
 	s.svc = svc
 	for i := 0; i < cfg.Backends; i++ {
-		b := &simBackend{factor: 1}
+		b := &simBackend{factor: 1, clock: &s.now}
 		switch scenario {
 		case ScenarioEqual:
 		case ScenarioSlow:
@@ -405,7 +422,7 @@ func (s *simulation) handle(e event) {
 		b.waiting = append(b.waiting, e.req)
 		b.occ += int64(s.cfg.RequestBytes)
 		r := &s.reqs[e.req]
-		r.inRing, r.graceAt = true, e.at+s.cfg.Grace
+		r.inRing, r.graceAt, r.landed = true, e.at+s.cfg.Grace, e.at
 		if s.cfg.Grace > 0 {
 			s.push(event{at: r.graceAt, kind: evGrace, b: e.b, req: e.req})
 		}
@@ -491,6 +508,7 @@ func (s *simulation) onRemove(m *sched.Member) {
 		s.psSchedule(s.now)
 	}
 	b.conns -= len(fail)
+	b.ended += uint64(len(fail))
 	b.busy -= len(b.inServ)
 	b.waiting, b.inServ = b.waiting[:0], b.inServ[:0]
 }
@@ -513,6 +531,7 @@ func (s *simulation) complete(bi, ri int32, now time.Duration) {
 	}
 	b.busy--
 	b.conns--
+	b.ended++
 	b.served++
 	r := s.reqs[ri]
 	answered := now + s.cfg.RTT/2
@@ -643,6 +662,9 @@ func (s *simulation) start(bi int, now time.Duration) {
 // sees the tail move.
 func (s *simulation) leaveRing(b *simBackend, r *simReq) {
 	r.inRing = false
+	if r.landed <= b.lastRead {
+		b.drained += uint64(s.cfg.RequestBytes)
+	}
 	b.occ -= int64(s.cfg.RequestBytes)
 	b.consumed += uint64(s.cfg.RequestBytes)
 }

@@ -273,9 +273,9 @@ func runLBMeasured(f *benchLBFlags, scenarios []string, policies []lb.Policy, st
 					return nil, fmt.Errorf("%s / %s: %w", sc, p, err)
 				}
 				got := rep.Result()
-				fmt.Fprintf(stderr, "ultcp bench lb:   %.0f req/s, p50 %v p99 %v, connect p50 %v p99 %v, errors %d\n",
+				fmt.Fprintf(stderr, "ultcp bench lb:   %.0f req/s, p50 %v p99 %v, %.2f %% over 4× the cost, connect p50 %v p99 %v, errors %d\n",
 					float64(got.Requests)/got.Elapsed.Seconds(), got.Latency.Quantile(0.5), got.Latency.Quantile(0.99),
-					got.Connect.Quantile(0.5), got.Connect.Quantile(0.99), got.Errors)
+					100*got.Latency.Above(4*f.sim.Cost), got.Connect.Quantile(0.5), got.Connect.Quantile(0.99), got.Errors)
 				if m := merged[i]; m == nil {
 					merged[i] = &got
 				} else {
@@ -420,8 +420,14 @@ func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Polic
 	if err := json.Unmarshal(sc.Bytes(), &rep); err != nil {
 		return rep, fmt.Errorf("load generator's report: %v", err)
 	}
-	if n := strings.Count(glog.String(), "service member removed"); n > 0 {
-		fmt.Fprintf(stderr, "ultcp bench lb:   the gateway removed a member for stalling %d times\n", n)
+	var removals []string
+	for _, line := range strings.Split(glog.String(), "\n") {
+		if strings.Contains(line, "service member removed") {
+			removals = append(removals, line)
+		}
+	}
+	if len(removals) > 0 {
+		fmt.Fprintf(stderr, "ultcp bench lb:   the gateway removed a member for stalling %d times; first: %s\n", len(removals), removals[0])
 	}
 	return rep, nil
 }

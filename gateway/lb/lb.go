@@ -232,6 +232,8 @@ type Member struct {
 	// Metrics.
 	assigned uint64
 	removals uint64
+	stops    uint64 // times judged stopped (stopped)
+	stopped  bool
 
 	// Queue policy: the readings.
 	seen         bool
@@ -276,12 +278,17 @@ type MemberMetrics struct {
 	DrainRate float64
 	// Removals counts the times it was removed for stalling.
 	Removals uint64
+	// Stops counts the times the queue policy judged it stopped: it had
+	// work and made no progress for stallAfter times its time per
+	// request (it then gets no new connection while another member
+	// works).
+	Stops uint64
 }
 
 // Metrics reads the member's counters.
 func (m *Member) Metrics() MemberMetrics {
 	mm := MemberMetrics{Addr: m.addr, State: m.state, Assigned: m.assigned, Occupancy: m.lastOcc,
-		Backlog: m.backlog, Removals: m.removals}
+		Backlog: m.backlog, Removals: m.removals, Stops: m.stops}
 	if m.rateKnown {
 		mm.DrainRate = m.rate * 1e9
 	}
@@ -295,6 +302,9 @@ type ServiceMetrics struct {
 	Removals  uint64 // members removed for stalling
 	Up        int    // members up now
 	ConnBytes float64
+	// DrainBytes is the learned size of what a member drains when it
+	// takes a request that waited (the queue policy's unit of work).
+	DrainBytes float64
 }
 
 // Service is a virtual address and port and the pool that serves it.
@@ -392,7 +402,7 @@ func (s *Service) Members() []*Member { return s.members }
 
 // Metrics reads the service's counters.
 func (s *Service) Metrics() ServiceMetrics {
-	return ServiceMetrics{Picks: s.picks, NoMember: s.noMbr, Removals: s.removalsMetric, Up: len(s.up), ConnBytes: s.connBytes}
+	return ServiceMetrics{Picks: s.picks, NoMember: s.noMbr, Removals: s.removalsMetric, Up: len(s.up), ConnBytes: s.connBytes, DrainBytes: s.drainBytes}
 }
 
 func (s *Service) find(addr netip.Addr) *Member {
@@ -531,6 +541,16 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 		// so half the penalty carries over to the next interval.
 		m.lastOcc, m.lastConsumed, m.lastDrained, m.lastEnded, m.pending, m.picked = occ, cons, drained, ended, m.pending/2, 0
 		m.stuck = now - m.progressAt
+		rate := prior
+		if m.rateKnown {
+			rate = m.rate
+		}
+		if st := s.isStopped(m, rate); st != m.stopped {
+			m.stopped = st
+			if st {
+				m.stops++
+			}
+		}
 		if m.stuck >= s.cfg.StallTimeout {
 			m.removals++
 			s.removalsMetric++
@@ -613,8 +633,14 @@ func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
 		// waits in the ring or is being served.
 		ahead = conns
 	}
+	// The member's own rate only if it differs from the mean by more
+	// than rateBand: the samples of members that are alike differ by
+	// tens of per cent (a 1 ms reading sees a request taken or not), and
+	// that noise, multiplied by the requests ahead, would send a
+	// connection to a busy member the noise favours instead of an idle
+	// one.
 	rate := meanRate
-	if m.rateKnown {
+	if m.rateKnown && (m.rate < meanRate/rateBand || m.rate > meanRate*rateBand) {
 		rate = m.rate
 	}
 	// A member measured at zero drain rate has stalled: its delay is
@@ -622,18 +648,23 @@ func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
 	// after everyone else.
 	const minRate = 1e-9 // 1 byte per second
 	rate = max(rate, minRate)
-	perRequest := s.drainBytes / rate
-	d := (ahead + 1) * perRequest
+	d := (ahead + 1) * s.drainBytes / rate
 	// A member that has made no progress (taken no request that waited,
 	// finished no connection) for stallAfter times its time per request
 	// while it had work is not slow but stopped: how long it stays
 	// stopped nobody knows (a 50 ms pause, a collector, a dying
 	// process), so it comes after every member that is working, ordered
 	// among the stopped ones by how long they have been stuck.
-	if float64(m.stuck) > max(stallAfter*perRequest, float64(2*s.cfg.Interval)) {
+	if s.isStopped(m, rate) {
 		d += stalledPenalty + float64(m.stuck)
 	}
 	return d
+}
+
+// isStopped reports whether m, whose drain rate is rate (bytes/ns), has
+// been stuck for more than stallAfter times its time per request.
+func (s *Service) isStopped(m *Member, rate float64) bool {
+	return float64(m.stuck) > max(stallAfter*s.drainBytes/max(rate, 1e-9), float64(minStopped), float64(2*s.cfg.Interval))
 }
 
 // stallAfter: a member with work that has made no progress for this
@@ -644,6 +675,20 @@ func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
 // twofold, so 2 would call a working member stopped; 4 is about two
 // real service times.
 const stallAfter = 4
+
+// minStopped is the least time without progress that counts as
+// stopped, whatever the measured time per request: the drain rate is
+// measured on requests that waited, and a request that arrives just
+// before the one in service ends is taken at once, so the rate can read
+// several times the true one and 4 request times fall short of one
+// service time. Judged stopped in mid-request, a member that is about
+// to finish would lose its next connection to one that has just begun.
+const minStopped = 10 * time.Millisecond
+
+// rateBand: a member's drain rate counts as its own only when it is
+// more than this factor away from the mean; within it the members are
+// alike and the mean is the better estimate of each.
+const rateBand = 1.5
 
 // stalledPenalty orders stopped members after working ones (1000 s:
 // more than any delay a working member can be expected to have).

@@ -326,15 +326,15 @@ func TestQueueStoppedMemberComesAfterBusierWorkingOnes(t *testing.T) {
 		}
 		s.Tick(now)
 	}
-	// Then .1 takes nothing for 10 ms (its time per request is ~1 ms),
-	// while .2 goes on.
-	for end := now + 10*ms; now < end; now += ms {
+	// Then .1 takes nothing for 12 ms (its time per request is ~1 ms;
+	// minStopped is 10 ms), while .2 goes on.
+	for end := now + 12*ms; now < end; now += ms {
 		l[1].cons += 100
 		l[1].drained += 100
 		s.Tick(now)
 	}
 	if got := picks(t, s, 1); got[0] != 2 {
-		t.Fatalf("picked .%d, want .2: .1 has drained nothing for 10 request times", got[0])
+		t.Fatalf("picked .%d, want .2: .1 has drained nothing for 12 request times", got[0])
 	}
 }
 
