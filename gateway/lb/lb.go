@@ -248,6 +248,16 @@ type Member struct {
 	picked       int           // connections assigned since the last reading
 	progressAt   time.Duration // last reading at which it consumed or held nothing
 	stuck        time.Duration // how long it has held data without consuming, at the last reading
+	// Service time, from the connections it finishes (Drainer.Ended):
+	// serving is when the request in service began as far as the
+	// readings tell (the last finish, or the first reading that found it
+	// busy after idling), elapsed how long ago that was at the last
+	// reading, service the EWMA of the time between finishes while busy.
+	busy         bool
+	serving      time.Duration
+	elapsed      time.Duration
+	service      float64 // ns; valid if serviceKnown
+	serviceKnown bool
 	// Round robin: the smooth weighted round robin's current weight.
 	current int
 	// Maglev permutation: slot j of this member's preference list is
@@ -278,6 +288,9 @@ type MemberMetrics struct {
 	DrainRate float64
 	// Removals counts the times it was removed for stalling.
 	Removals uint64
+	// ServiceTime is the measured time between the connections it
+	// finishes while busy (0: not measured yet).
+	ServiceTime time.Duration
 	// Stops counts the times the queue policy judged it stopped: it had
 	// work and made no progress for stallAfter times its time per
 	// request (it then gets no new connection while another member
@@ -289,6 +302,9 @@ type MemberMetrics struct {
 func (m *Member) Metrics() MemberMetrics {
 	mm := MemberMetrics{Addr: m.addr, State: m.state, Assigned: m.assigned, Occupancy: m.lastOcc,
 		Backlog: m.backlog, Removals: m.removals, Stops: m.stops}
+	if m.serviceKnown {
+		mm.ServiceTime = time.Duration(m.service)
+	}
 	if m.rateKnown {
 		mm.DrainRate = m.rate * 1e9
 	}
@@ -377,6 +393,7 @@ func (s *Service) Join(addr netip.Addr, weight int, load Load) (*Member, error) 
 	}
 	m.weight, m.load, m.state = weight, load, Up
 	m.seen, m.pending, m.picked, m.stuck, m.current = false, 0, 0, 0, 0
+	m.busy, m.elapsed, m.serviceKnown = false, 0, false
 	m.backlog, m.rateKnown = 0, false
 	s.up = append(s.up, m)
 	s.membershipChanged()
@@ -528,6 +545,9 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 				// tail.
 				m.rate += aI * (prior - m.rate)
 			}
+			if drains {
+				s.serviceSample(m, now, ended-m.lastEnded, idle, blind)
+			}
 			// Progress: it took a request that waited, or finished a
 			// connection, or has nothing to do. A member serving a
 			// request while its ring is empty makes none until it
@@ -576,6 +596,41 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 	return s.nextReading
 }
 
+// serviceSample follows m's service time through the connections it
+// finishes: k finished since the last reading, each after the previous
+// one (a single worker serves in turn), the first after the request in
+// service began. A gap that is a stall (longer than the member is
+// allowed to make no progress) or that spans a blind reading is no
+// sample.
+func (s *Service) serviceSample(m *Member, now time.Duration, k uint64, idle, blind bool) {
+	if k > 0 && m.busy && !blind {
+		gap := float64(now-m.serving) / float64(k)
+		stall := max(stallAfter*m.service, float64(minStopped))
+		if !m.serviceKnown || gap <= stall {
+			if m.serviceKnown {
+				m.service += serviceAlpha * (gap - m.service)
+			} else {
+				m.service, m.serviceKnown = gap, true
+			}
+		}
+	}
+	switch {
+	case idle:
+		m.busy = false
+	case !m.busy || k > 0 || blind:
+		// It starts on a request now (as far as a reading tells).
+		m.busy, m.serving = true, now
+	}
+	m.elapsed = 0
+	if m.busy {
+		m.elapsed = now - m.serving
+	}
+}
+
+// serviceAlpha is the weight of one service-time sample: about the last
+// ten requests count.
+const serviceAlpha = 0.1
+
 // idleRelax: an idle member's drain rate relaxes towards the others'
 // this many times slower than a busy member's rate learns (Tick).
 const idleRelax = 10
@@ -618,7 +673,7 @@ func (s *Service) Pick(flowHash uint64) (*Member, error) {
 
 // expectedDelay is the queue policy's score of m in nanoseconds (doc.go):
 // the requests ahead of a new one times the member's time per request.
-func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
+func (s *Service) expectedDelay(m *Member, meanRate, meanService float64) float64 {
 	conns := float64(max(m.load.Conns(), 0))
 	// Ahead of a new connection: what waits in the ring (its smoothed
 	// occupancy in requests) plus the connections assigned since the
@@ -649,6 +704,12 @@ func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
 	const minRate = 1e-9 // 1 byte per second
 	rate = max(rate, minRate)
 	d := (ahead + 1) * s.drainBytes / rate
+	if svc, ok := serviceOf(m, meanService); ok {
+		// The finishes give the time per request directly, and how far
+		// the request in service has got: of the ahead requests, the
+		// first has only what is left of it to go.
+		d = (ahead+1)*svc - min(float64(m.elapsed), 0.9*svc)*min(ahead, 1)
+	}
 	// A member that has made no progress (taken no request that waited,
 	// finished no connection) for stallAfter times its time per request
 	// while it had work is not slow but stopped: how long it stays
@@ -659,6 +720,37 @@ func (s *Service) expectedDelay(m *Member, meanRate float64) float64 {
 		d += stalledPenalty + float64(m.stuck)
 	}
 	return d
+}
+
+// serviceOf is the time per request the queue policy uses for m: its
+// own measured service time if it differs from mean, the members', by
+// more than rateBand, else the mean (as for the drain rate: alike
+// members' samples differ by noise). ok is false if none is known.
+func serviceOf(m *Member, mean float64) (float64, bool) {
+	if mean <= 0 {
+		return 0, false
+	}
+	if m.serviceKnown && (m.service > mean*rateBand || m.service < mean/rateBand) {
+		return m.service, true
+	}
+	return mean, true
+}
+
+// meanService is the mean service time of the members up whose service
+// time is known, or 0.
+func (s *Service) meanService() float64 {
+	var sum float64
+	var n int
+	for _, u := range s.up {
+		if u.serviceKnown {
+			sum += u.service
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
 }
 
 // isStopped reports whether m, whose drain rate is rate (bytes/ns), has
@@ -700,12 +792,12 @@ func (s *Service) pickQueue(flowHash uint64) *Member {
 	}
 	// Members whose rate is not known yet (just joined, or never busy)
 	// are assumed as fast as the average known one.
-	meanRate := s.meanRate(1)
+	meanRate, meanService := s.meanRate(1), s.meanService()
 	// One pass for the scores and the best, one for the near-equal set.
 	s.scores = s.scores[:0]
 	best := math.Inf(1)
 	for _, m := range s.up {
-		d := s.expectedDelay(m, meanRate)
+		d := s.expectedDelay(m, meanRate, meanService)
 		s.scores = append(s.scores, d)
 		best = min(best, d)
 	}
@@ -713,7 +805,12 @@ func (s *Service) pickQueue(flowHash uint64) *Member {
 	// request's service time at the mean rate: differences smaller
 	// than that are the readings' noise (a ring is read every
 	// Interval, and a request in service does not show in it at all).
-	limit := best + max(best*s.cfg.Slack, 0.5*s.drainBytes/meanRate) + 1 // +1 ns: exact ties at zero
+	margin := 0.5 * s.drainBytes / meanRate
+	if meanService > 0 {
+		// Service times from finishes are the steadier measure.
+		margin = 0.2 * meanService
+	}
+	limit := best + max(best*s.cfg.Slack, margin) + 1 // +1 ns: exact ties at zero
 	s.near = s.near[:0]
 	for i, d := range s.scores {
 		if d <= limit {
@@ -726,15 +823,18 @@ func (s *Service) pickQueue(flowHash uint64) *Member {
 	// Among the near-equal members the one with the fewest open
 	// connections wins: the gateway's count is exact and immediate,
 	// where the ring is a reading up to an interval old and cannot show
-	// a request the member has taken and is serving. Ties go to the
-	// first from a random start, so that no member is favoured.
+	// a request the member has taken and is serving. Then the lower
+	// expected delay (the one further into its request in service);
+	// exact ties go to the first from a random start, so that no member
+	// is favoured.
 	start := int(s.random(flowHash) % uint64(len(s.near)))
 	var pick *Member
-	least := 0
+	least, score := 0, 0.0
 	for k := range s.near {
-		m := s.up[s.near[(start+k)%len(s.near)]]
-		if c := max(m.load.Conns(), 0); pick == nil || c < least {
-			pick, least = m, c
+		i := s.near[(start+k)%len(s.near)]
+		m := s.up[i]
+		if c := max(m.load.Conns(), 0); pick == nil || c < least || c == least && s.scores[i] < score {
+			pick, least, score = m, c, s.scores[i]
 		}
 	}
 	return pick

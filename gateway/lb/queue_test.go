@@ -365,3 +365,70 @@ func TestQueueNearEqualMembersGoToFewestConnections(t *testing.T) {
 		s.Tick(time.Duration(i+2) * ms) // the pending penalty starts over
 	}
 }
+
+// busyFor drives a drainLoad member through readings every millisecond
+// from `from` to `to`: it holds one connection and finishes one every
+// `every` (a single worker serving requests back to back).
+func busyFor(s *Service, l *drainLoad, from, to, every time.Duration) {
+	for now := from; now <= to; now += ms {
+		l.conns = 1
+		if now > from && (now-from)%every == 0 {
+			l.ended++
+		}
+		s.Tick(now)
+	}
+}
+
+// The time between the connections a busy member finishes is its
+// service time.
+func TestQueueLearnsServiceTimeFromFinishes(t *testing.T) {
+	s, l := drainPool(t, 1)
+	// The first gap is 4 ms (the first reading only sets the baseline,
+	// the second finds it busy); the EWMA (weight 0.1) forgets it.
+	busyFor(s, l[0], 0, 300*ms, 5*ms)
+	if got := s.Member(addr(1)).Metrics().ServiceTime; got < 5*ms-50*time.Microsecond || got > 5*ms {
+		t.Fatalf("service time %v, want 5ms (within 50µs)", got)
+	}
+}
+
+// Of two members serving one request each, the one further into its
+// request gets the next connection: it will be free first.
+func TestQueuePrefersBusyMemberClosestToFinishing(t *testing.T) {
+	s, l := drainPool(t, 2)
+	// Both serve 5 ms requests; .1 finished one at 100 ms, .2 at 103 ms.
+	busyFor(s, l[0], 0, 100*ms, 5*ms)
+	for now := ms; now <= 103*ms; now += ms {
+		l[1].conns = 1
+		if now%5 == 3 && now > 3*ms {
+			l[1].ended++
+		}
+		if now > 100*ms {
+			l[0].conns = 1
+		}
+		s.Tick(now)
+	}
+	if got := picks(t, s, 1); got[0] != 1 {
+		t.Fatalf("picked .%d, want .1 (3 ms into its request against .2's 0 ms)", got[0])
+	}
+}
+
+// A member measured four times slower by its finishes is not sent a
+// connection while a fast one can take it within two of its own
+// request times.
+func TestQueueAvoidsMemberWithLongServiceTime(t *testing.T) {
+	s, l := drainPool(t, 2)
+	busyFor(s, l[0], 0, 200*ms, 20*ms) // .1: 20 ms a request
+	l[0].conns = 0
+	l[1].ended = 0
+	for now := ms; now <= 200*ms; now += ms { // .2: 5 ms a request
+		l[1].conns = 1
+		if now%(5*ms) == 0 {
+			l[1].ended++
+		}
+		s.Tick(now + 200*ms)
+	}
+	l[0].conns = 0 // .1 idle: 20 ms for a new request; .2: 5 + 5 ms
+	if got := picks(t, s, 1); got[0] != 2 {
+		t.Fatalf("picked .%d, want .2 (10 ms against the idle .1's 20 ms)", got[0])
+	}
+}
