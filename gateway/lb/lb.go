@@ -707,8 +707,17 @@ func (s *Service) expectedDelay(m *Member, meanRate, meanService float64) float6
 	if svc, ok := serviceOf(m, meanService); ok {
 		// The finishes give the time per request directly, and how far
 		// the request in service has got: of the ahead requests, the
-		// first has only what is left of it to go.
-		d = (ahead+1)*svc - min(float64(m.elapsed), 0.9*svc)*min(ahead, 1)
+		// first has only what is left of it to go. One that has run
+		// past the member's service time is overdue, not nearly done:
+		// the time past counts against the member (a stall in
+		// mid-request looks like this until it is long enough to be
+		// judged stopped).
+		d = (ahead + 1) * svc
+		if e := float64(m.elapsed); ahead > 0 && e <= svc {
+			d -= min(e, 0.9*svc)
+		} else if ahead > 0 {
+			d += e - svc
+		}
 	}
 	// A member that has made no progress (taken no request that waited,
 	// finished no connection) for stallAfter times its time per request

@@ -391,22 +391,28 @@ func TestQueueLearnsServiceTimeFromFinishes(t *testing.T) {
 	}
 }
 
+// twoBusy drives two members that serve 5 ms requests back to back,
+// .1 finishing at multiples of 5 ms and .2 `offset` later, with a
+// reading every millisecond up to `to`.
+func twoBusy(s *Service, l []*drainLoad, offset, to time.Duration) {
+	for now := time.Duration(0); now <= to; now += ms {
+		l[0].conns, l[1].conns = 1, 1
+		if now > 0 && now%(5*ms) == 0 {
+			l[0].ended++
+		}
+		if now > offset && (now-offset)%(5*ms) == 0 {
+			l[1].ended++
+		}
+		s.Tick(now)
+	}
+}
+
 // Of two members serving one request each, the one further into its
 // request gets the next connection: it will be free first.
 func TestQueuePrefersBusyMemberClosestToFinishing(t *testing.T) {
 	s, l := drainPool(t, 2)
-	// Both serve 5 ms requests; .1 finished one at 100 ms, .2 at 103 ms.
-	busyFor(s, l[0], 0, 100*ms, 5*ms)
-	for now := ms; now <= 103*ms; now += ms {
-		l[1].conns = 1
-		if now%5 == 3 && now > 3*ms {
-			l[1].ended++
-		}
-		if now > 100*ms {
-			l[0].conns = 1
-		}
-		s.Tick(now)
-	}
+	// At 103 ms .1 is 3 ms into its request, .2 has just begun one.
+	twoBusy(s, l, 3*ms, 103*ms)
 	if got := picks(t, s, 1); got[0] != 1 {
 		t.Fatalf("picked .%d, want .1 (3 ms into its request against .2's 0 ms)", got[0])
 	}
@@ -430,5 +436,24 @@ func TestQueueAvoidsMemberWithLongServiceTime(t *testing.T) {
 	l[0].conns = 0 // .1 idle: 20 ms for a new request; .2: 5 + 5 ms
 	if got := picks(t, s, 1); got[0] != 2 {
 		t.Fatalf("picked .%d, want .2 (10 ms against the idle .1's 20 ms)", got[0])
+	}
+}
+
+// A member whose request in service has run past its service time is
+// overdue, not nearly done: it comes after one that has just begun.
+func TestQueueOverdueMemberIsNotNearlyDone(t *testing.T) {
+	s, l := drainPool(t, 2)
+	// Both serve 5 ms requests until 100 ms; then .1 finishes nothing
+	// more: at 108 ms it is 8 ms into a 5 ms request, .2 (finishing at
+	// 1, 6, ... 106 ms) 2 ms into one.
+	twoBusy(s, l, ms, 100*ms)
+	for now := 101 * ms; now <= 108*ms; now += ms {
+		if (now-ms)%(5*ms) == 0 {
+			l[1].ended++
+		}
+		s.Tick(now)
+	}
+	if got := picks(t, s, 1); got[0] != 2 {
+		t.Fatalf("picked .%d, want .2: .1 is 3 ms overdue", got[0])
 	}
 }
