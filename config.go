@@ -29,9 +29,11 @@ type Config struct {
 	// fabric doorbell. Default DefaultSpinBudget; negative: never spin.
 	SpinBudget time.Duration
 
-	// KeepGOMAXPROCS stops NewStack from raising GOMAXPROCS (see
-	// raiseGOMAXPROCS): set it when the program manages GOMAXPROCS
-	// itself, or would rather its goroutines never outnumber the CPUs.
+	// KeepGOMAXPROCS stops NewStack from raising GOMAXPROCS by two, a P
+	// for each of the stack's goroutines that sleep in futex system calls
+	// (gomaxprocs.go): set it when the program manages GOMAXPROCS itself.
+	// With it, a GOMAXPROCS of 2 or less can leave runnable goroutines
+	// waiting up to 10 ms for a P.
 	KeepGOMAXPROCS bool
 
 	// RingSize is the size of each of a connection's two fabric rings.

@@ -1,7 +1,6 @@
 package ultcp
 
 import (
-	"os"
 	"runtime"
 	"sync"
 )
@@ -20,11 +19,19 @@ import (
 // GOMAXPROCS 2, 37–39 µs with 4, and 3.3 against 2.4 context switches per
 // connection.
 //
+// Worse, with GOMAXPROCS 2 both Ps can be held by those two sleeps at
+// once: a goroutine made runnable then (a spinning Accept that yielded)
+// has no P until sysmon, in its slow mode, retakes one, up to 10 ms later.
+// An execution trace of `GOMAXPROCS=2 ultcp bench` showed Accept runnable
+// but not running for 1–6 ms at a time, and the connection rate fell to
+// 200–1,000 per second.
+//
 // So a Stack gives the runtime a P for each of those two goroutines: it
-// raises GOMAXPROCS by two, once per process, unless the program set
-// GOMAXPROCS (the environment variable) or Config.KeepGOMAXPROCS. When
-// they are not blocked, the extra Ps let up to two more goroutines run
-// than there are CPUs, for the moments the engine works.
+// raises GOMAXPROCS by two, once per process, unless Config.KeepGOMAXPROCS
+// says otherwise. The GOMAXPROCS variable is the program's parallelism for
+// its own Go code, and the extra Ps come on top of whatever it says. When
+// the two goroutines are not asleep, the extra Ps let up to two more
+// goroutines run than the setting, for the moments the engine works.
 const blockingGoroutines = 2
 
 var gomaxprocsOnce sync.Once
@@ -32,16 +39,15 @@ var gomaxprocsOnce sync.Once
 func raiseGOMAXPROCS(cfg *Config) {
 	gomaxprocsOnce.Do(func() {
 		cur := runtime.GOMAXPROCS(0)
-		if n := gomaxprocsFor(cfg, os.Getenv("GOMAXPROCS"), cur); n != cur {
+		if n := gomaxprocsFor(cfg, cur); n != cur {
 			runtime.GOMAXPROCS(n)
 		}
 	})
 }
 
-// gomaxprocsFor is the GOMAXPROCS a stack wants, given the environment
-// variable's value and the current setting.
-func gomaxprocsFor(cfg *Config, env string, cur int) int {
-	if cfg.KeepGOMAXPROCS || env != "" {
+// gomaxprocsFor is the GOMAXPROCS a stack wants, given the current one.
+func gomaxprocsFor(cfg *Config, cur int) int {
+	if cfg.KeepGOMAXPROCS {
 		return cur
 	}
 	return cur + blockingGoroutines
