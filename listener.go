@@ -175,6 +175,10 @@ func (l *Listener) AcceptTCP() (*Conn, error) {
 		l.mu.Lock()
 		if l.closed {
 			l.mu.Unlock()
+			if spun { // other listeners' handshakes may be among what it polled
+				l.s.node.ReleaseControl()
+				l.armPolled(nil)
+			}
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
 		}
 		tc := l.acceptLocked()
@@ -454,7 +458,7 @@ func (e *embryo) input(now time.Duration, poller *Listener) {
 		if poller != nil && !e.fc.Readable() {
 			return
 		}
-		r, err := e.fc.PeekNoWait() // Readable promised a record: no arming
+		r, err := e.fc.PeekNoWait() // with a poller, Readable promised a record: no arming
 		if err == fabric.ErrWouldBlock {
 			return
 		}

@@ -1,0 +1,126 @@
+package ultcp
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// The paths where the stack reads a ring without arming it (a spinning
+// Dial or Accept, a closed connection left to the grace check) must never
+// strand a segment: each test here ends only if every byte and every
+// close arrives, with no doorbell to help.
+
+func TestClosedConnectionsFinishAtTheGraceChecks(t *testing.T) {
+	dir := testDir(t)
+	grace := func(c *Config) { c.Grace = 2 * time.Millisecond }
+	a, b := newStack(t, dir, addrA, grace), newStack(t, dir, addrB, grace)
+	l, err := b.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	go func() {
+		for range n {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("x"))
+			c.Close()
+		}
+	}()
+	for i := range n {
+		c, err := a.Dial("tcp", "10.77.0.2:80")
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		c.SetDeadline(deadline())
+		if b, err := io.ReadAll(c); err != nil || string(b) != "x" {
+			t.Fatalf("conn %d read %q, %v; want x then EOF", i, b, err)
+		}
+		c.Close()
+	}
+	// Both sides closed every connection without arming its ring: the
+	// grace checks alone must take each to its end.
+	waitFor(t, "every connection of both stacks to finish", func() bool {
+		sa, sb := a.Stats(), b.Stats()
+		return sa.Closing == 0 && sb.Closing == 0 && sa.Established == 0 && sb.Established == 0
+	})
+}
+
+func TestHandshakeForAnotherListenerCompletesWhileAcceptSpins(t *testing.T) {
+	dir := testDir(t)
+	a, b := newStack(t, dir, addrA), newStack(t, dir, addrB)
+	l80, err := b.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l81, err := b.Listen("tcp", ":81")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An Accept on :80 spins (and sleeps, and spins again) the whole
+	// time: the CONNECT and SYN for :81 are read by it, unarmed, and the
+	// handshake it makes for :81 must be armed for the engine.
+	go l80.Accept()
+	got := make(chan net.Conn, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond) // let the spin on :80 start first
+		c, err := l81.Accept()
+		if err == nil {
+			got <- c
+		}
+	}()
+	c, err := a.Dial("tcp", "10.77.0.2:81")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(deadline())
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		defer s.Close()
+		s.SetDeadline(deadline())
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("the :81 side read %q, %v", buf, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept on :81 never returned")
+	}
+}
+
+func TestDialAfterAcceptSleptIsTakenByTheEngine(t *testing.T) {
+	dir := testDir(t)
+	a, b := newStack(t, dir, addrA), newStack(t, dir, addrB)
+	l, err := b.Listen("tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			got <- c
+		}
+	}()
+	// Well past the spin budget: Accept has released the control rings
+	// and sleeps; the CONNECT must ring the doorbell.
+	time.Sleep(50 * time.Millisecond)
+	c, err := a.Dial("tcp", "10.77.0.2:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	select {
+	case s := <-got:
+		s.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept never returned the connection")
+	}
+}
