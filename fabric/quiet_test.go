@@ -75,15 +75,23 @@ func acceptWithin(n *Node, d time.Duration) (*Conn, error) {
 	}
 }
 
-func TestHoldControlLeavesTheConnectToThePoller(t *testing.T) {
+// peers returns two nodes that have made first contact (b has a's
+// control ring), so that a CONNECT from a to b goes over that ring.
+func peers(t *testing.T) (a, b *Node) {
+	t.Helper()
 	f := openFabric(t, testDir(t))
-	a, b := join(t, f, addrA), join(t, f, addrB)
-	if _, err := a.Dial(ctx10s(t), addrB, ConnConfig{}); err != nil { // first contact: a peer for b
+	a, b = join(t, f, addrA), join(t, f, addrB)
+	if _, err := a.Dial(ctx10s(t), addrB, ConnConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Accept(ctx10s(t)); err != nil {
 		t.Fatal(err)
 	}
+	return a, b
+}
+
+func TestHoldControlLeavesTheConnectToThePoller(t *testing.T) {
+	a, b := peers(t)
 	b.HoldControl(10 * time.Second)
 	if _, err := a.Dial(ctx10s(t), addrB, ConnConfig{}); err != nil {
 		t.Fatal(err)
@@ -100,14 +108,7 @@ func TestHoldControlLeavesTheConnectToThePoller(t *testing.T) {
 }
 
 func TestControlLeaseEndsAndTheEventLoopTakesOver(t *testing.T) {
-	f := openFabric(t, testDir(t))
-	a, b := join(t, f, addrA), join(t, f, addrB)
-	if _, err := a.Dial(ctx10s(t), addrB, ConnConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Accept(ctx10s(t)); err != nil {
-		t.Fatal(err)
-	}
+	a, b := peers(t)
 	b.HoldControl(50 * time.Millisecond) // the holder never comes back
 	if _, err := a.Dial(ctx10s(t), addrB, ConnConfig{}); err != nil {
 		t.Fatal(err)
@@ -130,14 +131,7 @@ func queuedWithin(n *Node, d time.Duration) bool {
 }
 
 func TestReleaseControlArmsTheRingsAgain(t *testing.T) {
-	f := openFabric(t, testDir(t))
-	a, b := join(t, f, addrA), join(t, f, addrB)
-	if _, err := a.Dial(ctx10s(t), addrB, ConnConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Accept(ctx10s(t)); err != nil {
-		t.Fatal(err)
-	}
+	a, b := peers(t)
 	b.HoldControl(time.Hour)
 	b.ReleaseControl()
 	if _, err := a.Dial(ctx10s(t), addrB, ConnConfig{}); err != nil {
@@ -151,14 +145,7 @@ func TestReleaseControlArmsTheRingsAgain(t *testing.T) {
 }
 
 func TestReleaseControlAnnouncesWhatItTook(t *testing.T) {
-	f := openFabric(t, testDir(t))
-	a, b := join(t, f, addrA), join(t, f, addrB)
-	if _, err := a.Dial(ctx10s(t), addrB, ConnConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Accept(ctx10s(t)); err != nil {
-		t.Fatal(err)
-	}
+	a, b := peers(t)
 	b.HoldControl(time.Hour)
 	if _, err := a.Dial(ctx10s(t), addrB, ConnConfig{}); err != nil {
 		t.Fatal(err)
