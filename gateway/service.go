@@ -393,6 +393,15 @@ func (g *Gateway) serviceTarget(now time.Duration, key FlowKey, b []byte, ihl, t
 			return m.a4, true
 		}
 	}
+	// A member that answered a moment ago is free now, not at the next
+	// reading: a closed-loop client's next SYN comes a fraction of a
+	// millisecond after the answer, and would find the member it just
+	// left still counted busy. O(the service's flows) per SYN; a hook
+	// where the gateway sees the member's FIN (outbound.go) would make
+	// it O(1).
+	for _, m := range sv.members {
+		m.retireFinished()
+	}
 	h := lb.FlowHash(0, netip.AddrPortFrom(key.Remote.Netip(), key.RemotePort), sv.vip)
 	for range len(sv.members) + 1 {
 		lm, err := sv.lb.Pick(h)

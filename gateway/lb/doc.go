@@ -16,44 +16,57 @@
 //
 //   - queue: the seed's idea ("implicit knowledge of the load on cluster
 //     nodes from the circular queue pointers"). Both pointers of a node's
-//     rings are visible to the gateway: head minus tail is the backlog the
-//     node has not consumed (Load.Occupancy), and the tail's progress is
-//     how fast the node consumes (Load.Consumed). Every Config.Interval the
-//     gateway calls Tick, which takes one reading per member and keeps two
-//     exponentially weighted moving averages: the backlog (time constant
-//     Config.Smoothing) and the drain rate, sampled only over intervals in
-//     which the member held data at both readings, so that an idle member
-//     is not mistaken for a slow one (time constant Config.RateSmoothing).
-//     A new connection goes to the member with the shortest expected
-//     delay: (smoothed backlog + bytes of the connections assigned since
-//     the last reading + the new connection's bytes) / drain rate, plus the
-//     time the member has held data without consuming any. Dividing by
-//     the drain rate is what the pointers give that a connection count
-//     cannot: a node four times slower with the same backlog is four
-//     times further from serving a new request (IPVS's sed policy needs
-//     configured weights for this; here the rate is measured). The bytes a
-//     new connection brings are learned per service from the readings
-//     (bytes that arrived / connections assigned).
+//     rings are visible to the gateway: head minus tail is what the node
+//     has not consumed (Load.Occupancy), and the tail's progress is what
+//     it consumed. Every Config.Interval the gateway calls Tick, which
+//     takes one reading per member. A node's stack takes a connection's
+//     handshake in at once, whatever its application is doing, and leaves
+//     a request in the ring until the application reads it; so the
+//     reading that matters is what the member drained (Drainer.Drained:
+//     per ring, what it consumed of the bytes it held at the previous
+//     reading), not all it consumed. From the readings Tick keeps four
+//     things. The backlog: an EWMA (time constant Config.Smoothing) of
+//     the occupancy, in requests (divided by the learned bytes a member
+//     drains per request). The drain rate, sampled over intervals that
+//     began with data waiting (time constant Config.RateSmoothing; an
+//     idle member's relaxes ten times slower towards the others'). The
+//     service time: the time between the connections the member finishes
+//     while busy (Drainer.Ended; the gateway ends a flow's count when the
+//     member sends its FIN), and how far the request in service has got.
+//     And the time since the member last made progress (drained a request
+//     that waited, or finished a connection) while it had work.
 //
-//     Why smoothed, why the penalty, why the random choice: readings are
+//     A new connection goes to the member with the shortest expected
+//     delay: (requests ahead + 1) × its time per request, less what the
+//     request in service has done. The requests ahead are the ring's
+//     waiting requests plus the connections assigned since the reading,
+//     or the gateway's count of the member's open connections if that
+//     is more: the ring cannot show a request the member has taken and
+//     is serving, the count cannot tell a fast member from a slow one.
+//     The time per request is the measured service time (the drain rate
+//     before any is measured), the member's own only if it is more than
+//     1.5× away from the pool's mean. Dividing by a measured speed is
+//     what the pointers give that a connection count cannot: a node four
+//     times slower with the same backlog is four times further from
+//     serving a new request (IPVS's sed needs configured weights for
+//     this). A member that had work and made no progress for four of
+//     its request times, and at least 10 ms, is stopped: it comes after
+//     every working member until it makes progress again.
+//
+//     Why smoothed, why the count, why the random choice: readings are
 //     taken every millisecond or so, and between two readings a busy
 //     gateway assigns many connections. Had Pick chosen the least-loaded
 //     member of the last raw reading, every connection until the next
 //     reading would go to that one member ("herding", the classic failure
 //     of least-loaded scheduling on stale information, Mitzenmacher's
-//     "The Power of Two Choices"): it would be flooded while others sat
-//     idle, and the next reading would swing everything elsewhere. Three
-//     things prevent it. The penalty makes each assignment visible at
-//     once, as if its bytes had already arrived (half of it carries over
-//     each reading, because a request lands about one RTT after its SYN). The EWMA keeps a single
-//     reading (a burst that is consumed a microsecond later) from
-//     swinging the choice. And members whose expected delays are within
-//     Config.Slack of the best are treated as equal: two of them are drawn
-//     at random and the one with fewer open connections wins (then the
-//     lower delay), so estimation errors spread connections instead of
-//     concentrating them. The connection count only breaks these ties:
-//     in the simulation it brought queue to within a few per cent of
-//     leastconn with equal members, where the ring alone trailed by 5-10 %.
+//     "The Power of Two Choices"). The connections assigned since the
+//     reading count at once (half of them carry over a reading, because
+//     a request lands about one RTT after its SYN), the gateway's own
+//     count of open connections is exact and immediate, and members
+//     whose expected delays are within Config.Slack (or a fifth of a
+//     request time) of the best are treated as equal: the one with the
+//     fewest open connections wins, then the lower delay, exact ties
+//     from a random start.
 //
 //   - leastconn: IPVS's least-connection (wlc with weights): the member
 //     with the fewest open connections (Load.Conns) per unit of weight;
@@ -62,9 +75,8 @@
 //   - roundrobin: smooth weighted round robin (equal weights: A B C A B C).
 //
 //   - sed: shortest expected delay as queue computes it, but with the
-//     backlog counted as open connections (Load.Conns) × the bytes per
-//     connection, so that requests being served count as well as those
-//     waiting in the ring; the ring still gives the drain rate and the
+//     requests ahead counted as open connections (Load.Conns) only; the
+//     ring and the finishes still give the time per request and the
 //     stall time. It is IPVS's sed with the weights measured instead of
 //     configured. Not one of the issue's four: it is there because the
 //     simulation showed where queue's ring-only view loses (see Tuning).
@@ -94,17 +106,12 @@
 //
 // The defaults (readings every 1 ms, backlog EWMA 1 ms, drain-rate EWMA
 // 100 ms, slack 10 %) come from the simulation in bench/lb (`ultcp bench
-// lb --simulate`): shorter intervals did not help there (the drain-rate
-// samples get noisier), a longer backlog EWMA made the tail worse, and
-// a rate EWMA of 20 ms let sampling noise between equal members show in
-// the tail. In that model, where every connection carries one request of
-// uniform cost and the connection count is exact, queue beats roundrobin
-// and hash by far and leastconn by about half at p99 with a 4× slower
-// member, but stays 1-5 % behind leastconn at p99 with equal or stalling
-// members (differences of the size of the seed-to-seed noise): the ring
-// shows the requests waiting, not those in service, and only as of the
-// last reading, and a stall hurts the requests already queued at the
-// member whatever the policy.
+// lb --simulate`); the rest (what counts as progress, the service time
+// from finishes, the 1.5× band, the 10 ms floor of a stop) from the
+// measured run through the gateway (docs/lb.md), where the ring showed
+// what the model had not: handshakes consumed at once, closing flows
+// whose last ACKs wait in the ring for the member's Grace, and drain-rate
+// samples that read a single worker up to twice as fast as it is.
 //
 // The package must never choose a member that left or was removed, never
 // block or allocate in Pick, and never trust a Load reading: negative
