@@ -471,9 +471,11 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 	aB := alpha(dt, s.cfg.Smoothing)
 	aR := alpha(dt, s.cfg.RateSmoothing)
 	aI := alpha(dt, idleRelax*s.cfg.RateSmoothing)
+	aS := alpha(dt, serviceIdleRelax*s.cfg.RateSmoothing)
 	var arrived float64
 	var assigned int
 	prior := s.meanRate(0)
+	priorService := s.meanService()
 	// Iterate over a snapshot index: a removal shrinks s.up.
 	for i := 0; i < len(s.up); i++ {
 		m := s.up[i]
@@ -547,6 +549,15 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 			}
 			if drains {
 				s.serviceSample(m, now, ended-m.lastEnded, idle, blind)
+				if idle && m.serviceKnown && priorService > 0 {
+					// As the drain rate does, but slower still: a
+					// member measured slow is sent little, so its
+					// estimate must recover without samples, towards
+					// the others'; each probe of a member that is
+					// still slow is a request in the tail (at 1 s,
+					// 2 % of the requests went to a member 4× slower).
+					m.service += aS * (priorService - m.service)
+				}
 			}
 			// Progress: it took a request that waited, or finished a
 			// connection, or has nothing to do. A member serving a
@@ -606,12 +617,15 @@ func (s *Service) serviceSample(m *Member, now time.Duration, k uint64, idle, bl
 	if k > 0 && m.busy && !blind {
 		gap := float64(now-m.serving) / float64(k)
 		stall := max(stallAfter*m.service, float64(minStopped))
-		if !m.serviceKnown || gap <= stall {
-			if m.serviceKnown {
-				m.service += serviceAlpha * (gap - m.service)
-			} else {
-				m.service, m.serviceKnown = gap, true
-			}
+		switch {
+		case !m.serviceKnown:
+			m.service, m.serviceKnown = gap, true
+		case gap <= stall:
+			// A gap counts as at most twice the estimate: a request
+			// that arrived during a pause waited part of it, and a few
+			// such gaps must not make the member look slow (it would
+			// then be sent nothing, and measured no more).
+			m.service += serviceAlpha * (min(gap, 2*m.service) - m.service)
 		}
 	}
 	switch {
@@ -634,6 +648,10 @@ const serviceAlpha = 0.1
 // idleRelax: an idle member's drain rate relaxes towards the others'
 // this many times slower than a busy member's rate learns (Tick).
 const idleRelax = 10
+
+// serviceIdleRelax: an idle member's service time relaxes towards the
+// others' with a time constant of this many RateSmoothings (10 s).
+const serviceIdleRelax = 100
 
 // stallGaps: a member that has consumed nothing for this many times its
 // usual gap between connections' worth of bytes is stalled (Tick).

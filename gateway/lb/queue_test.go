@@ -457,3 +457,46 @@ func TestQueueOverdueMemberIsNotNearlyDone(t *testing.T) {
 		t.Fatalf("picked .%d, want .2: .1 is 3 ms overdue", got[0])
 	}
 }
+
+// A gap between finishes that includes part of a pause counts as at most
+// twice the service time: a few of them must not make a member look slow.
+func TestQueueServiceGapCountsAtMostTwice(t *testing.T) {
+	s, l := drainPool(t, 1)
+	busyFor(s, l[0], 0, 300*ms, 5*ms) // 5 ms, learned
+	// One request finishes 15 ms after the previous one (it waited in a
+	// pause): counted as 10 ms, the estimate moves by a tenth of 5 ms.
+	busyFor(s, l[0], 301*ms, 315*ms, 15*ms)
+	if got := s.Member(addr(1)).Metrics().ServiceTime; got > 5*ms+550*time.Microsecond {
+		t.Fatalf("service time %v after one 15 ms gap, want at most 5.55ms", got)
+	}
+}
+
+// An idle member's service time relaxes towards the others': one
+// measured slow is sent little and would otherwise stay slow for good.
+func TestQueueIdleMemberServiceTimeRelaxes(t *testing.T) {
+	s, l := drainPool(t, 2)
+	for now := time.Duration(0); now <= 400*ms; now += ms {
+		l[0].conns, l[1].conns = 1, 1
+		if now > 0 && now%(20*ms) == 0 {
+			l[0].ended++ // .1: 20 ms a request
+		}
+		if now > 0 && now%(5*ms) == 0 {
+			l[1].ended++ // .2: 5 ms
+		}
+		s.Tick(now)
+	}
+	before := s.Member(addr(1)).Metrics().ServiceTime
+	l[0].conns = 0 // .1 idle for 30 s
+	for now := 401 * ms; now <= 30400*ms; now += ms {
+		if now%(5*ms) == 0 {
+			l[1].ended++
+		}
+		s.Tick(now)
+	}
+	after := s.Member(addr(1)).Metrics().ServiceTime
+	// The mean it relaxes to includes its own estimate, so it goes
+	// slower than the 10 s time constant alone: at least halfway in 30 s.
+	if before < 15*ms || after > before/2 {
+		t.Fatalf(".1's service time %v busy, %v after 30 s idle; want ≥ 15ms, then at most half of that", before, after)
+	}
+}
