@@ -166,3 +166,15 @@ func TestICMPSourceQuenchIsIgnored(t *testing.T) {
 		t.Fatalf("after Source Quench: SoftError %v, cwnd %d (was %d)", h.c.SoftError(), h.c.CongestionWindow(), cwnd)
 	}
 }
+
+// RFC 1191 §6.3: after the MSS was lowered, a retransmission of data sent
+// at the old size is cut to the new one, not resent whole for the path to
+// drop again (or a gateway to cut).
+func TestRetransmissionAfterMSSLoweredIsCutToTheNewMSS(t *testing.T) {
+	h := established(t)
+	h.write(1000, "<SEQ=101><ACK=301><CTL=PSH,ACK><WND=8000><DATA=1000>")
+	h.icmp(ICMPTypeDestUnreachable, ICMPCodeFragNeeded, 576, 101, ICMPMSSLowered)
+	h.at(h.c.Deadline(),
+		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><DATA=536>",
+		"<SEQ=637><ACK=301><CTL=PSH,ACK><WND=8000><DATA=464>")
+}

@@ -365,8 +365,10 @@ func (c *Conn) sendLost(now time.Duration, out []Segment) []Segment {
 }
 
 // retransmit sends the record s again, whole (two segments if its octets
-// wrap around the send ring), and notes it in the scoreboard. Octets in
-// a custodian's care are never resent.
+// wrap around the send ring, more if the MSS was lowered since it was
+// sent: RFC 1191 §6.3, a path that dropped it would drop it again), and
+// notes it in the scoreboard. Octets in a custodian's care are never
+// resent.
 func (c *Conn) retransmit(now time.Duration, out []Segment, s *txSeg) []Segment {
 	if seqLT(s.start, c.custodyEnd) {
 		return out
@@ -378,7 +380,7 @@ func (c *Conn) retransmit(now time.Duration, out []Segment, s *txSeg) []Segment 
 	}
 	dataEnd := c.dataEnd()
 	for pos := s.start; seqLT(pos, last); {
-		p := c.sb.slice(pos, int(last-pos))
+		p := c.sb.slice(pos, min(int(last-pos), c.sndMSS))
 		if len(p) == 0 {
 			break // not retained: cannot happen outside custody
 		}
