@@ -246,8 +246,10 @@ type Member struct {
 	rateKnown    bool
 	pending      int           // connections assigned since the last reading (plus half the carried-over penalty)
 	picked       int           // connections assigned since the last reading
-	progressAt   time.Duration // last reading at which it consumed or held nothing
-	stuck        time.Duration // how long it has held data without consuming, at the last reading
+	progressAt   time.Duration // last reading at which it drained, finished a connection, or had no work
+	stuck        time.Duration // how long it has had work without progress, at the last reading
+	dataAt       time.Duration // last reading at which it drained or held nothing
+	dataStuck    time.Duration // how long it has held data without draining any, at the last reading
 	// Service time, from the connections it finishes (Drainer.Ended):
 	// serving is when the request in service began as far as the
 	// readings tell (the last finish, or the first reading that found it
@@ -392,7 +394,7 @@ func (s *Service) Join(addr netip.Addr, weight int, load Load) (*Member, error) 
 		s.members = append(s.members, m)
 	}
 	m.weight, m.load, m.state = weight, load, Up
-	m.seen, m.pending, m.picked, m.stuck, m.current = false, 0, 0, 0, 0
+	m.seen, m.pending, m.picked, m.stuck, m.dataStuck, m.current = false, 0, 0, 0, 0, 0
 	m.busy, m.elapsed, m.serviceKnown = false, 0, false
 	m.backlog, m.rateKnown = 0, false
 	s.up = append(s.up, m)
@@ -499,7 +501,7 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 			// baseline, no rate sample, no progress judgement.
 			m.seen = true
 			m.backlog = float64(occ)
-			m.progressAt = now
+			m.progressAt, m.dataAt = now, now
 		} else {
 			delta := cons - m.lastConsumed
 			took := drained - m.lastDrained
@@ -515,7 +517,7 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 			// previous reading: it had work waiting (or stalled), and
 			// what it took since is how fast it works through it.
 			switch {
-			case took == 0 && m.rateKnown && now-m.progressAt > time.Duration(stallGaps*s.drainBytes/max(m.rate, 1e-9)):
+			case took == 0 && m.rateKnown && now-m.dataAt > time.Duration(stallGaps*s.drainBytes/max(m.rate, 1e-9)):
 				// Nothing taken for several times the usual gap
 				// between two requests: a stall, not slowness. The
 				// stall time in the score covers it; feeding zeros to
@@ -562,16 +564,23 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 			// Progress: it took a request that waited, or finished a
 			// connection, or has nothing to do. A member serving a
 			// request while its ring is empty makes none until it
-			// finishes: a stall in mid-request shows too.
+			// finishes: a stall in mid-request shows too. That clock
+			// only orders the members (isStopped); removal is for a
+			// member that holds data and drains none (dataAt): one
+			// serving a long request, or holding an idle long-lived
+			// connection, is neither dead nor stuck.
 			if took > 0 || ended != m.lastEnded || idle || blind {
 				m.progressAt = now
+			}
+			if took > 0 || occ == 0 || blind {
+				m.dataAt = now
 			}
 		}
 		// Connections assigned just before this reading may not have
 		// sent their request yet (it lands about one RTT after the SYN),
 		// so half the penalty carries over to the next interval.
 		m.lastOcc, m.lastConsumed, m.lastDrained, m.lastEnded, m.pending, m.picked = occ, cons, drained, ended, m.pending/2, 0
-		m.stuck = now - m.progressAt
+		m.stuck, m.dataStuck = now-m.progressAt, now-m.dataAt
 		rate := prior
 		if m.rateKnown {
 			rate = m.rate
@@ -582,7 +591,7 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 				m.stops++
 			}
 		}
-		if m.stuck >= s.cfg.StallTimeout {
+		if m.dataStuck >= s.cfg.StallTimeout {
 			m.removals++
 			s.removalsMetric++
 			s.takeOut(m, Removed)
@@ -744,7 +753,7 @@ func (s *Service) expectedDelay(m *Member, meanRate, meanService float64) float6
 	// process), so it comes after every member that is working, ordered
 	// among the stopped ones by how long they have been stuck.
 	if s.isStopped(m, rate) {
-		d += stalledPenalty + float64(m.stuck)
+		d += stalledPenalty + float64(max(m.stuck, m.dataStuck))
 	}
 	return d
 }
@@ -781,9 +790,17 @@ func (s *Service) meanService() float64 {
 }
 
 // isStopped reports whether m, whose drain rate is rate (bytes/ns), has
-// been stuck for more than stallAfter times its time per request.
+// held data without draining any for more than stallAfter times its time
+// per request, or had work without progress for more than twice its
+// service time (and at least minStopped either way).
 func (s *Service) isStopped(m *Member, rate float64) bool {
-	return float64(m.stuck) > max(stallAfter*s.drainBytes/max(rate, 1e-9), float64(minStopped), float64(2*s.cfg.Interval))
+	if float64(m.dataStuck) > max(stallAfter*s.drainBytes/max(rate, 1e-9), float64(minStopped), float64(2*s.cfg.Interval)) {
+		return true
+	}
+	// With an empty ring the measure is its own time between finishes:
+	// a member whose connections are long-lived (or idle) finishes
+	// rarely and is never judged stopped for holding them.
+	return m.serviceKnown && float64(m.stuck) > max(2*m.service, float64(minStopped))
 }
 
 // stallAfter: a member with work that has made no progress for this

@@ -500,3 +500,18 @@ func TestQueueIdleMemberServiceTimeRelaxes(t *testing.T) {
 		t.Fatalf(".1's service time %v busy, %v after 30 s idle; want ≥ 15ms, then at most half of that", before, after)
 	}
 }
+
+// A member with an open connection and an empty ring that finishes
+// nothing for a second (a long request, an idle keep-alive connection)
+// holds no data: it is not removed. Only holding data and draining none
+// is a stall.
+func TestOpenConnectionWithoutDataIsNotRemoved(t *testing.T) {
+	s, l := drainPool(t, 2)
+	l[0].conns = 1
+	for now := time.Duration(0); now <= time.Second; now += ms {
+		s.Tick(now)
+	}
+	if st := s.Member(addr(1)).State(); st != Up {
+		t.Fatalf(".1 is %v after 1 s with one open connection and nothing in its ring, want up", st)
+	}
+}
