@@ -2,9 +2,9 @@
 // the gateway's load-balancing policies (gateway/lb) compare when one
 // backend of a pool is slowed or stalls.
 //
-//   - Backend: a small HTTP/1.1 service whose per-request cost is CPU
-//     spin for a configured duration, with a slowdown factor and periodic
-//     stalls. It serves any net.Listener: an ultcp Stack's listener (a
+//   - Backend: a small HTTP/1.1 service whose per-request cost is a
+//     configured duration, slept (the measured run's default) or spun on
+//     the CPU, with a slowdown factor and periodic stalls. It serves any net.Listener: an ultcp Stack's listener (a
 //     node behind the gateway) or kernel TCP. Its workers read a request
 //     only when they can serve it, so requests that wait stay in the
 //     transport (for ultcp, in the fabric ring, where the gateway's queue
@@ -13,7 +13,8 @@
 //     per request, at fixed concurrency (closed loop) or at a fixed rate
 //     (open loop, latency counted from the scheduled start so that a
 //     stalled server is not hidden by the generator waiting for it),
-//     recording into a Histogram.
+//     recording the latency and, apart, the connect time (the gateway's
+//     and the network's share) into Histograms.
 //   - LoadReport: a LoadResult as JSON (the histogram's non-empty
 //     buckets), for the measured run of `ultcp bench lb`, whose load
 //     generator runs as a process of its own inside the ext network

@@ -49,9 +49,12 @@
 //     what the pointers give that a connection count cannot: a node four
 //     times slower with the same backlog is four times further from
 //     serving a new request (IPVS's sed needs configured weights for
-//     this). A member that had work and made no progress for four of
-//     its request times, and at least 10 ms, is stopped: it comes after
-//     every working member until it makes progress again.
+//     this). A member is stopped if it has held data without draining
+//     any for four of its request times (by the drain rate), or has had
+//     work (an open connection) without progress (a request drained, a
+//     connection finished) for twice its service time, and at least
+//     10 ms either way: it comes after every working member until it
+//     makes progress again.
 //
 //     Why smoothed, why the count, why the random choice: readings are
 //     taken every millisecond or so, and between two readings a busy
@@ -91,7 +94,7 @@
 //
 // Join adds a member (or readmits one that left or was removed); Leave
 // removes one (its listener closed, or the fabric saw its process die).
-// Tick also removes a member that holds data and has not consumed any
+// Tick also removes a member that holds data and has not drained any
 // for Config.StallTimeout (default 250 ms, so that with the reading
 // interval a stopped node is out well within a second): from then on no
 // new connection goes to it, Config.OnRemove tells the gateway (which
