@@ -31,7 +31,7 @@ type Config struct {
 
 	// KeepGOMAXPROCS stops NewStack from raising GOMAXPROCS by two, a P
 	// for each of the stack's goroutines that sleep in futex system calls
-	// (gomaxprocs.go): set it when the program manages GOMAXPROCS itself.
+	// (internal/procs): set it when the program manages GOMAXPROCS itself.
 	// With it, a GOMAXPROCS of 2 or less can leave runnable goroutines
 	// waiting up to 10 ms for a P.
 	KeepGOMAXPROCS bool

@@ -75,6 +75,7 @@ import (
 	"time"
 
 	"github.com/ultcp/ultcp/fabric"
+	"github.com/ultcp/ultcp/internal/procs"
 	"github.com/ultcp/ultcp/internal/tcp"
 	"github.com/ultcp/ultcp/internal/timerwheel"
 	"github.com/ultcp/ultcp/internal/wire"
@@ -133,7 +134,7 @@ func NewStack(cfg Config) (*Stack, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	raiseGOMAXPROCS(&cfg)
+	procs.Reserve(cfg.KeepGOMAXPROCS)
 	f, err := fabric.Open(cfg.fabricConfig())
 	if err != nil {
 		return nil, err

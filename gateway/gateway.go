@@ -13,6 +13,7 @@ import (
 
 	"github.com/ultcp/ultcp/capture"
 	"github.com/ultcp/ultcp/fabric"
+	"github.com/ultcp/ultcp/internal/procs"
 	"github.com/ultcp/ultcp/internal/wire"
 	"github.com/ultcp/ultcp/link/tun"
 )
@@ -106,6 +107,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// KeepGOMAXPROCS stops New from raising GOMAXPROCS by two, a P for
+	// the event loop and for the fabric's control loop, which sleep in
+	// futex system calls (internal/procs).
+	KeepGOMAXPROCS bool
 }
 
 // Gateway forwards between a fabric and a packet device.
@@ -193,6 +198,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Device == nil {
 		return nil, errors.New("gateway: no device")
 	}
+	procs.Reserve(cfg.KeepGOMAXPROCS)
 	if !cfg.Subnet.IsValid() {
 		cfg.Subnet = fabric.DefaultSubnet
 	}
