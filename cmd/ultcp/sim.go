@@ -31,6 +31,7 @@ func init() {
 type simFlags struct {
 	bytes, rate, rtt, queue         string
 	loss, reorder, dup, corrupt, cc string
+	ackLoss                         string
 	seed                            uint64
 	json                            bool
 	plot                            string
@@ -39,6 +40,7 @@ type simFlags struct {
 	parsedRTT                       time.Duration
 	queueBytes, queuePackets        int
 	pLoss, pReorder, pDup, pCorrupt float64
+	pAckLoss                        float64
 }
 
 func newSimFlags(w io.Writer) (*flag.FlagSet, *simFlags) {
@@ -50,6 +52,7 @@ func newSimFlags(w io.Writer) (*flag.FlagSet, *simFlags) {
 	fs.StringVar(&f.rtt, "rtt", "50ms", "round-trip propagation delay (a Go `DURATION`), split evenly between the two directions")
 	fs.StringVar(&f.queue, "queue", "", "drop-tail queue in front of each bottleneck: bytes (`SIZE`) or packets (100p); default one bandwidth-delay product, at least 10 packets")
 	fs.StringVar(&f.loss, "loss", "0", "random loss `PROBABILITY` of a data packet (0.01 and 1% are the same)")
+	fs.StringVar(&f.ackLoss, "ack-loss", "0", "random loss `PROBABILITY` of a packet on the way back (ACKs), as a path that loses both ways does")
 	fs.StringVar(&f.reorder, "reorder", "0", "`PROBABILITY` that a data packet is held back up to 10 ms, so later ones overtake it")
 	fs.StringVar(&f.dup, "dup", "0", "`PROBABILITY` that a data packet arrives twice")
 	fs.StringVar(&f.corrupt, "corrupt", "0", "`PROBABILITY` that one byte of a data packet is changed (the checksum must catch it)")
@@ -97,7 +100,7 @@ func (f *simFlags) parse() error {
 		name string
 		s    string
 		v    *float64
-	}{{"--loss", f.loss, &f.pLoss}, {"--reorder", f.reorder, &f.pReorder}, {"--dup", f.dup, &f.pDup}, {"--corrupt", f.corrupt, &f.pCorrupt}} {
+	}{{"--loss", f.loss, &f.pLoss}, {"--ack-loss", f.ackLoss, &f.pAckLoss}, {"--reorder", f.reorder, &f.pReorder}, {"--dup", f.dup, &f.pDup}, {"--corrupt", f.corrupt, &f.pCorrupt}} {
 		if *p.v, err = parseProb(p.s); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
@@ -123,6 +126,7 @@ func (f *simFlags) config() sim.Config {
 		fwd.QueuePackets, rev.QueuePackets = f.queuePackets, f.queuePackets
 	}
 	fwd.Loss, fwd.Reorder, fwd.Dup, fwd.Corrupt = f.pLoss, f.pReorder, f.pDup, f.pCorrupt
+	rev.Loss = f.pAckLoss
 	return sim.Config{Bytes: f.parsedBytes, CC: f.cc, Seed: f.seed, Forward: fwd, Reverse: rev}
 }
 
@@ -138,6 +142,7 @@ type simPath struct {
 	QueueBytes   int     `json:"queue_bytes,omitempty"`
 	QueuePackets int     `json:"queue_packets,omitempty"`
 	Loss         float64 `json:"loss"`
+	AckLoss      float64 `json:"ack_loss,omitempty"`
 	Reorder      float64 `json:"reorder"`
 	Dup          float64 `json:"dup"`
 	Corrupt      float64 `json:"corrupt"`
@@ -180,7 +185,7 @@ func runSim(args []string, stdout, stderr io.Writer) int {
 	}
 	sum := simSummary{Result: r, Path: simPath{RateBps: f.parsedRate, RTTMs: float64(f.parsedRTT) / float64(time.Millisecond),
 		QueueBytes: cfg.Forward.QueueBytes, QueuePackets: cfg.Forward.QueuePackets,
-		Loss: f.pLoss, Reorder: f.pReorder, Dup: f.pDup, Corrupt: f.pCorrupt, Seed: f.seed}}
+		Loss: f.pLoss, AckLoss: f.pAckLoss, Reorder: f.pReorder, Dup: f.pDup, Corrupt: f.pCorrupt, Seed: f.seed}}
 	if f.parsedRate > 0 {
 		sum.Path.LinkUtilisation = r.GoodputBps / float64(f.parsedRate)
 	}

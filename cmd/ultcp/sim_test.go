@@ -154,3 +154,17 @@ func TestHelpSimListsTheFlags(t *testing.T) {
 		t.Errorf("ultcp help does not list sim:\n%s", out)
 	}
 }
+
+func TestSimAckLossLosesOnTheWayBackOnly(t *testing.T) {
+	fs, f := newSimFlags(&bytes.Buffer{})
+	if err := fs.Parse([]string{"--loss", "1%", "--ack-loss", "5%"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.parse(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.config()
+	if cfg.Forward.Loss != 0.01 || cfg.Reverse.Loss != 0.05 {
+		t.Fatalf("forward loss %v, reverse loss %v; want 0.01 and 0.05", cfg.Forward.Loss, cfg.Reverse.Loss)
+	}
+}
