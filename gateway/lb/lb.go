@@ -550,7 +550,7 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 				m.rate += aI * (prior - m.rate)
 			}
 			if drains {
-				s.serviceSample(m, now, ended-m.lastEnded, idle, blind)
+				s.serviceSample(m, now, ended-m.lastEnded, idle, blind, priorService)
 				if idle && m.serviceKnown && priorService > 0 {
 					// As the drain rate does, but slower still: a
 					// member measured slow is sent little, so its
@@ -621,12 +621,20 @@ func (s *Service) Tick(now time.Duration) (next time.Duration) {
 // one (a single worker serves in turn), the first after the request in
 // service began. A gap that is a stall (longer than the member is
 // allowed to make no progress) or that spans a blind reading is no
-// sample.
-func (s *Service) serviceSample(m *Member, now time.Duration, k uint64, idle, blind bool) {
+// sample. prior is the mean of the members' service times (0: none
+// known).
+func (s *Service) serviceSample(m *Member, now time.Duration, k uint64, idle, blind bool, prior float64) {
 	if k > 0 && m.busy && !blind {
 		gap := float64(now-m.serving) / float64(k)
 		stall := max(stallAfter*m.service, float64(minStopped))
 		switch {
+		case !m.serviceKnown && prior > 0:
+			// The first gap may have waited through a pause (a gateway
+			// that starts while the member stalls): it counts as at
+			// most twice the others' time. Taken whole, one 50 ms gap
+			// made a member ten times slower than it is, and it was
+			// sent nothing for the rest of the run.
+			m.service, m.serviceKnown = min(gap, 2*prior), true
 		case !m.serviceKnown:
 			m.service, m.serviceKnown = gap, true
 		case gap <= stall:

@@ -515,3 +515,23 @@ func TestOpenConnectionWithoutDataIsNotRemoved(t *testing.T) {
 		t.Fatalf(".1 is %v after 1 s with one open connection and nothing in its ring, want up", st)
 	}
 }
+
+// A member's first gap between finishes counts as at most twice the
+// others' service time: a gateway that starts while the member is
+// paused must not take the pause for its speed.
+func TestQueueFirstServiceGapIsBoundedByTheOthers(t *testing.T) {
+	s, l := drainPool(t, 2)
+	for now := time.Duration(0); now <= 100*ms; now += ms {
+		l[0].conns, l[1].conns = 1, 1
+		if now > 0 && now%(5*ms) == 0 {
+			l[1].ended++ // .2: 5 ms a request from the start
+		}
+		if now == 50*ms {
+			l[0].ended++ // .1: its first finish after a 49 ms pause
+		}
+		s.Tick(now)
+	}
+	if got := s.Member(addr(1)).Metrics().ServiceTime; got > 10*ms {
+		t.Fatalf(".1's service time %v after one 49 ms gap, want at most 10ms (twice .2's)", got)
+	}
+}
