@@ -717,7 +717,16 @@ func (s *Service) expectedDelay(m *Member, meanRate, meanService float64) float6
 	// the request the member has taken and is serving, which the ring
 	// cannot show; the ring shows what the count cannot, the bytes
 	// of a request that has not left it.
-	ahead := max(conns, m.backlog/s.drainBytes+float64(m.pending))
+	ringAhead := m.backlog/s.drainBytes + float64(m.pending)
+	if conns == 0 {
+		// No open connection, so nothing waits there (bytes in a ring
+		// are an open connection's, and the gateway counts a flow the
+		// moment it assigns it): the smoothed backlog and the
+		// assignments since the reading are of connections that have
+		// ended, and would rank an idle member behind a busy one.
+		ringAhead = 0
+	}
+	ahead := max(conns, ringAhead)
 	if s.cfg.Policy == SED {
 		// Every open connection counts as one request, whether it
 		// waits in the ring or is being served.

@@ -14,6 +14,9 @@ const ms = time.Millisecond
 func readTwice(s *Service, l []*fakeLoad, occ []int64, consumed []uint64) {
 	for i := range l {
 		l[i].occ = occ[i]
+		if occ[i] > 0 && l[i].conns == 0 {
+			l[i].conns = 1 // bytes in a ring are an open connection's
+		}
 	}
 	s.Tick(0)
 	for i := range l {
@@ -51,8 +54,10 @@ func TestQueueManyPicksBetweenReadingsDoNotHerd(t *testing.T) {
 	// 100 connections arrive before the next reading.
 	readTwice(s, l, []int64{0, 2048, 2048, 2048}, []uint64{1000, 1000, 1000, 1000})
 	count := map[int]int{}
-	for _, o := range picks(t, s, 100) {
+	for range 100 {
+		o := picks(t, s, 1)[0]
 		count[o]++
+		l[o-1].conns++ // as the gateway counts each flow it assigns (RingLoad.Add)
 	}
 	// The penalty makes .1 as loaded as the others after 4 picks; from
 	// then on the four are near-equal and share. A choice from the raw
@@ -533,5 +538,19 @@ func TestQueueFirstServiceGapIsBoundedByTheOthers(t *testing.T) {
 	}
 	if got := s.Member(addr(1)).Metrics().ServiceTime; got > 10*ms {
 		t.Fatalf(".1's service time %v after one 49 ms gap, want at most 10ms (twice .2's)", got)
+	}
+}
+
+// A member whose connections have all ended has nothing waiting, whatever
+// its smoothed backlog from the last readings says: it goes before a
+// member still holding a backlog, at once, not one reading later.
+func TestQueueMemberWithNoOpenConnectionHasNothingAhead(t *testing.T) {
+	s, l := pool(t, Config{Policy: Queue}, 1, 1)
+	readTwice(s, l, []int64{4096, 4096}, []uint64{1000, 1000})
+	l[0].conns, l[0].occ = 0, 0 // .1's flows ended since the reading
+	for i, o := range picks(t, s, 3) {
+		if o != 1 {
+			t.Fatalf("pick %d went to .%d, want the idle .1", i, o)
+		}
 	}
 }
