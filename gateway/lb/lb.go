@@ -792,18 +792,7 @@ func serviceOf(m *Member, mean float64) (float64, bool) {
 // meanService is the mean service time of the members up whose service
 // time is known, or 0.
 func (s *Service) meanService() float64 {
-	var sum float64
-	var n int
-	for _, u := range s.up {
-		if u.serviceKnown {
-			sum += u.service
-			n++
-		}
-	}
-	if n == 0 {
-		return 0
-	}
-	return sum / float64(n)
+	return s.meanOver(func(m *Member) (float64, bool) { return m.service, m.serviceKnown }, 0)
 }
 
 // isStopped reports whether m, whose drain rate is rate (bytes/ns), has
@@ -904,11 +893,17 @@ func (s *Service) pickQueue(flowHash uint64) *Member {
 // meanRate is the mean drain rate of the members up whose rate is known,
 // or def if there is none.
 func (s *Service) meanRate(def float64) float64 {
+	return s.meanOver(func(m *Member) (float64, bool) { return m.rate, m.rateKnown }, def)
+}
+
+// meanOver is the mean of the values f knows over the members up, or def
+// if it knows none (or they sum to zero or less).
+func (s *Service) meanOver(f func(*Member) (float64, bool), def float64) float64 {
 	var sum float64
 	var n int
 	for _, m := range s.up {
-		if m.rateKnown {
-			sum += m.rate
+		if v, ok := f(m); ok {
+			sum += v
 			n++
 		}
 	}
