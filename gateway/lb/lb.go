@@ -800,6 +800,12 @@ func (s *Service) meanService() float64 {
 // per request, or had work without progress for more than twice its
 // service time (and at least minStopped either way).
 func (s *Service) isStopped(m *Member, rate float64) bool {
+	if m.load.Conns() <= 0 {
+		// No open connection, no work: nothing it could be stuck on.
+		// (A member whose stuck request has just ended would otherwise
+		// be passed over until the next reading shows the progress.)
+		return false
+	}
 	if float64(m.dataStuck) > max(stallAfter*s.drainBytes/max(rate, 1e-9), float64(minStopped), float64(2*s.cfg.Interval)) {
 		return true
 	}

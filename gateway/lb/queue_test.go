@@ -267,6 +267,15 @@ type drainLoad struct {
 	drained, ended uint64
 }
 
+// Conns counts an open connection for a ring holding bytes, as the
+// gateway's count always does.
+func (d *drainLoad) Conns() int {
+	if d.occ > 0 && d.conns == 0 {
+		return 1
+	}
+	return d.conns
+}
+
 func (d *drainLoad) Drained() uint64 { return d.drained }
 func (d *drainLoad) Ended() uint64   { return d.ended }
 
@@ -340,6 +349,32 @@ func TestQueueStoppedMemberComesAfterBusierWorkingOnes(t *testing.T) {
 	}
 	if got := picks(t, s, 1); got[0] != 2 {
 		t.Fatalf("picked .%d, want .2: .1 has drained nothing for 12 request times", got[0])
+	}
+}
+
+// A stopped member whose stuck request has ended (no open connection
+// left) holds no work, so it is no longer passed over, even before the
+// next reading shows its progress.
+func TestQueueStoppedMemberWithNoConnectionLeftIsNotPassedOver(t *testing.T) {
+	s, l := drainPool(t, 2)
+	l[0].occ, l[1].occ = 100, 300
+	s.Tick(0)
+	var now time.Duration
+	for now = ms; now <= 500*ms; now += ms {
+		for _, x := range l {
+			x.cons += 100
+			x.drained += 100
+		}
+		s.Tick(now)
+	}
+	for end := now + 12*ms; now < end; now += ms { // .1 stops, as above
+		l[1].cons += 100
+		l[1].drained += 100
+		s.Tick(now)
+	}
+	l[0].occ = 0 // its request ended since the reading: no connection left
+	if got := picks(t, s, 1); got[0] != 1 {
+		t.Fatalf("picked .%d, want the idle .1 (.2 holds three requests)", got[0])
 	}
 }
 
