@@ -322,14 +322,13 @@ func TestQueueHandshakesTakenInAreNotProgress(t *testing.T) {
 	}
 }
 
-// A member that has held data without draining any for more than
-// stallAfter times its time per request goes after every working member,
-// even one with three times the backlog.
-func TestQueueStoppedMemberComesAfterBusierWorkingOnes(t *testing.T) {
+// stoppedPool is two members, .1 holding 100 bytes and .2 300, that both
+// drained 100 bytes a millisecond (a request each) for 500 ms, long enough
+// for the scheduler to learn that a request is 100 bytes, hence one
+// millisecond's work; then .1 took nothing for 12 ms (minStopped is
+// 10 ms) while .2 went on.
+func stoppedPool(t *testing.T) (*Service, []*drainLoad) {
 	s, l := drainPool(t, 2)
-	// Both drain 100 bytes a millisecond (a request each) for 500 ms,
-	// long enough for the scheduler to learn that a request is 100
-	// bytes, hence one millisecond's work.
 	l[0].occ, l[1].occ = 100, 300
 	s.Tick(0)
 	var now time.Duration
@@ -340,13 +339,19 @@ func TestQueueStoppedMemberComesAfterBusierWorkingOnes(t *testing.T) {
 		}
 		s.Tick(now)
 	}
-	// Then .1 takes nothing for 12 ms (its time per request is ~1 ms;
-	// minStopped is 10 ms), while .2 goes on.
 	for end := now + 12*ms; now < end; now += ms {
 		l[1].cons += 100
 		l[1].drained += 100
 		s.Tick(now)
 	}
+	return s, l
+}
+
+// A member that has held data without draining any for more than
+// stallAfter times its time per request goes after every working member,
+// even one with three times the backlog.
+func TestQueueStoppedMemberComesAfterBusierWorkingOnes(t *testing.T) {
+	s, _ := stoppedPool(t)
 	if got := picks(t, s, 1); got[0] != 2 {
 		t.Fatalf("picked .%d, want .2: .1 has drained nothing for 12 request times", got[0])
 	}
@@ -356,22 +361,7 @@ func TestQueueStoppedMemberComesAfterBusierWorkingOnes(t *testing.T) {
 // left) holds no work, so it is no longer passed over, even before the
 // next reading shows its progress.
 func TestQueueStoppedMemberWithNoConnectionLeftIsNotPassedOver(t *testing.T) {
-	s, l := drainPool(t, 2)
-	l[0].occ, l[1].occ = 100, 300
-	s.Tick(0)
-	var now time.Duration
-	for now = ms; now <= 500*ms; now += ms {
-		for _, x := range l {
-			x.cons += 100
-			x.drained += 100
-		}
-		s.Tick(now)
-	}
-	for end := now + 12*ms; now < end; now += ms { // .1 stops, as above
-		l[1].cons += 100
-		l[1].drained += 100
-		s.Tick(now)
-	}
+	s, l := stoppedPool(t)
 	l[0].occ = 0 // its request ended since the reading: no connection left
 	if got := picks(t, s, 1); got[0] != 1 {
 		t.Fatalf("picked .%d, want the idle .1 (.2 holds three requests)", got[0])
