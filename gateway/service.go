@@ -517,24 +517,14 @@ func (g *Gateway) serviceFlowClosed(f *Flow) {
 	}
 }
 
-// ServiceMetrics is one service as the metrics show it.
+// serviceSnapshot is one service as the metrics and Services show it.
 type serviceSnapshot struct {
 	VIP      netip.AddrPort
 	Policy   string
 	NoMember uint64
 	// DrainBytes: the scheduler's learned bytes per request drained.
 	DrainBytes float64
-	Members    []memberSnapshot
-}
-
-type memberSnapshot struct {
-	Addr                       netip.Addr
-	State                      string
-	Conns                      int
-	Assigned, Removals, Resets uint64
-	Occupancy                  int64
-	Backlog, DrainRate         float64
-	Stops                      uint64
+	Members    []ServiceMember
 }
 
 // publishServices copies the services' state for the metrics collector.
@@ -544,7 +534,7 @@ func (g *Gateway) publishServices() {
 	for _, sv := range s.byKey {
 		ss := serviceSnapshot{VIP: sv.vip, Policy: sv.policy.String(), NoMember: sv.noMember, DrainBytes: sv.lb.Metrics().DrainBytes}
 		for _, m := range sv.members {
-			ms := memberSnapshot{Addr: m.addr, State: "left", Conns: m.load.Conns(), Assigned: m.assigned, Removals: m.removals, Resets: m.resets}
+			ms := ServiceMember{Addr: m.addr, State: "left", Conns: m.load.Conns(), Assigned: m.assigned, Removals: m.removals, Resets: m.resets}
 			if m.lbm != nil {
 				mm := m.lbm.Metrics()
 				ms.State, ms.Occupancy, ms.Backlog, ms.DrainRate, ms.Stops = mm.State.String(), mm.Occupancy, mm.Backlog, mm.DrainRate, mm.Stops
@@ -585,11 +575,7 @@ func (g *Gateway) Services() map[netip.AddrPort][]ServiceMember {
 	defer s.mu.Unlock()
 	out := map[netip.AddrPort][]ServiceMember{}
 	for _, ss := range s.snap {
-		var ms []ServiceMember
-		for _, m := range ss.Members {
-			ms = append(ms, ServiceMember(m))
-		}
-		out[ss.VIP] = ms
+		out[ss.VIP] = slices.Clone(ss.Members)
 	}
 	return out
 }
