@@ -236,17 +236,23 @@ func (h *host) wait(dl time.Time) bool {
 	return time.Now().Before(dl)
 }
 
-// hostDevice is the gateway's device: what the gateway writes goes to the
-// host's engine, what the host sends is what the gateway reads.
+// hostDevice is the gateway's device in these tests: what the gateway
+// writes goes to a simulated host's engine (input), what the host sends
+// (toGW) is what the gateway reads.
 type hostDevice struct {
-	h    *host
-	done chan struct{}
-	once sync.Once
+	toGW  <-chan []byte
+	input func([]byte)
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newHostDevice(toGW <-chan []byte, input func([]byte)) *hostDevice {
+	return &hostDevice{toGW: toGW, input: input, done: make(chan struct{})}
 }
 
 func (d *hostDevice) Read(buf []byte) (tun.Packet, error) {
 	select {
-	case b := <-d.h.toGW:
+	case b := <-d.toGW:
 		return tun.Packet{Data: buf[:copy(buf, b)]}, nil
 	case <-d.done:
 		return tun.Packet{}, net.ErrClosed
@@ -254,7 +260,7 @@ func (d *hostDevice) Read(buf []byte) (tun.Packet, error) {
 }
 
 func (d *hostDevice) Write(p tun.Packet) error {
-	d.h.input(append(append([]byte(nil), p.Data...), p.Payload...))
+	d.input(append(append([]byte(nil), p.Data...), p.Payload...))
 	return nil
 }
 
@@ -272,7 +278,7 @@ func e2e(t testing.TB, custody int64, impair string) (*ultcp.Stack, *gateway.Gat
 	dir := filepath.Join("/dev/shm", "ultcp-e2e-test-"+hex.EncodeToString(r[:]))
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	h := newHost(e2eHost)
-	dev := &hostDevice{h: h, done: make(chan struct{})}
+	dev := newHostDevice(h.toGW, h.input)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	gw, err := gateway.New(gateway.Config{FabricDir: dir, Addr: e2eGW, Device: dev, Custody: custody, Impair: impair, Logger: quiet})
 	if err != nil {

@@ -21,7 +21,6 @@ import (
 	"github.com/ultcp/ultcp/gateway/lb"
 	"github.com/ultcp/ultcp/internal/tcp"
 	"github.com/ultcp/ultcp/internal/wire"
-	"github.com/ultcp/ultcp/link/tun"
 )
 
 // Services through the real gateway (issue 8), in one process: member
@@ -161,31 +160,6 @@ func (h *multiHost) get(lport uint16, dst netip.AddrPort, req string, dl time.Ti
 	return string(got), errors.New("deadline")
 }
 
-type multiDevice struct {
-	h    *multiHost
-	done chan struct{}
-	once sync.Once
-}
-
-func (d *multiDevice) Read(buf []byte) (tun.Packet, error) {
-	select {
-	case b := <-d.h.toGW:
-		return tun.Packet{Data: buf[:copy(buf, b)]}, nil
-	case <-d.done:
-		return tun.Packet{}, net.ErrClosed
-	}
-}
-
-func (d *multiDevice) Write(p tun.Packet) error {
-	d.h.input(append(append([]byte(nil), p.Data...), p.Payload...))
-	return nil
-}
-
-func (d *multiDevice) Close() error {
-	d.once.Do(func() { close(d.done) })
-	return nil
-}
-
 // serviceSetup starts a gateway on a multiHost's device with vip's policy
 // set, and one member stack per address in svcNodes, each answering
 // "NODE LOCALADDR\n" on the service and closing.
@@ -204,7 +178,7 @@ func serviceSetupWith(t *testing.T, p lb.Policy, stuck []bool) (*gateway.Gateway
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	h := &multiHost{conns: map[uint16]*tcp.Conn{}, peers: map[uint16]wire.IPv4Addr{}, start: time.Now(),
 		toGW: make(chan []byte, 4096), changed: make(chan struct{}, 1)}
-	dev := &multiDevice{h: h, done: make(chan struct{})}
+	dev := newHostDevice(h.toGW, h.input)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	gw, err := gateway.New(gateway.Config{FabricDir: dir, Addr: e2eGW, Device: dev, Logger: quiet})
 	if err != nil {
