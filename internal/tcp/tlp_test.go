@@ -157,14 +157,10 @@ func TestUntimedACKOfARetransmissionNotTimedByOriginals(t *testing.T) {
 	}
 }
 
-// RFC 6675 §5 step 4 and RFC 9438 §4.6: the decrease on a loss RACK
-// detects starts from FlightSize, the octets not yet cumulatively
-// acknowledged, SACKed ones included. Five segments, the first lost:
-// RACK declares it once the other four are SACKed, and cwnd becomes
-// 0.7 × 4940 = 3458, not 0.7 × the one segment not SACKed (then the
-// two-segment floor, 1976), which on a small window is a collapse at
-// every loss.
-func TestLossDecreaseStartsFromFlightIncludingSACKed(t *testing.T) {
+// firstOfFiveLost sends five segments at 10 ms and, at 20 ms, takes an ACK
+// that SACKs the last four: RACK declares the first lost and retransmits it.
+func firstOfFiveLost(t *testing.T) *harness {
+	t.Helper()
 	h := establishedRACK(t)
 	ts := tsv(10 * time.Millisecond)
 	h.write(5*988,
@@ -176,6 +172,18 @@ func TestLossDecreaseStartsFromFlightIncludingSACKed(t *testing.T) {
 	h.now = 20 * time.Millisecond
 	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=10000><TS=5010,"+ts+"><SACK=1089-5041>",
 		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+tsv(h.now)+",5010><DATA=988>")
+	return h
+}
+
+// RFC 6675 §5 step 4 and RFC 9438 §4.6: the decrease on a loss RACK
+// detects starts from FlightSize, the octets not yet cumulatively
+// acknowledged, SACKed ones included. Five segments, the first lost:
+// RACK declares it once the other four are SACKed, and cwnd becomes
+// 0.7 × 4940 = 3458, not 0.7 × the one segment not SACKed (then the
+// two-segment floor, 1976), which on a small window is a collapse at
+// every loss.
+func TestLossDecreaseStartsFromFlightIncludingSACKed(t *testing.T) {
+	h := firstOfFiveLost(t)
 	if got := h.c.CongestionWindow(); got != 3458 {
 		t.Fatalf("cwnd %d after the loss, want 3458 (0.7 of the 4940 in flight)", got)
 	}
@@ -187,17 +195,7 @@ func TestLossDecreaseStartsFromFlightIncludingSACKed(t *testing.T) {
 // probe goes 2·SRTT after it instead: the segment again, at 40 ms rather
 // than the RTO at 210 ms (armed by the first transmission).
 func TestTailLossProbeInRecoveryAfterTheLastRetransmission(t *testing.T) {
-	h := establishedRACK(t)
-	ts := tsv(10 * time.Millisecond)
-	h.write(5*988,
-		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
-		"<SEQ=1089><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
-		"<SEQ=2077><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
-		"<SEQ=3065><ACK=301><CTL=ACK><WND=8000><TS="+ts+",5000><DATA=988>",
-		"<SEQ=4053><ACK=301><CTL=PSH,ACK><WND=8000><TS="+ts+",5000><DATA=988>")
-	h.now = 20 * time.Millisecond
-	h.in("<SEQ=301><ACK=101><CTL=ACK><WND=10000><TS=5010,"+ts+"><SACK=1089-5041>",
-		"<SEQ=101><ACK=301><CTL=ACK><WND=8000><TS="+tsv(h.now)+",5010><DATA=988>")
+	h := firstOfFiveLost(t)
 	if !h.c.inRecovery || h.c.tlpAt != 40*time.Millisecond || h.c.rtoAt != 210*time.Millisecond {
 		t.Fatalf("in recovery %v, PTO at %v, RTO at %v; want recovery, 40ms, 210ms", h.c.inRecovery, h.c.tlpAt, h.c.rtoAt)
 	}
