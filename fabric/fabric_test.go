@@ -224,14 +224,7 @@ func TestNodeWaitReportsWatchedConnectionWithRecord(t *testing.T) {
 func dmaPair(t *testing.T) (send func(pid uint32, addr, n uint64, bodyLen int), recv *Conn) {
 	f := openFabric(t, testDir(t))
 	a, b := join(t, f, addrA), join(t, f, addrB)
-	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb, err := b.Accept(ctx10s(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, cb := connect(t, a, b, ConnConfig{RingSize: MinRingSize})
 	return func(pid uint32, addr, n uint64, bodyLen int) {
 		buf, err := ca.Reserve(bodyLen)
 		if err != nil {
@@ -288,11 +281,17 @@ func pair(t *testing.T) (*Conn, *Conn) {
 	t.Helper()
 	f := openFabric(t, testDir(t))
 	a, b := join(t, f, addrA), join(t, f, addrB)
-	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{})
+	return connect(t, a, b, ConnConfig{})
+}
+
+// connect dials b from a with cfg and returns both ends.
+func connect(t *testing.T, a, b *Node, cfg ConnConfig) (ca, cb *Conn) {
+	t.Helper()
+	ca, err := a.Dial(ctx10s(t), b.addr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb, err := b.Accept(ctx10s(t))
+	cb, err = b.Accept(ctx10s(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,14 +322,7 @@ func TestNodeCloseResetsPeerConnectionsAndUnregisters(t *testing.T) {
 	dir := testDir(t)
 	f := openFabric(t, dir)
 	a, b := join(t, f, addrA), join(t, f, addrB)
-	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb, err := b.Accept(ctx10s(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, cb := connect(t, a, b, ConnConfig{})
 	done := make(chan error, 1)
 	go func() { _, err := cb.Recv(make([]byte, 8)); done <- err }()
 	time.Sleep(10 * time.Millisecond)
@@ -461,14 +453,7 @@ func TestRingOccupancyIsSafeFromAnotherGoroutine(t *testing.T) {
 func TestNodeWaitReportsWatchedConnectionWhenRoomIsMade(t *testing.T) {
 	f := openFabric(t, testDir(t))
 	a, b := join(t, f, addrA), join(t, f, addrB)
-	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb, err := b.Accept(ctx10s(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, cb := connect(t, a, b, ConnConfig{RingSize: MinRingSize})
 	ca.SetWatch(true)
 	rec := make([]byte, 1000)
 	sent := 0
@@ -516,14 +501,7 @@ func TestSleepingPeersLoseNoWakeUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := join(t, f, addrA), join(t, f, addrB)
-	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb, err := b.Accept(ctx10s(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, cb := connect(t, a, b, ConnConfig{RingSize: MinRingSize})
 	records := 50000
 	if testing.Short() || raceEnabled {
 		records = 10000
@@ -573,14 +551,7 @@ func TestSleepingDMAPeersLoseNoWakeUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := join(t, f, addrA), join(t, f, addrB)
-	ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb, err := b.Accept(ctx10s(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, cb := connect(t, a, b, ConnConfig{RingSize: MinRingSize})
 	if !ca.DMA() {
 		t.Skip("process_vm_readv refused here")
 	}
@@ -625,14 +596,7 @@ func TestRingPairsAreReusedAfterBothSidesClose(t *testing.T) {
 	buf := make([]byte, 64)
 	var p *peer
 	for i := range 100 {
-		ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cb, err := b.Accept(ctx10s(t))
-		if err != nil {
-			t.Fatal(err)
-		}
+		ca, cb := connect(t, a, b, ConnConfig{RingSize: MinRingSize})
 		msg := fmt.Sprintf("connection %d", i)
 		if err := ca.Send([]byte(msg)); err != nil {
 			t.Fatal(err)

@@ -81,12 +81,7 @@ func peers(t *testing.T) (a, b *Node) {
 	t.Helper()
 	f := openFabric(t, testDir(t))
 	a, b = join(t, f, addrA), join(t, f, addrB)
-	if _, err := a.Dial(ctx10s(t), addrB, ConnConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Accept(ctx10s(t)); err != nil {
-		t.Fatal(err)
-	}
+	connect(t, a, b, ConnConfig{})
 	return a, b
 }
 

@@ -15,14 +15,7 @@ func TestReusedBlockShowsNoRecordOfItsLastConnection(t *testing.T) {
 	a, b := join(t, f, addrA), join(t, f, addrB)
 	used := map[uint64]bool{}
 	for i := 0; i < 400; i++ {
-		ca, err := a.Dial(ctx10s(t), addrB, ConnConfig{RingSize: MinRingSize})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cb, err := b.Accept(ctx10s(t))
-		if err != nil {
-			t.Fatal(err)
-		}
+		ca, cb := connect(t, a, b, ConnConfig{RingSize: MinRingSize})
 		if used[ca.block] {
 			if _, err := cb.PeekNoWait(); !errors.Is(err, ErrWouldBlock) {
 				t.Fatalf("reused block %#x: the acceptor reads %v, want an empty ring", ca.block, err)
