@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -236,12 +237,7 @@ func (r *CRRResult) MedianRate() float64 {
 		}
 		return float64(r.Conns) / r.Elapsed.Seconds()
 	}
-	x := slices.Clone(r.Rates)
-	slices.Sort(x)
-	if len(x)%2 == 1 {
-		return x[len(x)/2]
-	}
-	return (x[len(x)/2-1] + x[len(x)/2]) / 2
+	return median(r.Rates)
 }
 
 // Client runs the client child: it dials the ping-pong connection, says it
@@ -406,9 +402,11 @@ func (p *pinger) batch(buf []byte, reps int, keep bool) (time.Duration, time.Dur
 	return elapsed / time.Duration(reps), cpu, nil
 }
 
-func median(s []time.Duration) time.Duration {
-	c := append([]time.Duration(nil), s...)
-	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+// median is the middle of s (the upper of the two middles when len(s) is
+// even), which it does not reorder.
+func median[T cmp.Ordered](s []T) T {
+	c := slices.Clone(s)
+	slices.Sort(c)
 	return c[len(c)/2]
 }
 
