@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -176,9 +177,43 @@ func TestLoadOpenLoopSendsAtItsRate(t *testing.T) {
 	if res.Errors != 0 {
 		t.Fatalf("%d errors, first: %v", res.Errors, res.FirstError)
 	}
-	// 200/s for 0.3 s schedules requests at 0, 5, ..., 295 ms: 60 at most.
-	if res.Requests == 0 || res.Requests > 60 {
-		t.Fatalf("%d requests answered, want 1 to 60", res.Requests)
+	// 200/s for 0.3 s: 60 arrivals expected, 7.7 their standard deviation.
+	if res.Requests == 0 || res.Requests > 120 {
+		t.Fatalf("%d requests answered, want 1 to 120", res.Requests)
+	}
+}
+
+// The open loop's gaps are exponential: their mean is 1/rate, their
+// standard deviation the same, and about 9.5 % of them are shorter than
+// a tenth of the mean (requests that arrive nearly together, which an
+// evenly spaced loop never has). One seed gives one sequence.
+func TestOpenLoopArrivalsArePoisson(t *testing.T) {
+	const n, rate = 100000, 1000.0
+	p, q := newPoisson(rate, 7), newPoisson(rate, 7)
+	var sum, sq float64
+	short := 0
+	for i := 0; i < n; i++ {
+		g := p.gap()
+		if q.gap() != g {
+			t.Fatalf("gap %d differs between two draws from seed 7", i)
+		}
+		ms := g.Seconds() * 1e3
+		sum += ms
+		sq += ms * ms
+		if ms < 0.1 {
+			short++
+		}
+	}
+	mean := sum / n
+	sd := math.Sqrt(sq/n - mean*mean)
+	if math.Abs(mean-1) > 0.02 || math.Abs(sd-1) > 0.03 {
+		t.Fatalf("gaps: mean %.4f ms, sd %.4f ms; want 1 and 1", mean, sd)
+	}
+	if f := float64(short) / n; math.Abs(f-(1-math.Exp(-0.1))) > 0.005 {
+		t.Fatalf("%.4f of gaps under 0.1 ms, want %.4f", f, 1-math.Exp(-0.1))
+	}
+	if newPoisson(rate, 8).gap() == newPoisson(rate, 7).gap() {
+		t.Fatal("seeds 7 and 8 gave the same first gap")
 	}
 }
 

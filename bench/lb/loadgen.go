@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -19,9 +20,14 @@ type LoadConfig struct {
 	Addr string
 	// Concurrency > 0: that many clients in a closed loop, each opening a
 	// fresh connection for its next request when the previous answer is
-	// in. Otherwise an open loop at Rate requests per second.
+	// in. Otherwise an open loop at Rate requests per second: Poisson
+	// arrivals (exponential gaps drawn from Seed), as from many clients
+	// that do not wait for each other. Evenly spaced requests would be a
+	// load no balancer is ever given: at most one arrives per gap, so a
+	// pool with room never sees two requests at once.
 	Concurrency int
 	Rate        float64
+	Seed        uint64
 	// MaxInFlight bounds the open loop's outstanding requests (default
 	// 4096); a request due when the bound is reached counts as an error.
 	MaxInFlight int
@@ -165,10 +171,10 @@ func (g *loadGen) merge(c *client) {
 	}
 }
 
-// openLoop starts one request every 1/Rate on its own goroutine,
-// whatever happened to the earlier ones.
+// openLoop starts requests at Poisson arrival times, each on its own
+// goroutine, whatever happened to the earlier ones.
 func (g *loadGen) openLoop(ctx context.Context, start time.Time, wg *sync.WaitGroup) {
-	interval := time.Duration(float64(time.Second) / g.cfg.Rate)
+	arrivals := newPoisson(g.cfg.Rate, g.cfg.Seed)
 	sem := make(chan struct{}, g.cfg.MaxInFlight)
 	// Clients are reused through a pool (one goroutine holds one at a
 	// time); every client ever made is merged at the end.
@@ -182,8 +188,9 @@ func (g *loadGen) openLoop(ctx context.Context, start time.Time, wg *sync.WaitGr
 		return c
 	}}
 	overload := 0
-	for i := 0; ; i++ {
-		due := start.Add(time.Duration(i) * interval)
+	due := start
+	for {
+		due = due.Add(arrivals.gap())
 		if d := time.Until(due); d > 0 {
 			t := time.NewTimer(d)
 			select {
@@ -223,6 +230,19 @@ func (g *loadGen) openLoop(ctx context.Context, start time.Time, wg *sync.WaitGr
 		g.mu.Unlock()
 	}
 }
+
+// poisson draws the gaps between Poisson arrivals at a rate, from a
+// seed: the same seed gives every policy the same arrivals.
+type poisson struct {
+	rng  *rand.Rand
+	mean float64 // ns
+}
+
+func newPoisson(rate float64, seed uint64) poisson {
+	return poisson{rng: rand.New(rand.NewPCG(seed, 0x6c62)), mean: float64(time.Second) / rate}
+}
+
+func (p poisson) gap() time.Duration { return time.Duration(p.rng.ExpFloat64() * p.mean) }
 
 // do runs one request: connect, send, read the whole answer, verify it.
 // The latency counts from start; a run that ends mid-request does not

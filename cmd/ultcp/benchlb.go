@@ -125,13 +125,20 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 		}
 		policies = append(policies, p)
 	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	switch {
+	case set["rate"] && set["concurrency"] && f.sim.Concurrency > 0:
+		fmt.Fprintln(stderr, "ultcp bench lb: --rate is the open loop, --concurrency the closed one: give one")
+		return 2
+	case set["rate"]:
+		f.sim.Concurrency = 0
+	}
 	if !f.simulate {
 		if slices.Contains(scenarios, benchlb.ScenarioDead) {
 			fmt.Fprintln(stderr, "ultcp bench lb: scenario dead is simulated only (test/interop's lb_test kills a real backend)")
 			return 2
 		}
-		set := map[string]bool{}
-		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 		return runBenchLBMeasured(f, set, args, scenarios, policies, stdout, stderr)
 	}
 	cfg := f.sim
@@ -203,7 +210,7 @@ func runBenchLBMeasured(f *benchLBFlags, set map[string]bool, args, scenarios []
 		f.sim.Cost = lbMeasuredCost
 	}
 	if !set["concurrency"] && !set["rate"] {
-		f.sim.Concurrency = lbMeasuredConcurrency
+		f.sim.Concurrency, f.sim.Rate = 0, lbMeasuredRate
 	}
 	if !set["gomaxprocs"] {
 		f.m.procs = lbMeasuredProcs
@@ -239,12 +246,16 @@ func runBenchLBMeasured(f *benchLBFlags, set map[string]bool, args, scenarios []
 //     (about 0.3 ms of CPU), decides where time goes; 4 single-worker
 //     backends then serve 800 requests/s at most, which keeps the 2 CPUs
 //     under half busy.
-//   - 4 clients in a closed loop, one per backend: each spends about
-//     1.2 ms of its 6.2 ms cycle outside the backend (connect, the
-//     gateway, the stacks), so the pool is about 80 % busy (measured:
-//     650-660 of 800 requests/s with equal backends), and a policy that
-//     sends a request to a busy member while another is idle makes it
-//     wait up to a whole service time.
+//   - An open loop of Poisson arrivals at 480 requests/s, 60 % of what
+//     the pool can serve: fresh connections from many clients that do
+//     not wait for each other, the load a balancer in front of a service
+//     is given. Requests then arrive together now and then and the pool
+//     is sometimes all busy, so where a policy sends a request decides
+//     how long it waits. The earlier default, 4 clients in a closed
+//     loop, one per backend, left a free member for nearly every request
+//     (each client's previous answer had just freed one): any policy
+//     that counts connections picked it, and queue and leastconn
+//     differed only by noise (docs/lb.md, "Closed loop").
 //   - GOMAXPROCS 8 for the gateway, the backends and the load generator:
 //     with the Go default of one P per CPU (2 here) the gateway's event
 //     loop and its first-contact acceptor, each asleep in a futex system
@@ -254,9 +265,9 @@ func runBenchLBMeasured(f *benchLBFlags, set map[string]bool, args, scenarios []
 //     0.4 ms, a third of the throughput at 15 % CPU), drawn per gateway
 //     start.
 const (
-	lbMeasuredCost        = 5 * time.Millisecond
-	lbMeasuredConcurrency = 4
-	lbMeasuredProcs       = "8"
+	lbMeasuredCost  = 5 * time.Millisecond
+	lbMeasuredRate  = 480
+	lbMeasuredProcs = "8"
 )
 
 // splitList parses a comma-separated list whose items must be in known.

@@ -93,6 +93,19 @@ func TestBenchLBRejectsUnknownPolicy(t *testing.T) {
 	}
 }
 
+// --rate alone is the open loop (the closed loop's default client count
+// does not win over it); --rate with a client count is an error.
+func TestBenchLBRateMeansTheOpenLoop(t *testing.T) {
+	code, out, errOut := runCLI("bench", "lb", "--simulate", "--quick", "--scenarios", "equal", "--policies", "queue", "--rate", "300")
+	if code != 0 || !strings.Contains(out, "open loop at 300 requests/s") {
+		t.Fatalf("exit %d, stdout %q, stderr %q: want the open loop at 300/s", code, out, errOut)
+	}
+	code, _, errOut = runCLI("bench", "lb", "--simulate", "--rate", "300", "--concurrency", "4")
+	if code != 2 || !strings.Contains(errOut, "give one") {
+		t.Fatalf("exit %d, stderr %q: want 2 and both loops named", code, errOut)
+	}
+}
+
 // --gomaxprocs sets GOMAXPROCS for all the measured run's processes or
 // per role, and names what is wrong.
 func TestBenchLBGomaxprocsPerRole(t *testing.T) {

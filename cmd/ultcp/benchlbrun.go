@@ -139,10 +139,10 @@ func runLBBackend(f *benchLBFlags, stdout, stderr io.Writer) int {
 // runLBLoadgen is --role loadgen: a warm-up, then the measured closed (or
 // open) loop against --target over kernel TCP; the LoadReport on stdout.
 func runLBLoadgen(f *benchLBFlags, stdout, stderr io.Writer) int {
-	cfg := benchlb.LoadConfig{Addr: f.m.target, Concurrency: f.sim.Concurrency, Rate: f.sim.Rate, Timeout: 5 * time.Second}
+	cfg := benchlb.LoadConfig{Addr: f.m.target, Concurrency: f.sim.Concurrency, Rate: f.sim.Rate, Seed: f.sim.Seed, Timeout: 5 * time.Second}
 	if f.sim.Warmup > 0 {
 		w := cfg
-		w.Duration = f.sim.Warmup
+		w.Duration, w.Seed = f.sim.Warmup, ^cfg.Seed // arrivals of their own
 		if _, err := benchlb.RunLoad(context.Background(), w); err != nil {
 			fmt.Fprintf(stderr, "ultcp bench lb --role loadgen: warm-up: %v\n", err)
 			return 1
@@ -265,7 +265,8 @@ func runLBMeasured(f *benchLBFlags, scenarios []string, policies []lb.Policy, st
 				i := (k + r) % len(policies)
 				p := policies[i]
 				fmt.Fprintf(stderr, "ultcp bench lb: %s / %s (round %d of %d) ...\n", sc, p, r+1, rounds)
-				rep, err := runLBPolicy(f, exe, fab, gw, ext, p, f.sim.Duration/time.Duration(rounds), stderr)
+				// Every policy of a round gets the same open-loop arrivals.
+				rep, err := runLBPolicy(f, exe, fab, gw, ext, p, f.sim.Duration/time.Duration(rounds), f.sim.Seed+uint64(r), stderr)
 				if err != nil {
 					for _, b := range backs {
 						b.stop()
@@ -372,7 +373,7 @@ func startLBBackends(f *benchLBFlags, exe, fab, scenario string) ([]*lbBackendPr
 
 // runLBPolicy starts the gateway with policy p, lets it find the pool,
 // runs the load generator in ext and stops the gateway.
-func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Policy, d time.Duration, stderr io.Writer) (benchlb.LoadReport, error) {
+func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Policy, d time.Duration, seed uint64, stderr io.Writer) (benchlb.LoadReport, error) {
 	var rep benchlb.LoadReport
 	glog := newLBLog("gateway: forwarding")
 	runFor := f.sim.Warmup + f.sim.Duration + time.Minute
@@ -404,7 +405,7 @@ func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Polic
 	var out, errb bytes.Buffer
 	cmd := ext.Command(ctx, exe, "bench", "lb", "--role", "loadgen", "--target", f.m.vip,
 		"--concurrency", strconv.Itoa(f.sim.Concurrency), "--rate", strconv.FormatFloat(f.sim.Rate, 'g', -1, 64),
-		"--duration", d.String(), "--warmup", f.sim.Warmup.String())
+		"--duration", d.String(), "--warmup", f.sim.Warmup.String(), "--seed", strconv.FormatUint(seed, 10))
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if cmd.Env, err = f.m.env("loadgen"); err != nil {
 		return rep, err
