@@ -32,6 +32,11 @@ type BackendConfig struct {
 	// backend stops for StallFor: it accepts, reads and computes nothing,
 	// like a process descheduled or paused by a collector. Zero: never.
 	StallEvery, StallFor time.Duration
+	// Epoch, if set, is the zero of the stall clock instead of Serve's
+	// start: a load generator told the same epoch can start its run at a
+	// fixed phase of the stalls, so that every policy meets them at the
+	// same points of the same arrivals.
+	Epoch time.Time
 	// Workers is how many requests it serves at once (default 1). A
 	// worker accepts a connection and reads its request only when it is
 	// free, so waiting requests stay in the transport.
@@ -92,6 +97,9 @@ func (b *Backend) Failed() uint64 { return b.failed.Load() }
 // not an error.
 func (b *Backend) Serve(ctx context.Context, l net.Listener) error {
 	b.start = time.Now()
+	if !b.cfg.Epoch.IsZero() {
+		b.start = b.cfg.Epoch
+	}
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	var wg sync.WaitGroup
@@ -247,6 +255,24 @@ func (b *Backend) sleep(ctx context.Context, d time.Duration) {
 		}
 		d -= time.Since(t0)
 	}
+}
+
+// NextPeriod is the first instant at or after t that is a whole number
+// of periods after epoch: where a run aligned with a Backend's stalls
+// (BackendConfig.Epoch) starts. The first stall of a period begins
+// every-for after that instant.
+func NextPeriod(epoch, t time.Time, every time.Duration) time.Time {
+	if every <= 0 {
+		return t
+	}
+	into := t.Sub(epoch) % every
+	if into < 0 {
+		into += every
+	}
+	if into == 0 {
+		return t
+	}
+	return t.Add(every - into)
 }
 
 // stallLeft is how long the stall in progress at t lasts (0: none).

@@ -149,6 +149,46 @@ func TestBackendStallWindowIsAtTheEndOfEachPeriod(t *testing.T) {
 	}
 }
 
+// With an Epoch the stalls run on its clock, from Serve on; a run that
+// starts at NextPeriod meets the first stall every-for after its start.
+func TestBackendStallClockFromEpoch(t *testing.T) {
+	epoch := time.Unix(1000, 0)
+	b, err := NewBackend(BackendConfig{Name: "s", StallEvery: 500 * time.Millisecond, StallFor: 50 * time.Millisecond, Epoch: epoch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Serve(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if !b.start.Equal(epoch) {
+		t.Fatalf("stall clock from %v, want the epoch %v", b.start, epoch)
+	}
+	start := NextPeriod(epoch, epoch.Add(7*time.Second+130*time.Millisecond), 500*time.Millisecond)
+	if want := epoch.Add(7500 * time.Millisecond); !start.Equal(want) {
+		t.Fatalf("next period after 7.13 s: %v, want %v", start.Sub(epoch), want.Sub(epoch))
+	}
+	if got := b.stallLeft(start.Add(449 * time.Millisecond)); got != 0 {
+		t.Errorf("449 ms into the run: stall left %v, want none", got)
+	}
+	if got := b.stallLeft(start.Add(450 * time.Millisecond)); got != 50*time.Millisecond {
+		t.Errorf("450 ms into the run: stall left %v, want 50ms", got)
+	}
+	for _, c := range []struct{ t, want time.Duration }{{0, 0}, {500 * time.Millisecond, 500 * time.Millisecond}, {-100 * time.Millisecond, 0}} {
+		if got := NextPeriod(epoch, epoch.Add(c.t), 500*time.Millisecond).Sub(epoch); got != c.want {
+			t.Errorf("NextPeriod at %v: %v, want %v", c.t, got, c.want)
+		}
+	}
+	if now := time.Now(); !NextPeriod(epoch, now, 0).Equal(now) {
+		t.Error("NextPeriod with no period moved the time")
+	}
+}
+
 func TestLoadClosedLoopVerifiesEveryAnswer(t *testing.T) {
 	b1, a1 := serve(t, BackendConfig{Name: "one", Cost: 20 * time.Microsecond})
 	res, err := RunLoad(context.Background(), LoadConfig{Addr: a1, Concurrency: 2, Duration: 300 * time.Millisecond, Path: "/p"})
@@ -169,13 +209,19 @@ func TestLoadClosedLoopVerifiesEveryAnswer(t *testing.T) {
 }
 
 func TestLoadOpenLoopSendsAtItsRate(t *testing.T) {
-	_, a := serve(t, BackendConfig{Name: "one", Workers: 4})
+	const cost = 2 * time.Millisecond
+	_, a := serve(t, BackendConfig{Name: "one", Workers: 4, Cost: cost, Sleep: true})
 	res, err := RunLoad(context.Background(), LoadConfig{Addr: a, Rate: 200, Duration: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Errors != 0 {
 		t.Fatalf("%d errors, first: %v", res.Errors, res.FirstError)
+	}
+	// Each latency counts from that request's own arrival time: none can
+	// be shorter than the backend's sleep.
+	if low := res.Latency.Quantile(0); low < cost {
+		t.Fatalf("shortest latency %v, below the backend's %v sleep", low, cost)
 	}
 	// 200/s for 0.3 s: 60 arrivals expected, 7.7 their standard deviation.
 	if res.Requests == 0 || res.Requests > 120 {

@@ -209,10 +209,11 @@ func (g *loadGen) openLoop(ctx context.Context, start time.Time, wg *sync.WaitGr
 			continue
 		}
 		wg.Add(1)
+		at := due // due moves on with the loop
 		go func() {
 			defer wg.Done()
 			c := pool.Get().(*client)
-			c.do(ctx, due)
+			c.do(ctx, at)
 			pool.Put(c)
 			<-sem
 		}()

@@ -48,6 +48,7 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 	fs.StringVar(&f.m.addr, "addr", "", "--role backend: the node's `address`")
 	fs.StringVar(&f.m.name, "name", "", "--role backend: the name it answers with")
 	fs.StringVar(&f.m.target, "target", "", "--role loadgen: the service `address:port`")
+	fs.Int64Var(&f.m.epoch, "epoch", 0, "--role backend and loadgen: the stall clock's zero, Unix `nanoseconds` (the loadgen starts its measured run at a whole number of --stall-every after it)")
 	fs.Uint64Var(&f.m.requests, "requests", 0, "--role loadgen: stop after this many requests (0: at --duration)")
 	fs.StringVar(&f.json, "json", "", "also write {\"runs\": [...]} to `FILE`")
 	fs.StringVar(&f.plot, "plot", "", "draw the latency CDFs into `FILE`.svg")

@@ -65,11 +65,20 @@ type lbMeasured struct {
 	spin     bool
 	target   string
 	requests uint64
+	epoch    int64
 	rounds   int
 	settle   time.Duration
 	grace    time.Duration
 	gwFlags  string
 	procs    string
+}
+
+// epochTime is --epoch as a time, zero if unset.
+func (m *lbMeasured) epochTime() time.Time {
+	if m.epoch == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, m.epoch)
 }
 
 // lbEnv is the environment of a process of the measured run in role:
@@ -121,7 +130,7 @@ func runLBBackend(f *benchLBFlags, stdout, stderr io.Writer) int {
 		return 1
 	}
 	be, err := benchlb.NewBackend(benchlb.BackendConfig{Name: f.m.name, Cost: f.sim.Cost, Slowdown: f.sim.Slowdown, Sleep: !f.m.spin,
-		StallEvery: f.sim.StallEvery, StallFor: f.sim.StallFor, Workers: f.sim.Workers})
+		StallEvery: f.sim.StallEvery, StallFor: f.sim.StallFor, Workers: f.sim.Workers, Epoch: f.m.epochTime()})
 	if err != nil {
 		fmt.Fprintf(stderr, "ultcp bench lb --role backend: %v\n", err)
 		return 2
@@ -147,6 +156,12 @@ func runLBLoadgen(f *benchLBFlags, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "ultcp bench lb --role loadgen: warm-up: %v\n", err)
 			return 1
 		}
+	}
+	if e := f.m.epochTime(); !e.IsZero() && f.sim.StallEvery > 0 {
+		// Start at a whole period of the backends' stall clock: every
+		// policy then meets the stalls at the same points of the same
+		// arrivals, and differs by what it does with them.
+		time.Sleep(time.Until(benchlb.NextPeriod(e, time.Now(), f.sim.StallEvery)))
 	}
 	cfg.Duration, cfg.MaxRequests = f.sim.Duration, f.m.requests
 	res, err := benchlb.RunLoad(context.Background(), cfg)
@@ -250,7 +265,11 @@ func runLBMeasured(f *benchLBFlags, scenarios []string, policies []lb.Policy, st
 	defer os.RemoveAll(filepath.Join(fabric.DefaultRoot, fab))
 	res := &benchlb.Results{Mode: "measured"}
 	for _, sc := range scenarios {
-		backs, err := startLBBackends(f, exe, fab, sc)
+		// The stall clock's zero, shared by the backends and the load
+		// generator (--epoch): in the stall scenario each turn starts at
+		// the same phase of the stalls.
+		epoch := time.Now()
+		backs, err := startLBBackends(f, exe, fab, sc, epoch)
 		if err != nil {
 			return nil, err
 		}
@@ -266,7 +285,11 @@ func runLBMeasured(f *benchLBFlags, scenarios []string, policies []lb.Policy, st
 				p := policies[i]
 				fmt.Fprintf(stderr, "ultcp bench lb: %s / %s (round %d of %d) ...\n", sc, p, r+1, rounds)
 				// Every policy of a round gets the same open-loop arrivals.
-				rep, err := runLBPolicy(f, exe, fab, gw, ext, p, f.sim.Duration/time.Duration(rounds), f.sim.Seed+uint64(r), stderr)
+				align := time.Duration(0)
+				if sc == benchlb.ScenarioStall {
+					align = f.sim.StallEvery
+				}
+				rep, err := runLBPolicy(f, exe, fab, gw, ext, p, f.sim.Duration/time.Duration(rounds), f.sim.Seed+uint64(r), epoch, align, stderr)
 				if err != nil {
 					for _, b := range backs {
 						b.stop()
@@ -317,7 +340,7 @@ func runLBMeasured(f *benchLBFlags, scenarios []string, policies []lb.Policy, st
 
 // startLBBackends starts the scenario's backend processes and waits until
 // each serves.
-func startLBBackends(f *benchLBFlags, exe, fab, scenario string) ([]*lbBackendProc, error) {
+func startLBBackends(f *benchLBFlags, exe, fab, scenario string, epoch time.Time) ([]*lbBackendProc, error) {
 	var backs []*lbBackendProc
 	fail := func(err error) ([]*lbBackendProc, error) {
 		for _, b := range backs {
@@ -338,7 +361,7 @@ func startLBBackends(f *benchLBFlags, exe, fab, scenario string) ([]*lbBackendPr
 		args := []string{"bench", "lb", "--role", "backend", "--fabric", fab, "--addr", lbBackendAddr(i).String(),
 			"--vip", f.m.vip, "--name", fmt.Sprintf("b%d", i), "--cost", f.sim.Cost.String(),
 			"--slowdown", strconv.FormatFloat(slow, 'g', -1, 64), "--workers", strconv.Itoa(f.sim.Workers),
-			"--stall-every", every.String(), "--stall-for", stall.String()}
+			"--stall-every", every.String(), "--stall-for", stall.String(), "--epoch", strconv.FormatInt(epoch.UnixNano(), 10)}
 		if f.m.spin {
 			args = append(args, "--spin")
 		}
@@ -373,7 +396,7 @@ func startLBBackends(f *benchLBFlags, exe, fab, scenario string) ([]*lbBackendPr
 
 // runLBPolicy starts the gateway with policy p, lets it find the pool,
 // runs the load generator in ext and stops the gateway.
-func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Policy, d time.Duration, seed uint64, stderr io.Writer) (benchlb.LoadReport, error) {
+func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Policy, d time.Duration, seed uint64, epoch time.Time, align time.Duration, stderr io.Writer) (benchlb.LoadReport, error) {
 	var rep benchlb.LoadReport
 	glog := newLBLog("gateway: forwarding")
 	runFor := f.sim.Warmup + f.sim.Duration + time.Minute
@@ -405,7 +428,8 @@ func runLBPolicy(f *benchLBFlags, exe, fab string, gw, ext *netns.NS, p lb.Polic
 	var out, errb bytes.Buffer
 	cmd := ext.Command(ctx, exe, "bench", "lb", "--role", "loadgen", "--target", f.m.vip,
 		"--concurrency", strconv.Itoa(f.sim.Concurrency), "--rate", strconv.FormatFloat(f.sim.Rate, 'g', -1, 64),
-		"--duration", d.String(), "--warmup", f.sim.Warmup.String(), "--seed", strconv.FormatUint(seed, 10))
+		"--duration", d.String(), "--warmup", f.sim.Warmup.String(), "--seed", strconv.FormatUint(seed, 10),
+		"--epoch", strconv.FormatInt(epoch.UnixNano(), 10), "--stall-every", align.String())
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if cmd.Env, err = f.m.env("loadgen"); err != nil {
 		return rep, err
