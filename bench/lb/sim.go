@@ -34,8 +34,11 @@ type SimConfig struct {
 	// premise of the queue policy; Backend serves the same way).
 	Backends, Workers int
 	// Cost is the mean service time of a request on a normal backend:
-	// half of it fixed, half exponentially distributed (CV 0.5).
-	Cost time.Duration
+	// half of it fixed, half exponentially distributed (CV 0.5), or all
+	// of it fixed with FixedCost (as the measured run's backends, which
+	// sleep for it).
+	Cost      time.Duration
+	FixedCost bool
 	// Slowdown multiplies the cost on backend 0 in the slow scenario.
 	Slowdown float64
 	// StallEvery and StallFor: in the stall scenario, backend 0 stops
@@ -669,9 +672,13 @@ func (s *simulation) leaveRing(b *simBackend, r *simReq) {
 	b.consumed += uint64(s.cfg.RequestBytes)
 }
 
-// serviceTime is half fixed, half exponential, times the backend's factor.
+// serviceTime is half fixed, half exponential (or all fixed), times the
+// backend's factor.
 func (s *simulation) serviceTime(b *simBackend) time.Duration {
 	c := float64(s.cfg.Cost) * b.factor
+	if s.cfg.FixedCost {
+		return time.Duration(c)
+	}
 	return time.Duration(c/2 + s.rng.ExpFloat64()*c/2)
 }
 

@@ -98,6 +98,23 @@ func TestSimOpenLoopAnswersTheOfferedRate(t *testing.T) {
 	}
 }
 
+// With FixedCost and no queueing (one request at a time) every latency
+// is the cost plus one RTT (handshake, then request and answer): the
+// shortest and the longest fall in the same 1.6 % bucket.
+func TestSimFixedCostIsExact(t *testing.T) {
+	c := shortSim()
+	c.FixedCost, c.Concurrency = true, 1
+	r, err := Simulate(c, ScenarioEqual, sched.LeastConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := c.Cost + c.RTT + c.RTT/2
+	lo, hi := r.Latency.Quantile(0), r.Latency.Quantile(1)
+	if float64(lo) < 0.98*float64(want) || float64(hi) > 1.02*float64(want) {
+		t.Fatalf("latencies %v to %v, want all near %v", lo, hi, want)
+	}
+}
+
 func TestSimRejectsBadConfig(t *testing.T) {
 	for _, c := range []struct {
 		mod  func(*SimConfig)

@@ -58,6 +58,7 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 	fs.IntVar(&f.sim.Workers, "workers", d.Workers, "requests one backend serves at once")
 	fs.IntVar(&f.sim.Cores, "cores", 0, "CPUs the backends share, as spinning backends on a small machine do (0: a CPU per worker)")
 	fs.DurationVar(&f.sim.Cost, "cost", d.Cost, "mean service time of a request")
+	fs.BoolVar(&f.sim.FixedCost, "fixed-cost", false, "model: every request costs exactly --cost (the measured backends' sleep) instead of half fixed, half exponential")
 	fs.Float64Var(&f.sim.Slowdown, "slowdown", d.Slowdown, "cost factor of backend 0 in the slow scenario")
 	fs.DurationVar(&f.sim.StallEvery, "stall-every", d.StallEvery, "period of backend 0's stalls in the stall scenario")
 	fs.DurationVar(&f.sim.StallFor, "stall-for", d.StallFor, "length of each stall")
@@ -157,10 +158,14 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 	if cfg.Concurrency == 0 {
 		load = fmt.Sprintf("open loop at %.0f requests/s", cfg.Rate)
 	}
+	costShape := "half fixed, half exponential"
+	if cfg.FixedCost {
+		costShape = "fixed"
+	}
 	res.Notes = []string{
 		"a model, not a measurement: bench/lb's discrete-event simulation driving gateway/lb on a fake clock",
-		fmt.Sprintf("%d backends × %d worker, cost %v (half fixed, half exponential), %s, RTT %v, %v per run after %v warm-up, seed %d",
-			cfg.Backends, cfg.Workers, cfg.Cost, load, cfg.RTT, cfg.Duration-cfg.Warmup, cfg.Warmup, cfg.Seed),
+		fmt.Sprintf("%d backends × %d worker, cost %v (%s), %s, RTT %v, %v per run after %v warm-up, seed %d",
+			cfg.Backends, cfg.Workers, cfg.Cost, costShape, load, cfg.RTT, cfg.Duration-cfg.Warmup, cfg.Warmup, cfg.Seed),
 		fmt.Sprintf("slow: backend 0 × %g; stall: backend 0 stops %v every %v; dead: backend 0 stops %v after the warm-up", cfg.Slowdown, cfg.StallFor, cfg.StallEvery, cfg.DieAfter),
 	}
 	if cfg.Cores > 0 {
