@@ -229,6 +229,29 @@ func TestLoadOpenLoopSendsAtItsRate(t *testing.T) {
 	}
 }
 
+// An open loop that outruns its backend still counts every request it
+// started: the backlog left when the arrivals end is answered and
+// measured, not dropped (400/s for 0.2 s is about 80 arrivals, sd 9; a
+// backend that sleeps 10 ms per request answers 20 of them in the window).
+func TestLoadOpenLoopCountsItsBacklog(t *testing.T) {
+	_, a := serve(t, BackendConfig{Name: "slow", Workers: 1, Cost: 10 * time.Millisecond, Sleep: true})
+	const window = 200 * time.Millisecond
+	res, err := RunLoad(context.Background(), LoadConfig{Addr: a, Rate: 400, Duration: window, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 {
+		t.Fatalf("%d errors, first: %v", res.Errors, res.FirstError)
+	}
+	if res.Requests < 40 || res.Latency.Quantile(1) < window {
+		t.Fatalf("%d requests answered, the slowest in %v: want the backlog's too (at least 40, one after the %v window)",
+			res.Requests, res.Latency.Quantile(1), window)
+	}
+	if res.Elapsed != window {
+		t.Fatalf("elapsed %v, want the arrivals' window %v", res.Elapsed, window)
+	}
+}
+
 // The open loop's gaps are exponential: their mean is 1/rate, their
 // standard deviation the same, and about 9.5 % of them are shorter than
 // a tenth of the mean (requests that arrive nearly together, which an

@@ -59,7 +59,8 @@ type LoadResult struct {
 	// open loop. FirstError says what the first one was.
 	Errors     uint64
 	FirstError error
-	// Elapsed is the run's length, RPS = Requests / Elapsed.
+	// Elapsed is the run's length (the open loop's: its arrivals'
+	// window), RPS = Requests / Elapsed.
 	Elapsed time.Duration
 	RPS     float64
 	// ByServer counts the answers per backend name.
@@ -96,6 +97,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 	case cfg.Timeout < 0 || cfg.MaxInFlight < 0:
 		return LoadResult{}, fmt.Errorf("lb load: timeout %v, max in flight %d", cfg.Timeout, cfg.MaxInFlight)
 	}
+	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	g := &loadGen{cfg: cfg, res: LoadResult{Latency: &Histogram{}, Connect: &Histogram{}, ByServer: map[string]uint64{}},
@@ -120,10 +122,15 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 			}()
 		}
 	} else {
-		g.openLoop(ctx, start, &wg)
+		g.openLoop(ctx, outer, start, &wg)
 	}
 	wg.Wait()
 	g.res.Elapsed = time.Since(start)
+	if cfg.Concurrency == 0 {
+		// The rate answered of the arrivals; the last ones' answers
+		// came after the window.
+		g.res.Elapsed = min(g.res.Elapsed, cfg.Duration)
+	}
 	g.res.RPS = float64(g.res.Requests) / g.res.Elapsed.Seconds()
 	return g.res, nil
 }
@@ -171,9 +178,12 @@ func (g *loadGen) merge(c *client) {
 	}
 }
 
-// openLoop starts requests at Poisson arrival times, each on its own
-// goroutine, whatever happened to the earlier ones.
-func (g *loadGen) openLoop(ctx context.Context, start time.Time, wg *sync.WaitGroup) {
+// openLoop starts requests at Poisson arrival times until ctx ends, each
+// on its own goroutine, whatever happened to the earlier ones. The
+// requests run under reqCtx, so the ones in flight when the arrivals end
+// are answered (or time out, an error) and counted: a policy that built
+// a backlog must not have it dropped from its latencies at the end.
+func (g *loadGen) openLoop(ctx, reqCtx context.Context, start time.Time, wg *sync.WaitGroup) {
 	arrivals := newPoisson(g.cfg.Rate, g.cfg.Seed)
 	sem := make(chan struct{}, g.cfg.MaxInFlight)
 	// Clients are reused through a pool (one goroutine holds one at a
@@ -213,7 +223,7 @@ func (g *loadGen) openLoop(ctx context.Context, start time.Time, wg *sync.WaitGr
 		go func() {
 			defer wg.Done()
 			c := pool.Get().(*client)
-			c.do(ctx, at)
+			c.do(reqCtx, at)
 			pool.Put(c)
 			<-sem
 		}()
@@ -246,12 +256,12 @@ func newPoisson(rate float64, seed uint64) poisson {
 func (p poisson) gap() time.Duration { return time.Duration(p.rng.ExpFloat64() * p.mean) }
 
 // do runs one request: connect, send, read the whole answer, verify it.
-// The latency counts from start; a run that ends mid-request does not
-// count it at all.
+// The latency counts from start; a closed-loop run that ends mid-request
+// does not count it at all (the open loop waits for its requests).
 func (c *client) do(ctx context.Context, start time.Time) {
 	connected, err := c.exchange(ctx)
 	if err != nil {
-		if ctx.Err() != nil || !time.Now().Before(c.g.deadline) {
+		if ctx.Err() != nil || c.g.cfg.Concurrency > 0 && !time.Now().Before(c.g.deadline) {
 			return // the run ended under it
 		}
 		c.errs++
