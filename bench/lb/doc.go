@@ -10,9 +10,11 @@
 //     transport (for ultcp, in the fabric ring, where the gateway's queue
 //     policy sees them).
 //   - LoadGen: a Go load generator over kernel TCP, a fresh connection
-//     per request, at fixed concurrency (closed loop) or at a fixed rate
-//     (open loop, latency counted from the scheduled start so that a
-//     stalled server is not hidden by the generator waiting for it),
+//     per request, at fixed concurrency (closed loop) or at a mean rate
+//     (open loop of seeded Poisson arrivals, latency counted from each
+//     request's arrival so that a stalled server is not hidden by the
+//     generator waiting for it, and the requests in flight at the end
+//     waited for),
 //     recording the latency and, apart, the connect time (the gateway's
 //     and the network's share) into Histograms.
 //   - LoadReport: a LoadResult as JSON (the histogram's non-empty

@@ -42,8 +42,9 @@ import (
 // start afresh (backend 0 slowed or stalling); per policy the gateway
 // starts afresh with that policy, so no run inherits another's readings;
 // the load generator (this binary with --role loadgen, inside ext) runs a
-// warm-up, then the measured closed loop, and prints its LoadReport as
-// JSON.
+// warm-up, then the measured loop (open, Poisson arrivals, by default;
+// in the stall scenario started at a whole period of the backends' stall
+// clock, --epoch), and prints its LoadReport as JSON.
 
 // Addresses of the measured run.
 var (
