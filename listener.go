@@ -527,8 +527,11 @@ func (e *embryo) input(now time.Duration, poller *Listener) {
 		e.send()
 		if c != nil {
 			e.done = true
+			// Read c.lst while c is locked: once unlocked, an Accept
+			// on another goroutine may take c and clear it.
+			arm := poller == nil || c.lst != poller
 			c.mu.Unlock()
-			c.engineStep(now, false, poller == nil || c.lst != poller)
+			c.engineStep(now, false, arm)
 			return
 		}
 	}

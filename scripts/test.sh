@@ -40,10 +40,11 @@ go test -count=1 -timeout 15m ./...
 # The race detector on the packages whose code runs on several goroutines or
 # processes at once: the gateway's event loop, device reader and first
 # contacts (and its load balancer), the TUN device, and the netlink and
-# network-namespace helpers the gateway's end-to-end tests run on.
+# network-namespace helpers the gateway's end-to-end tests run on; and
+# bench/lb, whose backend accepts on several goroutines over ultcp.
 race_pkgs=()
 for d in ./fabric/... ./internal/timerwheel/... ./internal/proc/... ./capture/... ./internal/tcp . \
-	./gateway/... ./link/tun ./internal/netlink ./internal/netns; do
+	./gateway/... ./link/tun ./internal/netlink ./internal/netns ./bench/lb; do
 	if compgen -G "${d%/...}/*.go" >/dev/null; then race_pkgs+=("$d"); fi
 done
 if ((${#race_pkgs[@]})); then
