@@ -9,18 +9,22 @@ import (
 
 // echoServer accepts connections on l and echoes each until EOF.
 func echoServer(_ testing.TB, l net.Listener) {
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
+	go serveEach(l, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(c, c)
+	})
+}
+
+// serveEach accepts connections on l until it fails (closed), handling
+// each on a goroutine of its own.
+func serveEach(l net.Listener, handle func(net.Conn)) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
 		}
-	}()
+		go handle(c)
+	}
 }
 
 func TestEchoBetweenTwoStacksInOneProcess(t *testing.T) {

@@ -142,25 +142,18 @@ func TestConcurrentAcceptsTakeEveryConnectionOnce(t *testing.T) {
 	defer l.Close()
 	const workers, dialers, each = 4, 4, 64
 	got := make(chan byte, dialers*each)
+	// Each worker hands a connection to a goroutine and goes straight
+	// back to Accept: the workers spend their time there, racing each
+	// other for the backlog.
 	for range workers {
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				// Straight back to Accept: the workers spend their
-				// time there, racing each other for the backlog.
-				go func() {
-					c.SetDeadline(deadline())
-					var p [1]byte
-					if _, err := io.ReadFull(c, p[:]); err == nil {
-						got <- p[0]
-					}
-					c.Close()
-				}()
+		go serveEach(l, func(c net.Conn) {
+			c.SetDeadline(deadline())
+			var p [1]byte
+			if _, err := io.ReadFull(c, p[:]); err == nil {
+				got <- p[0]
 			}
-		}()
+			c.Close()
+		})
 	}
 	errs := make(chan error, dialers)
 	for d := range dialers {
