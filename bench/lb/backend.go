@@ -259,8 +259,8 @@ func (b *Backend) sleep(ctx context.Context, d time.Duration) {
 
 // NextPeriod is the first instant at or after t that is a whole number
 // of periods after epoch: where a run aligned with a Backend's stalls
-// (BackendConfig.Epoch) starts. The first stall of a period begins
-// every-for after that instant.
+// (BackendConfig.Epoch) starts. The period's stall begins StallEvery -
+// StallFor after that instant.
 func NextPeriod(epoch, t time.Time, every time.Duration) time.Time {
 	if every <= 0 {
 		return t

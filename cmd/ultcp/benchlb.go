@@ -261,7 +261,7 @@ func runBenchLBMeasured(f *benchLBFlags, set map[string]bool, args, scenarios []
 //     loop, one per backend, left a free member for nearly every request
 //     (each client's previous answer had just freed one): any policy
 //     that counts connections picked it, and queue and leastconn
-//     differed only by noise (docs/lb.md, "Closed loop").
+//     differed only by noise (docs/lb.md, "Earlier: the closed loop").
 //   - GOMAXPROCS 8 for the gateway, the backends and the load generator:
 //     with the Go default of one P per CPU (2 here) the gateway's event
 //     loop and its first-contact acceptor, each asleep in a futex system
