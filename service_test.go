@@ -114,8 +114,14 @@ func (h *multiHost) run(ctx context.Context) {
 
 // get opens a connection from lport to dst, sends req (once the
 // handshake is done), reads until the peer closes and returns what it
-// read.
+// read, and closes its side.
 func (h *multiHost) get(lport uint16, dst netip.AddrPort, req string, dl time.Time) (string, error) {
+	return h.exchange(lport, dst, req, dl, true)
+}
+
+// exchange is get, closing its side only if close: otherwise the
+// connection stays half-closed, the peer's FIN taken, its own not sent.
+func (h *multiHost) exchange(lport uint16, dst netip.AddrPort, req string, dl time.Time, close bool) (string, error) {
 	cfg := hostConfig
 	h.mu.Lock()
 	var c *tcp.Conn
@@ -141,10 +147,12 @@ func (h *multiHost) get(lport uint16, dst netip.AddrPort, req string, dl time.Ti
 		st := c.State()
 		h.mu.Unlock()
 		if errors.Is(err, io.EOF) {
-			h.mu.Lock()
-			h.out = c.Close(h.now(), h.out[:0])
-			h.flushLocked(dst.Addr().As4())
-			h.mu.Unlock()
+			if close {
+				h.mu.Lock()
+				h.out = c.Close(h.now(), h.out[:0])
+				h.flushLocked(dst.Addr().As4())
+				h.mu.Unlock()
+			}
 			return string(got), nil
 		}
 		if err != nil || st == tcp.Closed {
@@ -328,6 +336,38 @@ func TestServiceSpreadsConnectionsAndMembersLeaveByClosing(t *testing.T) {
 			t.Fatalf("ultcp_gateway_service_connections_assigned_total by member %v, want 4 and 8", got)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A member that answered and sent its FIN has no work left on that
+// connection, even while the outside end keeps its side open: the
+// gateway stops counting the flow as the FIN goes through (it still
+// forwards it). Four half-closed connections over two members leave
+// both at zero open connections in the gateway's view.
+func TestServiceMemberFINEndsItsConnectionForTheScheduler(t *testing.T) {
+	gw, h, _ := serviceSetup(t, lb.LeastConn)
+	dl := time.Now().Add(20 * time.Second)
+	for i := range 4 {
+		if got, err := h.exchange(uint16(44000+i), svcVIP, "", dl, false); err != nil {
+			t.Fatalf("connection %d: %v (read %q)", i, err, got)
+		}
+	}
+	if open := gw.Stats().Flows.Load(); open < 4 {
+		t.Fatalf("the gateway has %d flows, want the 4 half-closed ones still forwarded", open)
+	}
+	// The view is published every 100 ms.
+	for wait := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		conns, assigned := 0, uint64(0)
+		for _, m := range gw.Services()[svcVIP] {
+			conns += m.Conns
+			assigned += m.Assigned
+		}
+		if conns == 0 && assigned == 4 {
+			return
+		}
+		if time.Now().After(wait) {
+			t.Fatalf("members hold %d connections of the 4 assigned after 2 s, want 0: %+v", conns, gw.Services()[svcVIP])
+		}
 	}
 }
 

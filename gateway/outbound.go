@@ -171,6 +171,7 @@ func (g *Gateway) fromNode(now time.Duration, f *Flow, r fabric.Record) {
 	}
 	if flags&flagFIN != 0 {
 		f.finNode = true
+		g.serviceNodeFinished(f)
 	}
 	seq := be.Uint32(th[4:])
 	end := seq + uint32(plen)

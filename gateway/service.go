@@ -251,9 +251,6 @@ func (g *Gateway) serviceTimers(now time.Duration) time.Duration {
 			continue
 		}
 		if now >= sv.next {
-			for _, m := range sv.members {
-				m.retireFinished()
-			}
 			sv.next = sv.lb.Tick(now)
 		}
 		if next == 0 || sv.next < next {
@@ -394,14 +391,8 @@ func (g *Gateway) serviceTarget(now time.Duration, key FlowKey, b []byte, ihl, t
 		}
 	}
 	// A member that answered a moment ago is free now, not at the next
-	// reading: a closed-loop client's next SYN comes a fraction of a
-	// millisecond after the answer, and would find the member it just
-	// left still counted busy. O(the service's flows) per SYN; a hook
-	// where the gateway sees the member's FIN (outbound.go) would make
-	// it O(1).
-	for _, m := range sv.members {
-		m.retireFinished()
-	}
+	// reading: the flow stopped counting when its FIN went through
+	// (serviceNodeFinished).
 	h := lb.FlowHash(0, netip.AddrPortFrom(key.Remote.Netip(), key.RemotePort), sv.vip)
 	for range len(sv.members) + 1 {
 		lm, err := sv.lb.Pick(h)
@@ -456,7 +447,7 @@ type flowRing struct {
 	f    *Flow
 	done bool // the flow ended (serviceFlowClosed)
 	// retired: the member's FIN went out and the ring no longer counts
-	// among the member's connections (retireFinished).
+	// among the member's connections (serviceNodeFinished).
 	retired bool
 }
 
@@ -476,20 +467,26 @@ func (r *flowRing) RingConsumed() uint64 {
 	return r.c.RingConsumed()
 }
 
-// retireFinished stops counting, among m's connections, the flows whose
-// member has sent its FIN: the member answered and closed them, so they
-// are no longer work there (IPVS counts such connections as inactive,
-// at 1/256 of an active one). The gateway keeps forwarding them until
-// they end; only the scheduler's view (Conns, the ring sums) lets go.
+// serviceNodeFinished stops counting flow f among its member's
+// connections once the member has sent its FIN (outbound.go calls it as
+// the FIN goes through): the member answered and closed it, so it is no
+// longer work there (IPVS counts such connections as inactive, at 1/256
+// of an active one). The gateway keeps forwarding the flow until it
+// ends; only the scheduler's view (Conns, the ring sums) lets go.
 // Without this a member's count includes every flow that is closing,
 // and with a node's Grace of 100 ms those outnumber the ones in service
-// several times over.
-func (m *member) retireFinished() {
-	for _, r := range m.flows {
-		if !r.retired && r.finished() {
-			r.retired = true
-			m.load.Remove(r)
-		}
+// several times over. At the FIN, not at the next reading or the next
+// SYN: a client's next SYN can come a fraction of a millisecond after
+// the answer, and must find the member free; and O(1), where scanning
+// the service's flows at every SYN was O(flows).
+func (g *Gateway) serviceNodeFinished(f *Flow) {
+	m := g.svc.flows[f]
+	if m == nil {
+		return
+	}
+	if r := m.flows[f]; r != nil && !r.retired {
+		r.retired = true
+		m.load.Remove(r)
 	}
 }
 
