@@ -58,7 +58,7 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 	fs.IntVar(&f.sim.Workers, "workers", d.Workers, "requests one backend serves at once")
 	fs.IntVar(&f.sim.Cores, "cores", 0, "CPUs the backends share, as spinning backends on a small machine do (0: a CPU per worker)")
 	fs.DurationVar(&f.sim.Cost, "cost", d.Cost, "mean service time of a request")
-	fs.BoolVar(&f.sim.FixedCost, "fixed-cost", false, "model: every request costs exactly --cost (the measured backends' sleep) instead of half fixed, half exponential")
+	fs.BoolVar(&f.sim.FixedCost, "fixed-cost", true, "model: every request costs exactly --cost (the measured backends' sleep); false: half fixed, half exponential")
 	fs.Float64Var(&f.sim.Slowdown, "slowdown", d.Slowdown, "cost factor of backend 0 in the slow scenario")
 	fs.DurationVar(&f.sim.StallEvery, "stall-every", d.StallEvery, "period of backend 0's stalls in the stall scenario")
 	fs.DurationVar(&f.sim.StallFor, "stall-for", d.StallFor, "length of each stall")
@@ -80,7 +80,7 @@ func newBenchLBFlags(w io.Writer) (*flag.FlagSet, *benchLBFlags) {
 
 func benchLBUsage(w io.Writer) {
 	fs, _ := newBenchLBFlags(w)
-	fmt.Fprintln(w, "\nusage: ultcp bench lb [--simulate] [--quick] [--json FILE] [--plot FILE.svg] [flags]\n\nwithout --simulate: N backend nodes behind the gateway (in a network namespace the run makes), the load\ngenerator in a second one (ext) over Linux TCP; needs root.\n\nscenarios: equal (alike), slow (backend 0 slowed), stall (backend 0 stalls periodically),\n           dead (backend 0 stops for good; not run unless named)\n\nflags:")
+	fmt.Fprintln(w, "\nusage: ultcp bench lb [--simulate] [--quick] [--json FILE] [--plot FILE.svg] [flags]\n\nwithout --simulate: N backend nodes behind the gateway (in a network namespace the run makes), the load\ngenerator in a second one (ext) over Linux TCP; needs root.\n\nscenarios: equal (alike), slow (backend 0 slowed), stall (backend 0 stalls periodically),\n           dead (backend 0 stops for good; not run unless named)\n\nboth the measured run and the model default to requests of 5ms (--cost, fixed) arriving at 480/s (--rate,\nPoisson); the defaults listed below are the model's own where these are not given.\n\nflags:")
 	fs.PrintDefaults()
 }
 
@@ -146,6 +146,14 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 	cfg := f.sim
 	if f.quick {
 		cfg.Duration, cfg.Warmup = 5*time.Second, 500*time.Millisecond
+	}
+	// By default the model is the measured run's pool (requests of
+	// exactly 5 ms, Poisson arrivals at 480/s); the flags change it.
+	if !set["cost"] {
+		cfg.Cost = lbMeasuredCost
+	}
+	if !set["concurrency"] && !set["rate"] {
+		cfg.Concurrency, cfg.Rate = 0, lbMeasuredRate
 	}
 	start := time.Now()
 	res, err := benchlb.SimulateAll(cfg, scenarios, policies)

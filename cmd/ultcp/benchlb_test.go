@@ -93,6 +93,24 @@ func TestBenchLBRejectsUnknownPolicy(t *testing.T) {
 	}
 }
 
+// Without flags the model is the measured run's pool: fixed 5 ms
+// requests, Poisson arrivals at 480/s.
+func TestBenchLBSimulateDefaultsToTheMeasuredPool(t *testing.T) {
+	code, out, errOut := runCLI("bench", "lb", "--simulate", "--quick", "--scenarios", "equal", "--policies", "queue")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{"cost 5ms (fixed)", "open loop at 480 requests/s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runCLI("bench", "lb", "--simulate", "--quick", "--scenarios", "equal", "--policies", "queue", "--cost", "1ms", "--fixed-cost=false", "--concurrency", "16")
+	if code != 0 || !strings.Contains(out, "cost 1ms (half fixed, half exponential), closed loop of 16 clients") {
+		t.Errorf("with the model's old parameters given: exit %d, stdout %q", code, out)
+	}
+}
+
 // --rate alone is the open loop (the closed loop's default client count
 // does not win over it); --rate with a client count is an error.
 func TestBenchLBRateMeansTheOpenLoop(t *testing.T) {
