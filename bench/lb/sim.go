@@ -275,6 +275,7 @@ type simulation struct {
 	hist     *Histogram
 	done     uint64
 	errors   uint64
+	open     int // open-loop requests sent after the warm-up, not yet answered or failed
 	perBE    []uint64
 	now      time.Duration // of the event being handled
 	removed  time.Duration // dead scenario: when backend 0 was removed
@@ -359,7 +360,11 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 	}
 	for len(s.events) > 0 && s.err == nil {
 		e := heap.Pop(&s.events).(event)
-		if e.at > cfg.Duration {
+		// The open loop's arrivals end at Duration; the requests then
+		// in flight are answered and counted, as the measured load
+		// generator waits for them (a policy's backlog must not be
+		// dropped from its latencies), for up to drainFor.
+		if e.at > cfg.Duration && (cfg.Concurrency > 0 || s.open == 0 || e.at > cfg.Duration+drainFor) {
 			break
 		}
 		s.now = e.at
@@ -368,6 +373,7 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 	if s.err != nil {
 		return SimResult{}, s.err
 	}
+	s.errors += uint64(s.open) // not answered within drainFor: timed out
 	res := SimResult{Scenario: scenario, Policy: policy, Requests: s.done, Latency: s.hist,
 		Removals: svc.Metrics().Removals, Errors: s.errors, RemovedAfter: -1, LastPickAfter: -1}
 	if d := s.backends[0].deadAt; d > 0 {
@@ -382,6 +388,14 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 	}
 	return res, nil
 }
+
+// reqTimeout is the measured load generator's request timeout: an
+// answer later than that is an error, not a latency, and the open loop's
+// last requests are waited for that long after Duration (drainFor).
+const (
+	reqTimeout = 5 * time.Second
+	drainFor   = reqTimeout
+)
 
 func (s *simulation) push(e event) {
 	e.seq = s.seq
@@ -400,7 +414,9 @@ func (s *simulation) handle(e event) {
 		s.push(event{at: next, kind: evTick})
 	case evSend:
 		if e.req < 0 { // open loop: schedule the next arrival
-			s.push(event{at: e.at + s.interarrival(), kind: evSend, req: -1})
+			if next := e.at + s.interarrival(); next <= s.cfg.Duration {
+				s.push(event{at: next, kind: evSend, req: -1})
+			}
 		}
 		m, err := s.svc.Pick(s.rng.Uint64())
 		if err != nil {
@@ -419,6 +435,9 @@ func (s *simulation) handle(e event) {
 		s.backends[bi].conns++ // the gateway counts the conn at Pick
 		s.backends[bi].lastPick = e.at
 		r := s.newReq(simReq{sent: e.at, client: e.req, backend: int32(bi)})
+		if e.req < 0 && e.at >= s.cfg.Warmup {
+			s.open++
+		}
 		s.push(event{at: e.at + s.cfg.RTT, kind: evLand, b: int32(bi), req: r})
 	case evLand:
 		b := s.backends[e.b]
@@ -493,6 +512,9 @@ func (s *simulation) onRemove(m *sched.Member) {
 		}
 		if r.sent >= s.cfg.Warmup {
 			s.errors++
+			if r.client < 0 {
+				s.open--
+			}
 		}
 		if r.client >= 0 {
 			s.push(event{at: s.now + s.cfg.RTT/2, kind: evSend, req: r.client})
@@ -539,9 +561,16 @@ func (s *simulation) complete(bi, ri int32, now time.Duration) {
 	r := s.reqs[ri]
 	answered := now + s.cfg.RTT/2
 	if r.sent >= s.cfg.Warmup {
-		s.hist.Record(answered - r.sent)
-		s.done++
-		s.perBE[bi]++
+		if answered-r.sent > reqTimeout {
+			s.errors++ // the client gave up before it came
+		} else {
+			s.hist.Record(answered - r.sent)
+			s.done++
+			s.perBE[bi]++
+		}
+		if r.client < 0 {
+			s.open--
+		}
 	}
 	if r.client >= 0 {
 		s.push(event{at: answered, kind: evSend, req: r.client})

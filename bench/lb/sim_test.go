@@ -3,6 +3,7 @@ package lb
 import (
 	"bytes"
 	"encoding/xml"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -95,6 +96,28 @@ func TestSimOpenLoopAnswersTheOfferedRate(t *testing.T) {
 	}
 	if r.RPS < 1850 || r.RPS > 2150 {
 		t.Fatalf("open loop at 2000/s answered %.0f/s", r.RPS)
+	}
+}
+
+// Round robin over a pool with a member four times slower sends it more
+// than it can serve: its queue grows for the whole run. Every arrival is
+// still accounted for, as answered or as an error: answers later than
+// the load generator's 5 s timeout are errors, and the requests in
+// flight when the arrivals end are waited for.
+func TestSimOpenLoopAccountsForEveryArrival(t *testing.T) {
+	c := DefaultSimConfig()
+	c.Duration, c.Warmup = 12*time.Second, 500*time.Millisecond
+	c.Concurrency, c.Rate = 0, 2600 // 650/s to a member that serves 250/s
+	r, err := Simulate(c, ScenarioSlow, sched.RoundRobin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := c.Rate * (c.Duration - c.Warmup).Seconds() // 29 900, sd 173
+	if got := float64(r.Requests + r.Errors); math.Abs(got-want) > 0.03*want {
+		t.Fatalf("%d answered + %d errors = %.0f, want every arrival, about %.0f", r.Requests, r.Errors, got, want)
+	}
+	if r.Errors == 0 || r.Latency.Quantile(1) > reqTimeout {
+		t.Fatalf("%d errors, slowest answer %v: want timeouts, and no answer counted past %v", r.Errors, r.Latency.Quantile(1), reqTimeout)
 	}
 }
 
