@@ -162,6 +162,11 @@ func (s *Stack) dial(ctx context.Context, raddr netip.AddrPort, lport uint16) (*
 	defer c.mu.Unlock()
 	c.out = append(c.out[:0], out...)
 	c.sendLocked()
+	// The SYN's retransmission timer runs on the progress engine's
+	// wheel while this goroutine waits for the answer: without it a SYN
+	// lost outside (on the fabric nothing is lost) was never sent again
+	// and the dial waited out its deadline.
+	c.rearmLocked(now)
 	for {
 		now = s.now()
 		if !c.polling && !c.rxDone {

@@ -1076,3 +1076,23 @@ func TestOptionlessSegmentThroughGatewayIsAddressedToTheOutsideHost(t *testing.T
 		})
 	}
 }
+
+// A SYN lost outside is sent again after the initial RTO (RFC 6298 §2.1,
+// 1 s; RFC 9293 §3.8.1): the dialling goroutine waits for the SYN-ACK,
+// but the retransmission timer must run while it sleeps. The answer to
+// the second SYN completes the handshake.
+func TestSynLostOutsideIsRetransmitted(t *testing.T) {
+	dir := testDir(t)
+	a := newStack(t, dir, addrA)
+	f, syn, res := dialOutside(t, a, joinGateway(t, dir))
+	again := f.recv(t) // the first SYN is "lost": no answer
+	if again.Hdr.Flags != wire.FlagSYN || again.Hdr.Seq != syn.Hdr.Seq {
+		t.Fatalf("after the first SYN went unanswered the node sent %v, want <SEQ=%d><CTL=SYN> again", again.String(), syn.Hdr.Seq)
+	}
+	f.synAck(t, &again)
+	if r := <-res; r.err != nil {
+		t.Fatalf("dial after a retransmitted SYN: %v", r.err)
+	} else {
+		r.c.Close()
+	}
+}
