@@ -67,11 +67,15 @@ type LoadResult struct {
 	ByServer map[string]uint64
 }
 
+// DefaultTimeout is a request's timeout, connect to last byte, unless
+// LoadConfig.Timeout says otherwise; the simulation uses it too.
+const DefaultTimeout = 5 * time.Second
+
 // RunLoad runs the load generator until cfg.Duration has passed or ctx
 // ends.
 func RunLoad(ctx context.Context, cfg LoadConfig) (LoadResult, error) {
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 5 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 4096

@@ -389,11 +389,11 @@ func Simulate(cfg SimConfig, scenario string, policy sched.Policy) (SimResult, e
 	return res, nil
 }
 
-// reqTimeout is the measured load generator's request timeout: an
-// answer later than that is an error, not a latency, and the open loop's
-// last requests are waited for that long after Duration (drainFor).
+// reqTimeout is the load generator's request timeout: an answer later
+// than that is an error, not a latency, and the open loop's last
+// requests are waited for that long after Duration (drainFor).
 const (
-	reqTimeout = 5 * time.Second
+	reqTimeout = DefaultTimeout
 	drainFor   = reqTimeout
 )
 

@@ -136,6 +136,16 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 	case set["rate"]:
 		f.sim.Concurrency = 0
 	}
+	// Measured or modelled, the pool is by default the one docs/lb.md's
+	// "Parameters" explains: requests of 5 ms, Poisson arrivals at 480/s
+	// (the model's own defaults, 1 ms and 16 clients, made this 2-CPU
+	// machine's scheduling the measurement).
+	if !set["cost"] {
+		f.sim.Cost = lbMeasuredCost
+	}
+	if !set["concurrency"] && !set["rate"] {
+		f.sim.Concurrency, f.sim.Rate = 0, lbMeasuredRate
+	}
 	if !f.simulate {
 		if slices.Contains(scenarios, benchlb.ScenarioDead) {
 			fmt.Fprintln(stderr, "ultcp bench lb: scenario dead is simulated only (test/interop's lb_test kills a real backend)")
@@ -146,14 +156,6 @@ func runBenchLB(args []string, stdout, stderr io.Writer) int {
 	cfg := f.sim
 	if f.quick {
 		cfg.Duration, cfg.Warmup = 5*time.Second, 500*time.Millisecond
-	}
-	// By default the model is the measured run's pool (requests of
-	// exactly 5 ms, Poisson arrivals at 480/s); the flags change it.
-	if !set["cost"] {
-		cfg.Cost = lbMeasuredCost
-	}
-	if !set["concurrency"] && !set["rate"] {
-		cfg.Concurrency, cfg.Rate = 0, lbMeasuredRate
 	}
 	start := time.Now()
 	res, err := benchlb.SimulateAll(cfg, scenarios, policies)
@@ -216,15 +218,6 @@ func runBenchLBMeasured(f *benchLBFlags, set map[string]bool, args, scenarios []
 		f.sim.Duration, f.sim.Warmup, f.m.rounds = 3*time.Second, time.Second, 1
 	} else if !set["duration"] {
 		f.sim.Duration = 12 * time.Second // per policy; the model's 20 s is simulated time
-	}
-	// The measured run's own defaults (docs/lb.md, "Parameters"): the
-	// model's 1 ms and 16 clients made this 2-CPU machine's scheduling
-	// the measurement.
-	if !set["cost"] {
-		f.sim.Cost = lbMeasuredCost
-	}
-	if !set["concurrency"] && !set["rate"] {
-		f.sim.Concurrency, f.sim.Rate = 0, lbMeasuredRate
 	}
 	if !set["gomaxprocs"] {
 		f.m.procs = lbMeasuredProcs

@@ -149,7 +149,7 @@ func runLBBackend(f *benchLBFlags, stdout, stderr io.Writer) int {
 // runLBLoadgen is --role loadgen: a warm-up, then the measured closed (or
 // open) loop against --target over kernel TCP; the LoadReport on stdout.
 func runLBLoadgen(f *benchLBFlags, stdout, stderr io.Writer) int {
-	cfg := benchlb.LoadConfig{Addr: f.m.target, Concurrency: f.sim.Concurrency, Rate: f.sim.Rate, Seed: f.sim.Seed, Timeout: 5 * time.Second}
+	cfg := benchlb.LoadConfig{Addr: f.m.target, Concurrency: f.sim.Concurrency, Rate: f.sim.Rate, Seed: f.sim.Seed}
 	if f.sim.Warmup > 0 {
 		w := cfg
 		w.Duration, w.Seed = f.sim.Warmup, ^cfg.Seed // arrivals of their own
